@@ -1,0 +1,39 @@
+"""The Digital Engagement data API: client, settings, errors, and the embedded simulator.
+
+Knows HTTP; knows nothing of Dagster or DuckDB.
+"""
+
+from de_pipeline.api.client import ClientStats, DigitalEngagementClient, Page
+from de_pipeline.api.errors import (
+    ApiAuthError,
+    ApiBadRequestError,
+    ApiError,
+    ApiNotFoundError,
+    ApiResponseError,
+    ApiRetriesExhausted,
+    ApiStatusError,
+)
+from de_pipeline.api.settings import MAX_WINDOW_MS, RETENTION_DAYS, ApiSettings
+from de_pipeline.api.source import SIMULATOR_SOURCE, ApiSource, resolve_source
+from de_pipeline.api.windows import Window, split_window
+
+__all__ = [
+    "MAX_WINDOW_MS",
+    "RETENTION_DAYS",
+    "SIMULATOR_SOURCE",
+    "ApiAuthError",
+    "ApiBadRequestError",
+    "ApiError",
+    "ApiNotFoundError",
+    "ApiResponseError",
+    "ApiRetriesExhausted",
+    "ApiSettings",
+    "ApiSource",
+    "ApiStatusError",
+    "ClientStats",
+    "DigitalEngagementClient",
+    "Page",
+    "Window",
+    "resolve_source",
+    "split_window",
+]

@@ -1,0 +1,321 @@
+"""The client of the Digital Engagement data API: both endpoints, paged, throttled and retried.
+
+It yields pages as raw JSON bytes, one at a time, so that memory does not grow with the
+range and the caller can hand the bytes to a bulk JSON reader.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol
+
+import orjson
+import requests
+
+from de_pipeline.api.errors import (
+    ApiAuthError,
+    ApiBadRequestError,
+    ApiError,
+    ApiNotFoundError,
+    ApiResponseError,
+    ApiRetriesExhausted,
+    ApiStatusError,
+    scrub,
+    server_message,
+)
+from de_pipeline.api.settings import ApiSettings
+from de_pipeline.api.windows import Window, split_window
+
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+TRANSIENT_EXCEPTIONS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+SAME_PAGE_LIMIT = 3  # a server that ignores `offset` answers the same page forever
+
+_log = logging.getLogger(__name__)
+
+
+class Logger(Protocol):
+    """What the client logs through: a `logging.Logger` or Dagster's `context.log`."""
+
+    def info(self, msg: str, *args: Any) -> None: ...
+    def warning(self, msg: str, *args: Any) -> None: ...
+    def debug(self, msg: str, *args: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of an answer: a JSON array of messages, as valid UTF-8 bytes."""
+
+    body: bytes
+    rows: int
+    window: Window
+    offset: int
+    number: int
+    repaired_utf8: bool = False
+
+    def messages(self) -> list[Any]:
+        return orjson.loads(self.body)
+
+
+@dataclass
+class ClientStats:
+    """Counters of one client's work, for run metadata."""
+
+    requests: int = 0
+    retries: int = 0
+    pages: int = 0
+    rows: int = 0
+    repaired_pages: int = 0
+    windows: list[str] = field(default_factory=list)
+
+
+class DigitalEngagementClient:
+    """Reads messages from the API. Use as a context manager, or call `close()`."""
+
+    def __init__(
+        self,
+        settings: ApiSettings,
+        *,
+        logger: Logger | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.stats = ClientStats()
+        self._log: Logger = logger or _log
+        self._sleep = sleep
+        self._clock = clock
+        self._next_request_at = 0.0
+        self._session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers.update(
+            {
+                "Authorization": f"Bearer {settings.api_key}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+            }
+        )
+        if settings.providerid_in in ("header", "both"):
+            self._session.headers["providerid"] = settings.provider_id
+
+    def __enter__(self) -> DigitalEngagementClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def provider_pages(self, window: Window) -> Iterator[Page]:
+        """Every message of the provider with `window.start_ms <= ts < window.end_ms`, by page."""
+        windows = list(split_window(window))
+        for number, legal_window in enumerate(windows, 1):
+            log = self._log.info if len(windows) > 1 else self._log.debug
+            log("window %d of %d: %s", number, len(windows), legal_window)
+            self.stats.windows.append(str(legal_window))
+            yield from self._pages("POST", self.settings.provider_path, legal_window)
+
+    def customer_session_pages(self, customersessionid: str, window: Window) -> Iterator[Page]:
+        """Every message of one customer session (journey) inside `window`, by page."""
+        for legal_window in split_window(window):
+            yield from self._pages(
+                "GET",
+                self.settings.customer_session_path,
+                legal_window,
+                {"customersessionid": customersessionid},
+            )
+
+    def _pages(
+        self, method: str, path: str, window: Window, query: dict[str, str] | None = None
+    ) -> Iterator[Page]:
+        """Pages of one legal window, advancing `offset` by the rows received until `[]`."""
+        offset = 0
+        number = 0
+        previous_body = b""
+        same_body_count = 0
+        while True:
+            fields = self._window_fields(window, offset)
+            query_text = "".join(f" {name}={value}" for name, value in (query or {}).items())
+            describe = f"{method} {path}{query_text} window {window} offset {offset}"
+            if method == "POST":
+                body = self._request(method, path, describe, json_body=fields | {"interval": "1d"})
+            else:
+                body = self._request(method, path, describe, params=(query or {}) | fields)
+            body, rows, repaired = self._checked_array(body, describe)
+            if rows == 0:
+                return
+            same_body_count = same_body_count + 1 if body == previous_body else 1
+            if same_body_count >= SAME_PAGE_LIMIT:
+                raise ApiResponseError(
+                    describe,
+                    f"the server returned the same {rows}-row page {same_body_count} times in a "
+                    "row while the offset advanced; it seems to ignore `offset`",
+                )
+            previous_body = body
+            number += 1
+            self.stats.pages += 1
+            self.stats.rows += rows
+            self.stats.repaired_pages += repaired
+            self._log.debug("%s: page %d, %d rows", describe, number, rows)
+            yield Page(body, rows, window, offset, number, repaired)
+            offset += rows
+
+    def _window_fields(self, window: Window, offset: int) -> dict[str, int]:
+        if self.settings.epoch_unit == "s":
+            if window.start_ms % 1000 or window.end_ms % 1000:
+                raise ValueError(f"window {window} is not in whole seconds (DE_EPOCH_UNIT=s)")
+            start, end = window.start_ms // 1000, window.end_ms // 1000
+        else:
+            start, end = window.start_ms, window.end_ms
+        return {"start": start, "end": end, "limit": self.settings.page_size, "offset": offset}
+
+    def _checked_array(self, body: bytes, describe: str) -> tuple[bytes, int, bool]:
+        """The body as valid UTF-8, and its number of elements; an error if not a JSON array."""
+        repaired = False
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            body = body.decode("utf-8", "replace").encode("utf-8")
+            repaired = True
+            self._log.warning(
+                "%s: the body is not valid UTF-8 (%s); invalid bytes were replaced by U+FFFD",
+                describe,
+                exc.reason,
+            )
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            preview = server_message(body[:120], self.settings.api_key) or "(empty body)"
+            raise ApiResponseError(
+                describe, f"the body is not valid JSON ({exc}); it begins: {preview}"
+            ) from None
+        if not isinstance(parsed, list):
+            raise ApiResponseError(
+                describe, f"the body is a JSON {type(parsed).__name__}, not an array of messages"
+            )
+        return body, len(parsed), repaired
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        describe: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: dict[str, Any] | None = None,
+    ) -> bytes:
+        """The body of a 200 answer, after throttling and retrying transient failures."""
+        url = self.settings.base_url + path
+        params = dict(params or {})
+        if self.settings.providerid_in in ("query", "both"):
+            params["providerId"] = self.settings.provider_id
+        data = json.dumps(json_body).encode() if json_body is not None else None
+        started = self._clock()
+        attempt = 0
+        while True:
+            self._throttle()
+            self.stats.requests += 1
+            retry_after: float | None = None
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    params=params or None,
+                    data=data,
+                    timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                )
+            except TRANSIENT_EXCEPTIONS as exc:
+                failure = f"{type(exc).__name__}: {scrub(str(exc), self.settings.api_key)}"
+            except requests.RequestException as exc:
+                raise ApiError(
+                    describe, f"the request failed: {scrub(str(exc), self.settings.api_key)}"
+                ) from None
+            else:
+                if response.status_code == 200:
+                    return response.content
+                if response.status_code not in RETRYABLE_STATUSES:
+                    raise self._status_error(response, describe, url)
+                failure = f"HTTP {response.status_code}"
+                retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+            attempt += 1
+            delay = retry_after if retry_after is not None else self._backoff(attempt)
+            spent = self._clock() - started
+            if attempt > self.settings.max_retries or spent + delay > self.settings.retry_max_seconds:
+                raise ApiRetriesExhausted(
+                    describe,
+                    f"gave up after {attempt} attempts in {spent:.1f}s; last failure: {failure}"
+                    + (f" with Retry-After {retry_after:g}s" if retry_after is not None else ""),
+                )
+            self.stats.retries += 1
+            self._log.warning(
+                "%s on %s; retry %d of %d in %.2fs",
+                failure,
+                describe,
+                attempt,
+                self.settings.max_retries,
+                delay,
+            )
+            self._sleep(delay)
+
+    def _status_error(self, response: requests.Response, describe: str, url: str) -> ApiError:
+        status = response.status_code
+        said = server_message(response.content, self.settings.api_key)
+        if status == 400:
+            return ApiBadRequestError(describe, "the server refused the request (HTTP 400)", said)
+        if status == 401:
+            return ApiAuthError(describe, "the API key was refused (HTTP 401); check DE_API_KEY", said)
+        if status == 403:
+            return ApiAuthError(
+                describe,
+                f"provider {self.settings.provider_id!r} is not allowed for this key (HTTP 403); "
+                "check DE_PROVIDER_ID",
+                said,
+            )
+        if status == 404:
+            return ApiNotFoundError(
+                describe,
+                f"nothing is served at {url} (HTTP 404); check DE_API_BASE_URL and the path settings",
+                said,
+            )
+        return ApiStatusError(describe, f"unexpected HTTP {status}", said)
+
+    def _throttle(self) -> None:
+        now = self._clock()
+        if now < self._next_request_at:
+            self._sleep(self._next_request_at - now)
+            now = self._next_request_at
+        self._next_request_at = now + 1.0 / self.settings.max_requests_per_second
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with equal jitter: half fixed, half random."""
+        ceiling = min(
+            self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** (attempt - 1)
+        )
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())

@@ -1,0 +1,100 @@
+"""Connection settings of the Digital Engagement data API (API_CONTRACT.md, "(setting)" items)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from de_pipeline.env import Env, SettingsError
+
+PROVIDER_PATH = "/api/v1/redacted/provider"
+CUSTOMER_SESSION_PATH = "/api/v1/redacted/customersession"
+MAX_WINDOW_MS = 7 * 24 * 3600 * 1000  # the API refuses windows longer than 7 days
+RETENTION_DAYS = 365  # the vendor keeps message history for one year
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Everything the client needs to talk to one account. `api_key` is never printed."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    provider_id: str
+    epoch_unit: str = "s"  # unit of `start`/`end` on the wire: "s" or "ms"
+    page_size: int = 1000
+    providerid_in: str = "header"  # "header", "query" or "both"
+    provider_path: str = PROVIDER_PATH
+    customer_session_path: str = CUSTOMER_SESSION_PATH
+    max_requests_per_second: float = 20.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_retries: int = 8
+    retry_max_seconds: float = 300.0
+    backoff_base_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings | None:
+        """Settings for the real API, or None when DE_API_BASE_URL is unset (use the simulator)."""
+        env = Env(environ)
+        base_url = env.text("DE_API_BASE_URL")
+        if base_url is None:
+            if env.raw("DE_API_KEY") is not None:
+                raise SettingsError(
+                    "DE_API_KEY is set but DE_API_BASE_URL is not: set DE_API_BASE_URL to "
+                    "use the real API, or unset DE_API_KEY to use the embedded simulator"
+                )
+            return None
+        return cls(
+            base_url=_checked_base_url(base_url),
+            api_key=env.required("DE_API_KEY", "the API key is needed with DE_API_BASE_URL"),
+            provider_id=env.required(
+                "DE_PROVIDER_ID", "the provider (account) id is needed with DE_API_BASE_URL"
+            ),
+            **transport_overrides(env),
+        )
+
+    @property
+    def source(self) -> str:
+        """Where data comes from, as recorded in the warehouse: base URL plus provider id."""
+        return f"{self.base_url} provider={self.provider_id}"
+
+
+def transport_overrides(env: Env) -> dict[str, object]:
+    """The settings every connection shares, real API or simulator."""
+    defaults = ApiSettings.__dataclass_fields__
+    return {
+        "epoch_unit": env.choice("DE_EPOCH_UNIT", "s", ("s", "ms")),
+        "page_size": env.integer("DE_PAGE_SIZE", defaults["page_size"].default, minimum=0),
+        "providerid_in": env.choice("DE_PROVIDERID_IN", "header", ("header", "query", "both")),
+        "provider_path": _checked_path(env, "DE_PROVIDER_PATH", PROVIDER_PATH),
+        "customer_session_path": _checked_path(
+            env, "DE_CUSTOMER_SESSION_PATH", CUSTOMER_SESSION_PATH
+        ),
+        "max_requests_per_second": env.number(
+            "DE_MAX_REQUESTS_PER_SECOND", 20.0, minimum=0.1, maximum=10_000
+        ),
+        "read_timeout": env.number("DE_REQUEST_TIMEOUT", 60.0, minimum=0.1),
+        "max_retries": env.integer("DE_MAX_RETRIES", defaults["max_retries"].default, minimum=0),
+        "retry_max_seconds": env.number("DE_RETRY_MAX_SECONDS", 300.0, minimum=0),
+        "backoff_base_seconds": env.number("DE_RETRY_BACKOFF_SECONDS", 0.5, minimum=0),
+    }
+
+
+def _checked_base_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(
+            f"DE_API_BASE_URL={value!r} is not an http(s) URL such as https://api.example.com"
+        )
+    if parts.username or parts.password:
+        raise SettingsError("DE_API_BASE_URL must not carry credentials; use DE_API_KEY")
+    return value.rstrip("/")
+
+
+def _checked_path(env: Env, name: str, default: str) -> str:
+    value = env.text(name, default)
+    if not value.startswith("/"):
+        raise SettingsError(f"{name}={value!r} must be a path starting with '/'")
+    return value

@@ -1,0 +1,308 @@
+"""An HTTP server on 127.0.0.1 that speaks API_CONTRACT.md, awkward parts included.
+
+- 401/403 for a bad key or provider, 400 for a bad parameter or a window over 7 days,
+  404 for an unknown path;
+- half-open windows, a page-size cap below what is asked, `[]` at the end;
+- `[]` past the 365-day retention and for an unknown customer session;
+- hostile mode: 429 with and without Retry-After, 5xx with HTML or text bodies, dropped
+  connections, and a message repeated across page boundaries (as offset paging over
+  live data does).
+Pages are joined from pre-serialised messages, so the server is never the bottleneck.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from de_pipeline.api.settings import (
+    CUSTOMER_SESSION_PATH,
+    MAX_WINDOW_MS,
+    PROVIDER_PATH,
+    RETENTION_DAYS,
+)
+from de_pipeline.api.simulator.dataset import SyntheticDataset
+
+DAY_MS = 86_400_000
+# Hostile mode answers requests in this repeating order ("ok" = serve the page).
+HOSTILE_CYCLE = (
+    "ok", "429-retry-after", "ok", "ok", "503-html", "ok", "429", "ok",
+    "500-text", "ok", "reset", "ok", "502-text", "ok",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    seed: int = 7
+    messages_per_day: int = 2000
+    hostile: bool = False
+    timezone: str = "UTC"
+    api_key: str = field(default="simulator-key", repr=False)
+    provider_id: str = "simulator-provider"
+    epoch_unit: str = "s"
+    max_page_size: int = 500
+    default_page_size: int = 100
+    retry_after_seconds: int = 1
+    retention_days: int = RETENTION_DAYS
+    provider_path: str = PROVIDER_PATH
+    customer_session_path: str = CUSTOMER_SESSION_PATH
+
+
+@dataclass(frozen=True)
+class ScriptedResponse:
+    """An answer the server gives instead of the next data page (for tests)."""
+
+    status: int = 200
+    body: bytes = b"[]"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """What the server saw and answered, for tests to check."""
+
+    method: str
+    path: str
+    status: int
+    start_ms: int | None = None
+    end_ms: int | None = None
+    limit: int | None = None
+    offset: int | None = None
+    rows: int = 0
+    customersessionid: str | None = None
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class Simulator:
+    """The simulated API. `start()` serves it in a background thread; `stop()` ends it."""
+
+    def __init__(self, config: SimulatorConfig, now: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.now = now
+        self.dataset = SyntheticDataset(
+            config.seed, config.messages_per_day, hostile=config.hostile, timezone=config.timezone
+        )
+        self.requests: list[RequestRecord] = []
+        self._scripted: list[ScriptedResponse] = []
+        self._data_requests = 0
+        self._sequences: OrderedDict[tuple[Any, ...], list[bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the simulator is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve in a background thread; returns the base URL."""
+        server = self._bind(host, port)
+        threading.Thread(target=server.serve_forever, name="de-simulator", daemon=True).start()
+        return self.base_url
+
+    def _bind(self, host: str, port: int) -> ThreadingHTTPServer:
+        handler = type("Handler", (_Handler,), {"simulator": self})
+        self._server = _Server((host, port), handler)
+        return self._server
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def script(self, responses: Iterable[ScriptedResponse]) -> None:
+        """Answer the next data requests with these responses, in order."""
+        with self._lock:
+            self._scripted.extend(responses)
+
+    # ---- answering ----------------------------------------------------------------------
+
+    def answer(self, method: str, target: str, headers: Any, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        parts = urlsplit(target)
+        query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
+        path = parts.path
+        config = self.config
+        if path not in (config.provider_path, config.customer_session_path):
+            return self._record(method, path, 404, _error(f"no such endpoint: {path}"))
+        if headers.get("Authorization") != f"Bearer {config.api_key}":
+            return self._record(method, path, 401, _error("invalid or missing API key"))
+        provider = headers.get("providerid") or query.get("providerId")
+        if provider != config.provider_id:
+            return self._record(method, path, 403, _error("provider not allowed for this key"))
+        expected = "POST" if path == config.provider_path else "GET"
+        if method != expected:
+            return self._record(method, path, 405, _error(f"use {expected} on {path}"))
+        try:
+            fields = self._fields(body if method == "POST" else None, query)
+            start_ms, end_ms, page_size, offset = self._window(fields)
+        except _BadRequest as exc:
+            return self._record(method, path, 400, _error(str(exc)))
+        csid = query.get("customersessionid") if method == "GET" else None
+        record = {"start_ms": start_ms, "end_ms": end_ms, "limit": page_size, "offset": offset,
+                  "customersessionid": csid}  # fmt: skip
+        fault = self._next_fault()
+        if fault is not None:
+            status, payload, extra = fault
+            return self._record(method, path, status, payload, extra, **record)
+        sequence = self._sequence(path, csid, start_ms, end_ms)
+        page = sequence[offset : offset + page_size]
+        payload = b"[" + b",".join(page) + b"]"
+        return self._record(method, path, 200, payload, rows=len(page), **record)
+
+    def _fields(self, body: bytes | None, query: dict[str, str]) -> dict[str, Any]:
+        if body is None:
+            return query
+        try:
+            fields = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise _BadRequest("the body must be a JSON object") from None
+        if not isinstance(fields, dict):
+            raise _BadRequest("the body must be a JSON object")
+        return fields
+
+    def _window(self, fields: dict[str, Any]) -> tuple[int, int, int, int]:
+        """(start_ms, end_ms, page size, offset) of a request, or _BadRequest."""
+        values = {}
+        for name, default in (("start", None), ("end", None), ("limit", 0), ("offset", 0)):
+            raw = fields.get(name, default)
+            if raw is None:
+                raise _BadRequest(f"'{name}' is required")
+            try:
+                value = int(raw) if isinstance(raw, (int, str)) and not isinstance(raw, bool) else None
+            except ValueError:
+                value = None
+            if value is None or value < 0:
+                raise _BadRequest(f"'{name}' must be a non-negative integer, got {raw!r}")
+            values[name] = value
+        scale = 1000 if self.config.epoch_unit == "s" else 1
+        start_ms, end_ms = values["start"] * scale, values["end"] * scale
+        if end_ms < start_ms:
+            raise _BadRequest("'end' is before 'start'")
+        if end_ms - start_ms > MAX_WINDOW_MS:
+            raise _BadRequest("end - start must not be more than 7 days")
+        limit = values["limit"] or self.config.default_page_size
+        return start_ms, end_ms, min(limit, self.config.max_page_size), values["offset"]
+
+    def _next_fault(self) -> tuple[int, bytes, dict[str, str]] | None:
+        with self._lock:
+            if self._scripted:
+                scripted = self._scripted.pop(0)
+                return scripted.status, scripted.body, scripted.headers
+            if not self.config.hostile:
+                return None
+            kind = HOSTILE_CYCLE[self._data_requests % len(HOSTILE_CYCLE)]
+            self._data_requests += 1
+        if kind == "ok":
+            return None
+        if kind == "reset":
+            return 0, b"", {}
+        if kind == "429-retry-after":
+            return 429, _error("slow down"), {"Retry-After": str(self.config.retry_after_seconds)}
+        if kind == "429":
+            return 429, _error("rate limited"), {}
+        status, style = int(kind[:3]), kind[4:]
+        if style == "html":
+            body = b"<html><head><title>Service Unavailable</title></head><body><h1>503</h1></body></html>"
+            return status, body, {"Content-Type": "text/html"}
+        return status, b"upstream error, try again", {"Content-Type": "text/plain"}
+
+    def _sequence(self, path: str, csid: str | None, start_ms: int, end_ms: int) -> list[bytes]:
+        """The messages the window serves, in order: retention applied, hostile repeats added."""
+        now_ms = int(self.now() * 1000)
+        start_ms = max(start_ms, now_ms - self.config.retention_days * DAY_MS)
+        end_ms = min(end_ms, now_ms)
+        key = (path, csid, start_ms, end_ms)
+        with self._lock:
+            if key in self._sequences:
+                self._sequences.move_to_end(key)
+                return self._sequences[key]
+        if end_ms <= start_ms:
+            sequence: list[bytes] = []
+        elif path == self.config.customer_session_path:
+            sequence = self.dataset.journey_payloads(csid or "", start_ms, end_ms)
+        else:
+            sequence = self.dataset.payloads_between(start_ms, end_ms)
+        if self.config.hostile:
+            sequence = _with_repeats(sequence, self.config.max_page_size)
+        with self._lock:
+            self._sequences[key] = sequence
+            while len(self._sequences) > 4:
+                self._sequences.popitem(last=False)
+        return sequence
+
+    def _record(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+        **details: Any,
+    ) -> tuple[int, bytes, dict[str, str]]:
+        with self._lock:
+            self.requests.append(RequestRecord(method, path, status, **details))
+        return status, payload, headers or {}
+
+
+def _with_repeats(sequence: list[bytes], every: int) -> list[bytes]:
+    """The sequence with the message before each multiple of `every` served twice, as when a
+    message is inserted behind an offset cursor: the page boundary repeats a row, none is lost."""
+    repeated: list[bytes] = []
+    for start in range(0, len(sequence), every):
+        chunk = sequence[start : start + every]
+        repeated.extend(chunk)
+        if len(chunk) == every:
+            repeated.append(chunk[-1])
+    return repeated
+
+
+def _error(message: str) -> bytes:
+    return orjson.dumps({"error": message})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart
+    simulator: Simulator
+
+    def do_GET(self) -> None:
+        self._handle(b"")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self._handle(self.rfile.read(length) if length else b"")
+
+    def _handle(self, body: bytes) -> None:
+        status, payload, headers = self.simulator.answer(self.command, self.path, self.headers, body)
+        if status == 0:  # a dropped connection
+            self.close_connection = True
+            return
+        self.send_response(status)
+        self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass

@@ -1,0 +1,58 @@
+"""Half-open time windows in epoch milliseconds, and their split into legal API windows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from de_pipeline.api.settings import MAX_WINDOW_MS
+
+
+@dataclass(frozen=True, order=True)
+class Window:
+    """The half-open interval `start_ms <= ts < end_ms`."""
+
+    start_ms: int
+    end_ms: int
+
+    def __post_init__(self) -> None:
+        if self.end_ms < self.start_ms:
+            raise ValueError(f"window ends before it starts: {self}")
+
+    @classmethod
+    def between(cls, start: datetime, end: datetime) -> Window:
+        """The window between two time-zone-aware datetimes."""
+        return cls(to_epoch_ms(start), to_epoch_ms(end))
+
+    @property
+    def span_ms(self) -> int:
+        return self.end_ms - self.start_ms
+
+    def __str__(self) -> str:
+        return f"[{format_epoch_ms(self.start_ms)}, {format_epoch_ms(self.end_ms)})"
+
+
+def to_epoch_ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError(f"datetime {moment.isoformat()} has no time zone")
+    return round(moment.timestamp() * 1000)
+
+
+def format_epoch_ms(epoch_ms: int) -> str:
+    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if epoch_ms % 1000:
+        text += f".{epoch_ms % 1000:03d}"
+    return text + "Z"
+
+
+def split_window(window: Window, max_span_ms: int = MAX_WINDOW_MS) -> Iterator[Window]:
+    """Consecutive windows of at most `max_span_ms` that together cover `window` exactly."""
+    if max_span_ms <= 0:
+        raise ValueError("max_span_ms must be positive")
+    start = window.start_ms
+    while start < window.end_ms:
+        end = min(start + max_span_ms, window.end_ms)
+        yield Window(start, end)
+        start = end

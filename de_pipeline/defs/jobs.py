@@ -1,0 +1,22 @@
+"""Jobs: everything, or everything but the fetch (rebuild from the raw archive)."""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, define_asset_job
+
+from de_pipeline.defs.assets import aggregates, messages, raw_messages
+from de_pipeline.defs.partitions import DAILY
+
+all_assets_job = define_asset_job(
+    "all_assets",
+    selection=AssetSelection.assets(raw_messages, messages, *aggregates),
+    partitions_def=DAILY,
+    description="Fetch the days from the API, rebuild messages and the daily tables.",
+)
+
+rebuild_from_archive_job = define_asset_job(
+    "rebuild_from_archive",
+    selection=AssetSelection.assets(messages, *aggregates),
+    partitions_def=DAILY,
+    description="Rebuild messages and the daily tables from the raw archive, without fetching.",
+)

@@ -1,0 +1,110 @@
+"""Running the jobs in this process, in runs of at most 7 partitions (CLI, benchmark, tests)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from dagster import DagsterInstance, ExecuteInProcessResult
+
+from de_pipeline.defs.definitions import defs
+from de_pipeline.defs.partitions import DAILY, MAX_PARTITIONS_PER_RUN
+from de_pipeline.defs.schedules import range_tags
+
+
+class RangeError(ValueError):
+    """A requested range that the partitions cannot hold."""
+
+
+class RunFailedError(RuntimeError):
+    """A run failed; the message is the first step's error, without the traceback."""
+
+
+@dataclass(frozen=True)
+class RunChunk:
+    first: date
+    last: date
+    number: int
+    total: int
+
+
+def run_chunks(first: date, last: date) -> list[RunChunk]:
+    """Split [first, last] (both included) into runs of at most 7 days, after checking that
+    the partitions hold every day."""
+    if last < first:
+        raise RangeError(f"the range ends ({last}) before it starts ({first})")
+    earliest = DAILY.start.date()
+    latest = date.fromisoformat(DAILY.get_last_partition_key())
+    if first < earliest:
+        raise RangeError(
+            f"{first} is before the first partition ({earliest}); set DE_START_DATE to reach further back"
+        )
+    if last > latest:
+        raise RangeError(f"{last} is not a complete day yet: the last partition is {latest}")
+    starts = []
+    day = first
+    while day <= last:
+        starts.append(day)
+        day += timedelta(days=MAX_PARTITIONS_PER_RUN)
+    return [
+        RunChunk(start, min(start + timedelta(days=MAX_PARTITIONS_PER_RUN - 1), last), n, len(starts))
+        for n, start in enumerate(starts, 1)
+    ]
+
+
+@contextmanager
+def run_instance() -> Iterator[DagsterInstance]:
+    """The DAGSTER_HOME instance when one is set (runs then show in the UI), else a throwaway."""
+    if os.environ.get("DAGSTER_HOME"):
+        with DagsterInstance.get() as instance:
+            yield instance
+    else:
+        with DagsterInstance.ephemeral() as instance:
+            yield instance
+
+
+def run_range(
+    first: date,
+    last: date,
+    *,
+    job_name: str = "all_assets",
+    log_level: str = "INFO",
+    on_chunk: Callable[[RunChunk], None] | None = None,
+) -> list[ExecuteInProcessResult]:
+    """Materialise every asset of `job_name` for the days, one run per chunk of ≤7 days.
+    Stops at the first failed run with RunFailedError."""
+    job = defs.resolve_job_def(job_name)
+    results = []
+    with run_instance() as instance:
+        for chunk in run_chunks(first, last):
+            if on_chunk:
+                on_chunk(chunk)
+            result = job.execute_in_process(
+                instance=instance,
+                tags=range_tags(chunk.first.isoformat(), chunk.last.isoformat()),
+                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+                raise_on_error=False,
+            )
+            if not result.success:
+                raise RunFailedError(f"run for {chunk.first} .. {chunk.last} failed: {failure_message(result)}")
+            results.append(result)
+    return results
+
+
+def failure_message(result: ExecuteInProcessResult) -> str:
+    """The first failed step's error, as one line naming the step."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error.cause is not None and "Error occurred while executing" in error.message:
+                error = error.cause
+            text = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
+            return f"{event.step_key}: {text}"
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
+            data = event.event_specific_data
+            return f"blocking check {data.check_name} on {data.asset_key.to_user_string()} failed"
+    return "the run did not succeed (see the Dagster logs above)"

@@ -1,0 +1,119 @@
+"""Reading typed settings from environment variables, with one clear line per mistake.
+
+Shared by `api/`, `warehouse/` and `defs/`; it knows nothing of any of them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import date
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class SettingsError(ValueError):
+    """A missing or invalid setting. The message names the environment variable."""
+
+
+class Env:
+    """Typed access to a mapping of environment variables (os.environ by default)."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+
+    def raw(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        value = self.raw(name)
+        return default if value is None else value
+
+    def required(self, name: str, why: str) -> str:
+        value = self.raw(name)
+        if value is None:
+            raise SettingsError(f"{name} is not set: {why}")
+        return value
+
+    def integer(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise SettingsError(f"{name}={value!r} is not an integer") from None
+        if minimum is not None and number < minimum:
+            raise SettingsError(f"{name}={number} must be at least {minimum}")
+        if maximum is not None and number > maximum:
+            raise SettingsError(f"{name}={number} must be at most {maximum}")
+        return number
+
+    def number(
+        self,
+        name: str,
+        default: float,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise SettingsError(f"{name}={value!r} is not a number") from None
+        if number != number or (minimum is not None and number < minimum) or (
+            maximum is not None and number > maximum
+        ):
+            bounds = f"[{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+            raise SettingsError(f"{name}={value} must be in {bounds}")
+        return number
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() not in choices:
+            raise SettingsError(f"{name}={value!r} must be one of: {', '.join(choices)}")
+        return value.lower()
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name}={value!r} must be true or false (1/0, yes/no)")
+
+    def timezone(self, name: str, default: str = "UTC") -> str:
+        value = self.text(name, default)
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(
+                f"{name}={value!r} is not a known IANA time zone (e.g. UTC, America/New_York)"
+            ) from None
+        return value
+
+    def day(self, name: str) -> date | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise SettingsError(f"{name}={value!r} is not a date in the form YYYY-MM-DD") from None
+
+    def names(self, name: str) -> tuple[str, ...]:
+        value = self.raw(name)
+        if value is None:
+            return ()
+        return tuple(part.strip() for part in value.split(",") if part.strip())

@@ -1,0 +1,1 @@
+"""The DuckDB warehouse: schema, SQL, archive, connections. Knows nothing of HTTP or Dagster."""

@@ -1,0 +1,96 @@
+"""Short-lived DuckDB connections that wait politely for the file lock.
+
+DuckDB lets one process hold the file read-write, or many read-only, never both. Writers
+hold their connection only for one transaction; readers open read-only and briefly. Both
+retry a lock conflict with backoff for a bounded time, then fail with one clear line.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from de_pipeline.warehouse.schema import ensure_schema
+from de_pipeline.warehouse.settings import WarehouseSettings
+
+
+class WarehouseBusyError(RuntimeError):
+    """Another process held the DuckDB file for longer than we were willing to wait."""
+
+
+class WarehouseMissingError(FileNotFoundError):
+    """A reader asked for a warehouse file that does not exist yet."""
+
+
+@contextmanager
+def writer(settings: WarehouseSettings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-write connection with the schema in place. Do the work in one transaction."""
+    settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    connection = _connect(settings, read_only=False)
+    try:
+        ensure_schema(connection)
+        yield connection
+    finally:
+        connection.close()
+
+
+@contextmanager
+def reader(settings: WarehouseSettings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection, for queries and checks."""
+    if not settings.duckdb_path.exists():
+        raise WarehouseMissingError(
+            f"no warehouse at {settings.duckdb_path}: run `de-pipeline demo` or a backfill first"
+        )
+    connection = _connect(settings, read_only=True)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+@contextmanager
+def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN ... COMMIT, or ROLLBACK on any error: a partition is replaced whole or not at all."""
+    connection.execute("BEGIN TRANSACTION")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+
+
+def _connect(settings: WarehouseSettings, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + settings.lock_timeout_seconds
+    delay = 0.05
+    while True:
+        try:
+            connection = duckdb.connect(
+                str(settings.duckdb_path),
+                read_only=read_only,
+                config={"memory_limit": settings.memory_limit},
+            )
+        except duckdb.IOException as exc:
+            if not _is_lock_conflict(exc):
+                raise
+            if time.monotonic() + delay > deadline:
+                mode = "read" if read_only else "write"
+                raise WarehouseBusyError(
+                    f"the warehouse {settings.duckdb_path} is locked by another process "
+                    f"(a running write?); gave up waiting to {mode} after "
+                    f"{settings.lock_timeout_seconds:g}s (DE_LOCK_TIMEOUT_SECONDS)"
+                ) from None
+            time.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, 2.0)
+            continue
+        connection.execute("SET TimeZone = 'UTC'")
+        return connection
+
+
+def _is_lock_conflict(exc: duckdb.IOException) -> bool:
+    return "lock" in str(exc).lower()

@@ -1,0 +1,97 @@
+"""Rebuilding `messages` and `rejected_messages` for a run's days from the raw archive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+
+from de_pipeline.warehouse.archive import archive_files
+from de_pipeline.warehouse.connection import transaction
+from de_pipeline.warehouse.days import DayBounds, day_bounds_table
+from de_pipeline.warehouse.schema import run_sql
+from de_pipeline.warehouse.settings import WarehouseSettings
+
+
+@dataclass(frozen=True)
+class MessagesDay:
+    """One day of a rebuild. `archived == stored + duplicates + rejected`."""
+
+    day: date
+    archived: int
+    stored: int
+    rejected: int
+    unparsed_sessionids: int
+    conversations: int
+    avg_sentiment: float | None
+
+    @property
+    def duplicates(self) -> int:
+        return self.archived - self.stored - self.rejected
+
+
+@dataclass(frozen=True)
+class MessagesLoad:
+    """What one rebuild did, per day and in total."""
+
+    days: list[MessagesDay]
+    rejected_reasons: dict[str, int]
+
+    def total(self, field: str) -> int:
+        return sum(getattr(day, field) for day in self.days)
+
+
+def load_messages(
+    connection: duckdb.DuckDBPyConnection, days: list[DayBounds], settings: WarehouseSettings
+) -> MessagesLoad:
+    """Replace the days' rows in one transaction: all of the new rows, or none of them."""
+    files = archive_files(settings.archive_dir, [bounds.day for bounds in days])
+    day_bounds_table(connection, days)
+    span = {"first_day": days[0].day, "last_day": days[-1].day}
+    with transaction(connection):
+        connection.execute("DELETE FROM messages WHERE day BETWEEN $first_day AND $last_day", span)
+        connection.execute(
+            "DELETE FROM rejected_messages WHERE archive_day BETWEEN $first_day AND $last_day", span
+        )
+        run_sql(
+            connection,
+            "messages",
+            {
+                "files": files,
+                "timezone": settings.timezone,
+            },
+        )
+        per_day = [MessagesDay(*row) for row in connection.execute(DAY_COUNTS, span).fetchall()]
+        reasons = dict(
+            connection.execute(
+                "SELECT reason, count(*) FROM rejected_messages "
+                "WHERE archive_day BETWEEN $first_day AND $last_day GROUP BY reason ORDER BY reason",
+                span,
+            ).fetchall()
+        )
+        connection.execute("DROP TABLE parsed")
+    return MessagesLoad(per_day, reasons)
+
+
+# Per day of the run: what the archive held, what was stored, what was rejected.
+DAY_COUNTS = """
+WITH archived AS (
+    SELECT archive_day AS day, count(*) AS archived,
+           count(DISTINCT raw) AS rejected  -- raw is kept for rejected records only
+    FROM parsed GROUP BY ALL
+),
+stored AS (
+    SELECT day, count(*) AS stored,
+           count(*) FILTER (WHERE conversation_id IS NULL) AS unparsed_sessionids,
+           count(DISTINCT conversation_id) AS conversations,
+           avg(sentiment) AS avg_sentiment
+    FROM messages WHERE day BETWEEN $first_day AND $last_day GROUP BY ALL
+)
+SELECT b.day, coalesce(a.archived, 0), coalesce(s.stored, 0), coalesce(a.rejected, 0),
+       coalesce(s.unparsed_sessionids, 0), coalesce(s.conversations, 0), s.avg_sentiment
+FROM day_bounds AS b
+LEFT JOIN archived AS a USING (day)
+LEFT JOIN stored AS s USING (day)
+ORDER BY b.day
+"""

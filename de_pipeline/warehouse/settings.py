@@ -1,0 +1,86 @@
+"""Where the warehouse lives and how its tables are shaped (DE_* environment variables)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from de_pipeline.env import Env, SettingsError
+
+DEFAULT_DUCKDB_PATH = "data/de_pipeline.duckdb"
+ENTITY_LABELS = ("GPE", "DATE", "TIME", "ORG", "PERSON", "MONEY", "EMAIL", "NUMERIC", "ID")
+# LABEL stands for any entity label. The 4-star form comes before the 2-star one so that
+# ****GPE**** counts once, whole.
+DEFAULT_PLACEHOLDER_PATTERN = r"\[LABEL\]|<LABEL>|\{LABEL\}|#LABEL#|\*{4}LABEL\*{4}|\*{2}LABEL\*{2}"
+
+
+@dataclass(frozen=True)
+class WarehouseSettings:
+    duckdb_path: Path
+    archive_dir: Path
+    timezone: str = "UTC"
+    low_confidence: float = 0.5
+    placeholder_pattern: str = DEFAULT_PLACEHOLDER_PATTERN
+    custom_labels: tuple[str, ...] = ()
+    memory_limit: str = "256MB"
+    lock_timeout_seconds: float = 120.0
+    unparsed_sessionid_threshold: float = 0.01
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> WarehouseSettings:
+        env = Env(environ)
+        duckdb_path = Path(env.text("DE_DUCKDB_PATH", DEFAULT_DUCKDB_PATH))
+        if duckdb_path.exists() and duckdb_path.is_dir():
+            raise SettingsError(f"DE_DUCKDB_PATH={duckdb_path} is a directory, not a DuckDB file")
+        archive_dir = Path(
+            env.text("DE_ARCHIVE_DIR", str(duckdb_path.with_name(duckdb_path.stem + "_archive")))
+        )
+        custom_labels = env.names("DE_REDACTION_LABELS")
+        for label in custom_labels:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", label):
+                raise SettingsError(
+                    f"DE_REDACTION_LABELS: {label!r} is not a label (letters, digits, underscore)"
+                )
+        pattern = env.text("DE_REDACTION_PATTERN", DEFAULT_PLACEHOLDER_PATTERN)
+        if "LABEL" not in pattern:
+            raise SettingsError(
+                f"DE_REDACTION_PATTERN={pattern!r} must contain LABEL where the entity label stands"
+            )
+        try:
+            re.compile(pattern.replace("LABEL", "(?:X)"))
+        except re.error as exc:
+            raise SettingsError(f"DE_REDACTION_PATTERN is not a valid regular expression: {exc}") from None
+        memory_limit = env.text("DE_DUCKDB_MEMORY_LIMIT", "256MB")
+        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit, re.IGNORECASE):
+            raise SettingsError(f"DE_DUCKDB_MEMORY_LIMIT={memory_limit!r} must look like 256MB or 2GB")
+        return cls(
+            duckdb_path=duckdb_path,
+            archive_dir=archive_dir,
+            timezone=env.timezone("DE_TIMEZONE"),
+            low_confidence=env.number("DE_LOW_CONFIDENCE", 0.5, minimum=0.0, maximum=1.0),
+            placeholder_pattern=pattern,
+            custom_labels=custom_labels,
+            memory_limit=memory_limit,
+            lock_timeout_seconds=env.number("DE_LOCK_TIMEOUT_SECONDS", 120.0, minimum=0.0),
+            unparsed_sessionid_threshold=env.number(
+                "DE_UNPARSED_SESSIONID_THRESHOLD", 0.01, minimum=0.0, maximum=1.0
+            ),
+        )
+
+    @property
+    def entity_labels(self) -> tuple[str, ...]:
+        return ENTITY_LABELS + tuple(l for l in self.custom_labels if l not in ENTITY_LABELS)
+
+    @property
+    def placeholder_regex(self) -> str:
+        """The RE2 pattern that finds every placeholder; longer labels are tried first."""
+        labels = sorted(self.entity_labels, key=len, reverse=True)
+        return self.placeholder_pattern.replace("LABEL", "(?:" + "|".join(labels) + ")")
+
+    @property
+    def label_regex(self) -> str:
+        """The RE2 pattern that finds the label inside one placeholder."""
+        labels = sorted(self.entity_labels, key=len, reverse=True)
+        return "(" + "|".join(labels) + ")"

@@ -1,0 +1,47 @@
+"""The warehouse and the archive remember where their data came from, so that simulated and
+real data never mix by accident."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+ARCHIVE_SOURCE_FILE = "_source.txt"
+OVERRIDE_HINT = "set DE_ALLOW_SOURCE_CHANGE=1 to write anyway, or point DE_DUCKDB_PATH elsewhere"
+
+
+class SourceMismatchError(RuntimeError):
+    """This run reads a different API than the one the warehouse's data came from."""
+
+
+def claim_warehouse_source(
+    connection: duckdb.DuckDBPyConnection, source: str, *, allow_change: bool, where: str
+) -> None:
+    """Record `source` as the warehouse's source, or fail if it holds another one."""
+    row = connection.execute("SELECT value FROM warehouse_meta WHERE key = 'source'").fetchone()
+    _check(row[0] if row else None, source, allow_change, f"the warehouse {where}")
+    connection.execute(
+        "INSERT OR REPLACE INTO warehouse_meta VALUES ('source', $source)", {"source": source}
+    )
+
+
+def claim_archive_source(archive_dir: Path, source: str, *, allow_change: bool) -> None:
+    """The same for the raw archive folder."""
+    _check(archive_source(archive_dir), source, allow_change, f"the raw archive {archive_dir}")
+    archive_dir.mkdir(parents=True, exist_ok=True)
+    (archive_dir / ARCHIVE_SOURCE_FILE).write_text(source + "\n")
+
+
+def archive_source(archive_dir: Path) -> str | None:
+    """The source recorded by the raw archive, if it holds anything yet."""
+    marker = archive_dir / ARCHIVE_SOURCE_FILE
+    return marker.read_text().strip() if marker.exists() else None
+
+
+def _check(recorded: str | None, source: str, allow_change: bool, what: str) -> None:
+    if recorded is not None and recorded != source and not allow_change:
+        raise SourceMismatchError(
+            f"{what} holds data from {recorded!r}, but this run reads {source!r}; "
+            f"refusing to mix them ({OVERRIDE_HINT})"
+        )

@@ -1,0 +1,28 @@
+-- intent_confidence for the days $first_day..$last_day, from messages.
+-- Messages with no topic form one row per day with topic NULL.
+DELETE FROM intent_confidence WHERE day BETWEEN $first_day AND $last_day;
+
+INSERT INTO intent_confidence
+WITH scored AS (
+    SELECT
+        day,
+        topic,
+        score,
+        TRY_CAST(topmatches ->> '$[0].score' AS DOUBLE)
+            - TRY_CAST(topmatches ->> '$[1].score' AS DOUBLE) AS margin
+    FROM messages
+    WHERE day BETWEEN $first_day AND $last_day
+)
+SELECT
+    day,
+    topic,
+    count(*) AS messages,
+    avg(score) AS avg_score,
+    quantile_cont(score, 0.1) AS p10_score,
+    quantile_cont(score, 0.5) AS p50_score,
+    quantile_cont(score, 0.9) AS p90_score,
+    count(*) FILTER (WHERE score < $low_confidence) AS low_confidence,
+    avg(margin) AS avg_margin
+FROM scored
+GROUP BY day, topic
+ORDER BY day, topic NULLS FIRST;

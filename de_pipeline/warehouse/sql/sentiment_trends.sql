@@ -1,0 +1,21 @@
+-- sentiment_trends for the days $first_day..$last_day, from messages.
+DELETE FROM sentiment_trends WHERE day BETWEEN $first_day AND $last_day;
+
+INSERT INTO sentiment_trends
+SELECT
+    day,
+    sessionchannel,
+    sendertype,
+    chattype,
+    count(*) AS messages,
+    avg(sentiment) AS avg_sentiment,
+    min(sentiment) AS min_sentiment,
+    max(sentiment) AS max_sentiment,
+    count(*) FILTER (WHERE sentiment > 0) AS positive,
+    count(*) FILTER (WHERE sentiment = 0) AS neutral,
+    count(*) FILTER (WHERE sentiment < 0) AS negative,
+    count(*) FILTER (WHERE sentiment IS NULL) AS without_sentiment
+FROM messages
+WHERE day BETWEEN $first_day AND $last_day
+GROUP BY day, sessionchannel, sendertype, chattype
+ORDER BY day, sessionchannel, sendertype, chattype;

@@ -1,0 +1,53 @@
+"""Shared fixtures: a clean DE_* environment, a warehouse in tmp_path, simulators on loopback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from de_pipeline.api.simulator import Simulator, SimulatorConfig
+
+TEST_KEY = "test-key-5f0c9d-never-print-me"
+TEST_PROVIDER = "provider-under-test"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No DE_* variable leaks in from the developer's shell; the warehouse lives in tmp_path."""
+    for name in list(os.environ):
+        if name.startswith(("DE_", "DAGSTER_HOME")):
+            monkeypatch.delenv(name)
+    duckdb_path = tmp_path / "warehouse.duckdb"
+    monkeypatch.setenv("DE_DUCKDB_PATH", str(duckdb_path))
+    monkeypatch.setenv("DE_RETRY_BACKOFF_SECONDS", "0.01")
+    monkeypatch.setenv("DE_MAX_REQUESTS_PER_SECOND", "1000")
+    return duckdb_path
+
+
+@pytest.fixture
+def start_simulator() -> Iterator[Callable[..., Simulator]]:
+    """Start simulators on 127.0.0.1 (keyword arguments go to SimulatorConfig); stops them after."""
+    started: list[Simulator] = []
+
+    def start(**config: object) -> Simulator:
+        config.setdefault("api_key", TEST_KEY)
+        config.setdefault("provider_id", TEST_PROVIDER)
+        config.setdefault("retry_after_seconds", 0)
+        simulator = Simulator(SimulatorConfig(**config))
+        simulator.start()
+        started.append(simulator)
+        return simulator
+
+    yield start
+    for simulator in started:
+        simulator.stop()
+
+
+def point_at(monkeypatch: pytest.MonkeyPatch, simulator: Simulator) -> None:
+    """Make the pipeline read `simulator` as if it were the real API."""
+    monkeypatch.setenv("DE_API_BASE_URL", simulator.base_url)
+    monkeypatch.setenv("DE_API_KEY", simulator.config.api_key)
+    monkeypatch.setenv("DE_PROVIDER_ID", simulator.config.provider_id)

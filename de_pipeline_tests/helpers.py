@@ -1,0 +1,76 @@
+"""Independent views of what the simulator served, and of what the warehouse holds."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import date, timedelta
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from de_pipeline.api.simulator import Simulator
+
+SESSIONID = re.compile(r"^(\d+)\.(\d+)$")
+
+
+def recent_days(count: int, *, ending_days_ago: int = 1) -> tuple[date, date]:
+    last = date.today() - timedelta(days=ending_days_ago)
+    return last - timedelta(days=count - 1), last
+
+
+def served(simulator: Simulator, first: date, last: date) -> list[Any]:
+    """Every record the simulator holds for the days (UTC days unless its timezone differs)."""
+    start_ms = simulator.dataset.day_bounds_ms(first)[0]
+    end_ms = simulator.dataset.day_bounds_ms(last)[1]
+    return simulator.dataset.messages_between(start_ms, end_ms)
+
+
+def usable(records: list[Any]) -> list[dict[str, Any]]:
+    """Records that are messages: JSON objects with an integer ts (bool is not an integer)."""
+    return [
+        r for r in records
+        if isinstance(r, dict) and isinstance(r.get("ts"), int) and not isinstance(r.get("ts"), bool)
+    ]
+
+
+def identity(record: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        record.get("customersessionid") or "",
+        record.get("sessionid") or "",
+        record["ts"],
+        record.get("sendertype") or "",
+        record.get("sendername") or "",
+        record.get("text") or "",
+    )
+
+
+def unique_messages(records: list[Any]) -> pd.DataFrame:
+    """One row per unique usable message, computed in pandas from the raw records."""
+    seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for record in usable(records):
+        seen.setdefault(identity(record), record)
+    frame = pd.DataFrame(list(seen.values()))
+    return frame
+
+
+def table(name: str, order_by: str = "ALL", exclude: str = "") -> pd.DataFrame:
+    """A table of the test's warehouse, ordered, as pandas."""
+    connection = duckdb.connect(os.environ["DE_DUCKDB_PATH"], read_only=True)
+    try:
+        columns = f"* EXCLUDE ({exclude})" if exclude else "*"
+        return connection.execute(f"SELECT {columns} FROM {name} ORDER BY {order_by}").df()
+    finally:
+        connection.close()
+
+
+def dump(name: str) -> list[tuple[Any, ...]]:
+    """An ordered dump of a table without the fetch time, for byte-for-byte comparison."""
+    connection = duckdb.connect(os.environ["DE_DUCKDB_PATH"], read_only=True)
+    try:
+        columns = [row[0] for row in connection.execute(f"DESCRIBE {name}").fetchall()]
+        kept = ", ".join(f'CAST("{c}" AS VARCHAR)' for c in columns if c != "fetched_at")
+        return connection.execute(f"SELECT {kept} FROM {name} ORDER BY ALL").fetchall()
+    finally:
+        connection.close()
