@@ -55,12 +55,15 @@ def unique_messages(records: list[Any]) -> pd.DataFrame:
     return frame
 
 
-def table(name: str, order_by: str = "ALL", exclude: str = "") -> pd.DataFrame:
-    """A table of the test's warehouse, ordered, as pandas."""
-    connection = duckdb.connect(os.environ["DE_DUCKDB_PATH"], read_only=True)
+def table(name: str, order_by: str = "ALL") -> pd.DataFrame:
+    """A table of the test's warehouse (DE_DUCKDB_PATH), ordered, as pandas."""
+    return query(f"SELECT * FROM {name} ORDER BY {order_by}")
+
+
+def query(sql: str, path: str | None = None) -> pd.DataFrame:
+    connection = duckdb.connect(path or os.environ["DE_DUCKDB_PATH"], read_only=True)
     try:
-        columns = f"* EXCLUDE ({exclude})" if exclude else "*"
-        return connection.execute(f"SELECT {columns} FROM {name} ORDER BY {order_by}").df()
+        return connection.execute(sql).df()
     finally:
         connection.close()
 

@@ -1,0 +1,95 @@
+"""The de-pipeline command: demo, backfill, sql; one clear line on every error."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import date, timedelta
+
+import pytest
+
+from de_pipeline.cli import main
+from de_pipeline_tests.conftest import TEST_KEY, point_at
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ) | (env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "de_pipeline.cli", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def warehouse(start_simulator, monkeypatch):
+    simulator = start_simulator(messages_per_day=300)
+    point_at(monkeypatch, simulator)
+    yesterday = date.today() - timedelta(days=1)
+    assert main(["backfill", "--start", str(yesterday - timedelta(days=1)), "--end", str(yesterday)]) == 0
+    return simulator
+
+
+def test_demo_prints_every_table_and_the_headlines(tmp_path):
+    out = run_cli("demo", "--days", "2", env={"DE_SIM_MESSAGES_PER_DAY": "200"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    for text in ("messages", "sentiment_trends", "intent_confidence", "redaction_entity_counts",
+                 "Sentiment by channel", "Least confident intents", "Top redacted entity types"):
+        assert text in out.stdout
+    assert "Traceback" not in out.stderr
+
+
+def test_sql_formats(warehouse, capsys):
+    assert main(["sql", "SELECT day, count(*) AS n FROM messages GROUP BY day ORDER BY day", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 2 and all(int(r["n"]) > 0 for r in rows)
+    assert main(["sql", "SELECT topic, sum(messages) AS n FROM intent_confidence GROUP BY ALL", "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert {r["topic"] for r in records} >= {None} and sum(r["n"] for r in records) > 0
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("SELECT * FROM no_such_table", "no_such_table"),
+        ("SELEC 1", "syntax error"),
+        ("DELETE FROM messages", "read-only"),
+    ],
+)
+def test_sql_errors_are_one_line(warehouse, query, expected):
+    out = run_cli("sql", query)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert expected in out.stderr.lower() or expected in out.stderr
+
+
+def test_sql_without_a_warehouse_says_how_to_make_one(tmp_path):
+    out = run_cli("sql", "SELECT 1", env={"DE_DUCKDB_PATH": str(tmp_path / "none.duckdb")})
+    assert out.returncode == 1 and "de-pipeline demo" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["backfill", "--start", "2026-13-01", "--end", "2026-01-02"], {}, "is not a date"),
+        (["backfill", "--start", "2020-01-01", "--end", "2020-01-02"], {}, "DE_START_DATE"),
+        (["backfill", "--start", str(date.today()), "--end", str(date.today())], {}, "not a complete day"),
+        (["demo", "--days", "1"], {"DE_PAGE_SIZE": "many"}, "DE_PAGE_SIZE"),
+        (["demo", "--days", "1"], {"DE_TIMEZONE": "Mars/Olympus"}, "DE_TIMEZONE"),
+        (["backfill", "--start", "2026-11-01", "--end", "2026-11-01"],
+         {"DE_API_BASE_URL": "ftp://x", "DE_API_KEY": TEST_KEY, "DE_PROVIDER_ID": "p"}, "DE_API_BASE_URL"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, env, expected):
+    out = run_cli(*args, env=env)
+    assert out.returncode != 0
+    assert expected in out.stderr, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert TEST_KEY not in out.stderr + out.stdout

@@ -1,0 +1,40 @@
+"""The daily schedule asks for yesterday plus the lookback, in DE_TIMEZONE."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from dagster import build_schedule_context
+
+from de_pipeline.defs.definitions import defs
+from de_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, daily_refresh
+from de_pipeline.env import SettingsError
+
+
+def evaluate(moment: datetime) -> tuple[str, str]:
+    request = daily_refresh(build_schedule_context(scheduled_execution_time=moment))
+    return request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]
+
+
+def test_yesterday_and_two_days_of_lookback_by_default():
+    assert evaluate(datetime(2026, 11, 20, 1, 0, tzinfo=ZoneInfo("UTC"))) == ("2026-11-17", "2026-11-19")
+
+
+def test_lookback_is_configurable(monkeypatch):
+    monkeypatch.setenv("DE_LOOKBACK_DAYS", "0")
+    assert evaluate(datetime(2026, 11, 20, 1, 0, tzinfo=ZoneInfo("UTC"))) == ("2026-11-19", "2026-11-19")
+    monkeypatch.setenv("DE_LOOKBACK_DAYS", "9")
+    with pytest.raises(SettingsError, match="DE_LOOKBACK_DAYS=9 must be at most 6"):
+        evaluate(datetime(2026, 11, 20, 1, 0, tzinfo=ZoneInfo("UTC")))
+
+
+def test_schedule_runs_every_asset_daily_and_is_on_by_default():
+    schedule = defs.resolve_schedule_def("daily_refresh")
+    assert schedule.cron_schedule == "0 1 * * *"
+    assert schedule.default_status.value == "RUNNING"
+    job = defs.resolve_job_def(schedule.job_name)
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
+        "raw_messages", "messages", "sentiment_trends", "intent_confidence", "redaction_entity_counts",
+    }
