@@ -37,4 +37,5 @@ def test_schedule_runs_every_asset_daily_and_is_on_by_default():
     job = defs.resolve_job_def(schedule.job_name)
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
         "raw_messages", "messages", "sentiment_trends", "intent_confidence", "redaction_entity_counts",
+        "conversation_segments", "customer_journeys",
     }

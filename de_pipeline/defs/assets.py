@@ -228,11 +228,15 @@ PLOTTED = {
     "round(sum(avg_score * messages) FILTER (WHERE topic IS NOT NULL) / "
     "nullif(sum(messages) FILTER (WHERE topic IS NOT NULL), 0), 4) AS avg_score FROM intent_confidence",
     "redaction_entity_counts": "SELECT day, sum(occurrences) AS occurrences FROM redaction_entity_counts",
+    "conversation_segments": "SELECT day, count(*) AS segments, sum(messages) AS messages "
+    "FROM conversation_segments",
+    "customer_journeys": "SELECT day, count(*) AS journeys, avg(handoff_to_agent::INT) AS handoff_share, "
+    "avg(transfers) AS avg_transfers, avg(sentiment_change) AS avg_sentiment_change FROM customer_journeys",
 }
 
 
-def aggregate_asset(table: str) -> AssetsDefinition:
-    """A daily table computed in SQL from `messages` (see warehouse/sql/<table>.sql)."""
+def aggregate_asset(table: str, upstream: AssetsDefinition, description: str) -> AssetsDefinition:
+    """A daily table computed in SQL from `upstream` (see warehouse/sql/<table>.sql)."""
 
     @asset(
         name=table,
@@ -241,9 +245,9 @@ def aggregate_asset(table: str) -> AssetsDefinition:
         pool=WAREHOUSE_POOL,
         group_name=GROUP,
         kinds={"duckdb"},
-        deps=[messages],
-        check_specs=[AssetCheckSpec("counts_reconcile_with_messages", asset=table)],
-        description=f"Daily {table.replace('_', ' ')}, computed in SQL from messages.",
+        deps=[upstream],
+        check_specs=[AssetCheckSpec("counts_reconcile", asset=table)],
+        description=description,
     )
     def _aggregate(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
         settings = warehouse.settings()
@@ -280,4 +284,18 @@ def aggregate_asset(table: str) -> AssetsDefinition:
     return _aggregate
 
 
-aggregates = [aggregate_asset(table) for table in AGGREGATES]
+aggregates = [
+    aggregate_asset(table, messages, f"Daily {table.replace('_', ' ')}, computed in SQL from messages.")
+    for table in AGGREGATES
+]
+conversation_segments = aggregate_asset(
+    "conversation_segments",
+    messages,
+    "One row per segment (sessionid) of each customer journey, by the day the journey started.",
+)
+customer_journeys = aggregate_asset(
+    "customer_journeys",
+    conversation_segments,
+    "One row per customer journey: path of segments, handoffs, transfers, survey, sentiment change.",
+)
+journeys = [conversation_segments, customer_journeys]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
-from de_pipeline.defs.assets import aggregates, messages, raw_messages
+from de_pipeline.defs.assets import aggregates, journeys, messages, raw_messages
 from de_pipeline.defs.jobs import all_assets_job, rebuild_from_archive_job
 from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
 from de_pipeline.defs.schedules import daily_refresh
 
 defs = Definitions(
-    assets=[raw_messages, messages, *aggregates],
+    assets=[raw_messages, messages, *aggregates, *journeys],
     jobs=[all_assets_job, rebuild_from_archive_job],
     schedules=[daily_refresh],
     resources={"api": DigitalEngagementApi(), "warehouse": Warehouse()},

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job
 
-from de_pipeline.defs.assets import aggregates, messages, raw_messages
+from de_pipeline.defs.assets import raw_messages
 from de_pipeline.defs.partitions import DAILY
 
 all_assets_job = define_asset_job(
     "all_assets",
-    selection=AssetSelection.assets(raw_messages, messages, *aggregates),
+    selection=AssetSelection.all(),
     partitions_def=DAILY,
-    description="Fetch the days from the API, rebuild messages and the daily tables.",
+    description="Fetch the days from the API, rebuild messages and every daily table.",
 )
 
 rebuild_from_archive_job = define_asset_job(
     "rebuild_from_archive",
-    selection=AssetSelection.assets(messages, *aggregates),
+    selection=AssetSelection.all() - AssetSelection.assets(raw_messages),
     partitions_def=DAILY,
-    description="Rebuild messages and the daily tables from the raw archive, without fetching.",
+    description="Rebuild messages and every daily table from the raw archive, without fetching.",
 )

@@ -11,6 +11,10 @@ from de_pipeline.warehouse.schema import run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
 
 AGGREGATES = ("sentiment_trends", "intent_confidence", "redaction_entity_counts")
+# Keyed by the day a journey started; a run also completes journeys that cross into its days.
+JOURNEY_TABLES = ("conversation_segments", "customer_journeys")
+# SQL that a table's own file needs first (temp tables), by table.
+PRELUDES = {table: "journey_candidates" for table in JOURNEY_TABLES}
 
 
 def refresh_aggregate(
@@ -29,6 +33,8 @@ def refresh_aggregate(
         "label_regex": settings.label_regex,
     }
     with transaction(connection):
+        if table in PRELUDES:
+            run_sql(connection, PRELUDES[table], params)
         run_sql(connection, table, params)
         return connection.execute(
             f"SELECT count(*) FROM {table} WHERE day BETWEEN $first_day AND $last_day",

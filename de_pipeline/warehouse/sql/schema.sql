@@ -83,3 +83,75 @@ CREATE TABLE IF NOT EXISTS redaction_entity_counts (
     occurrences BIGINT NOT NULL,       -- placeholders found
     messages BIGINT NOT NULL           -- messages with at least one
 );
+
+-- Views for the common questions.
+CREATE OR REPLACE VIEW daily_overview AS
+SELECT
+    day,
+    sessionchannel,
+    count(*) AS messages,
+    count(DISTINCT conversation_id) AS conversations,
+    count(DISTINCT customersessionid) AS customer_journeys,
+    avg(sentiment) AS avg_sentiment,
+    avg(sentiment) FILTER (WHERE sendertype = 'customer') AS avg_customer_sentiment
+FROM messages
+GROUP BY day, sessionchannel;
+
+CREATE OR REPLACE VIEW low_confidence_intents AS
+SELECT
+    day,
+    topic,
+    messages,
+    low_confidence,
+    low_confidence / messages AS low_confidence_share,
+    avg_score,
+    p10_score,
+    avg_margin
+FROM intent_confidence
+WHERE topic IS NOT NULL AND low_confidence > 0;
+
+-- One row per segment (sessionid) of a customer journey. `day` is the day the journey
+-- started, so a journey's segments share its partition.
+CREATE TABLE IF NOT EXISTS conversation_segments (
+    day DATE NOT NULL,                 -- the day of the journey's first message
+    customersessionid VARCHAR NOT NULL,
+    sessionid VARCHAR NOT NULL,
+    conversation_id BIGINT,            -- NULL when sessionid does not parse
+    segment_id INTEGER,
+    position INTEGER NOT NULL,         -- 1, 2, ... in the journey, by first message
+    kind VARCHAR NOT NULL,             -- agent (an agent took part) or bot
+    is_survey BOOLEAN NOT NULL,        -- a bot segment whose workflow is a survey
+    chattype VARCHAR,                  -- the chattype of the segment's first message
+    first_ts TIMESTAMPTZ NOT NULL,
+    last_ts TIMESTAMPTZ NOT NULL,
+    messages BIGINT NOT NULL,
+    customer_messages BIGINT NOT NULL,
+    bot_messages BIGINT NOT NULL,
+    agent_messages BIGINT NOT NULL,
+    agent VARCHAR,                     -- sendername of the (first) agent, if any
+    avg_customer_sentiment DOUBLE,
+    dominant_topic VARCHAR,            -- the most frequent topic (ties: alphabetical)
+    first_topic VARCHAR,
+    sessionchannel VARCHAR
+);
+
+-- One row per customer journey (customersessionid), across bot and agent segments.
+CREATE TABLE IF NOT EXISTS customer_journeys (
+    day DATE NOT NULL,                 -- the day of the journey's first message
+    customersessionid VARCHAR NOT NULL,
+    start_ts TIMESTAMPTZ NOT NULL,
+    end_ts TIMESTAMPTZ NOT NULL,
+    duration_seconds DOUBLE NOT NULL,
+    segments BIGINT NOT NULL,
+    conversations BIGINT NOT NULL,
+    path VARCHAR NOT NULL,             -- segment kinds in order, e.g. bot>agent>agent>bot
+    handoff_to_agent BOOLEAN NOT NULL, -- a bot segment was followed by an agent segment
+    transfers BIGINT NOT NULL,         -- agent segment followed by another agent segment
+    ended_with_survey BOOLEAN NOT NULL,
+    first_segment_sentiment DOUBLE,    -- the customer's average sentiment in the first segment
+    last_segment_sentiment DOUBLE,     -- ... and in the last segment
+    sentiment_change DOUBLE,           -- last minus first
+    first_topic VARCHAR,
+    sessionchannel VARCHAR,            -- the channel of the first message
+    open_at_load BOOLEAN NOT NULL      -- the day after it started was not loaded yet: it may grow
+);

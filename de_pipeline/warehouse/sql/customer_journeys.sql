@@ -1,0 +1,41 @@
+-- customer_journeys for the journeys with a message in $first_day..$last_day, from their
+-- conversation_segments. Needs journey_messages (journey_candidates.sql).
+DELETE FROM customer_journeys
+WHERE day BETWEEN $first_day AND $last_day
+   OR customersessionid IN (SELECT customersessionid FROM journey_messages);
+
+INSERT INTO customer_journeys
+WITH segments AS (
+    SELECT
+        *,
+        lag(kind) OVER (PARTITION BY customersessionid ORDER BY position) AS previous_kind
+    FROM conversation_segments
+    WHERE customersessionid IN (SELECT customersessionid FROM journey_messages)
+),
+loaded_days AS (
+    SELECT DISTINCT day FROM messages
+    WHERE day BETWEEN CAST($first_day AS DATE) - 1 AND CAST($last_day AS DATE) + 2
+)
+SELECT
+    any_value(day) AS day,
+    customersessionid,
+    min(first_ts) AS start_ts,
+    max(last_ts) AS end_ts,
+    epoch(max(last_ts) - min(first_ts)) AS duration_seconds,
+    count(*) AS segments,
+    count(DISTINCT conversation_id) AS conversations,
+    string_agg(kind, '>' ORDER BY position) AS path,
+    count(*) FILTER (WHERE previous_kind = 'bot' AND kind = 'agent') > 0 AS handoff_to_agent,
+    count(*) FILTER (WHERE previous_kind = 'agent' AND kind = 'agent') AS transfers,
+    arg_max(is_survey, position) AS ended_with_survey,
+    arg_min_null(avg_customer_sentiment, position) AS first_segment_sentiment,
+    arg_max_null(avg_customer_sentiment, position) AS last_segment_sentiment,
+    arg_max_null(avg_customer_sentiment, position) - arg_min_null(avg_customer_sentiment, position)
+        AS sentiment_change,
+    arg_min(first_topic, position) FILTER (WHERE first_topic IS NOT NULL) AS first_topic,
+    arg_min(sessionchannel, position) AS sessionchannel,
+    -- the day after the journey started is not in the warehouse yet: more segments may come
+    any_value(day) + 1 NOT IN (SELECT day FROM loaded_days) AS open_at_load
+FROM segments
+GROUP BY customersessionid
+ORDER BY day, customersessionid;
