@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from datetime import date, timedelta
 
@@ -14,6 +15,8 @@ USAGE_EXIT = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Dagster marks backfill_policy as beta; say it once in the docs, not on every command
+    warnings.filterwarnings("ignore", message=".*is currently in beta")
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -74,6 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
     sql.set_defaults(command=sql_command, name="sql")
 
+    session = commands.add_parser(
+        "session", help="fetch one customer journey live and compare it with the warehouse"
+    )
+    session.add_argument("customersessionid")
+    session.add_argument("--start", type=_day, help="first day to look in (default: 6 days ago)")
+    session.add_argument("--end", type=_day, help="last day to look in (default: today)")
+    session.set_defaults(command=session_command, name="session")
+
     simulate = commands.add_parser("simulate", help="serve the simulated API on 127.0.0.1")
     simulate.add_argument("--port", type=int, default=8765)
     simulate.set_defaults(command=simulate_command, name="simulate")
@@ -131,6 +142,53 @@ def sql_command(args: argparse.Namespace) -> int:
         print(frame.to_string(index=False) if len(frame.columns) else "(no columns)")
         print(f"({len(frame)} rows)", file=sys.stderr)
     return 0
+
+
+def session_command(args: argparse.Namespace) -> int:
+    from de_pipeline.api import resolve_source
+    from de_pipeline.defs.journey import fetched_journey, journey_days
+    from de_pipeline.warehouse.journeys import compare_journey
+    from de_pipeline.warehouse.settings import WarehouseSettings
+
+    settings = WarehouseSettings.from_env()
+    end = args.end or date.today()
+    days = journey_days(args.start or end - timedelta(days=6), end, settings.timezone)
+    csid = args.customersessionid
+    with fetched_journey(resolve_source(), settings, csid, days) as files:
+        found = compare_journey(settings, csid, files, days)
+    print(transcript_text(csid, days[0].day, days[-1].day, found.transcript, settings.timezone))
+    if found.warehouse_messages is None:
+        print(f"\nwarehouse: no file at {settings.duckdb_path}, nothing to compare")
+        return 0
+    print(
+        f"\nwarehouse: {found.warehouse_messages} messages of this journey in the window; "
+        f"{len(found.missing)} missing from the warehouse, {len(found.extra)} only in the warehouse"
+    )
+    for label, frame in (("missing", found.missing), ("only in warehouse", found.extra)):
+        for row in frame.head(20).itertuples():
+            print(f"  {label}: {row.ts} {row.sessionid} {row.sendertype}: {_short(row.text)}")
+    return 0
+
+
+def transcript_text(csid: str, first: date, last: date, transcript, timezone: str) -> str:
+    """The journey grouped by segment, each line with its time, sender type and name."""
+    if transcript.empty:
+        return f"journey {csid}: no messages between {first} and {last} (unknown id, or outside the window)"
+    lines = [f"journey {csid}: {len(transcript)} messages, {transcript.sessionid.nunique()} segments ({timezone})"]
+    current = None
+    for row in transcript.itertuples():
+        if row.sessionid != current:
+            current = row.sessionid
+            lines.append(f"\n-- segment {row.sessionid} ({row.chattype or '?'}, {row.sessionchannel or '?'})")
+        moment = row.ts.tz_convert(timezone).strftime("%Y-%m-%d %H:%M:%S")
+        sender = f"{row.sendertype or '?'}" + (f" {row.sendername}" if isinstance(row.sendername, str) else "")
+        lines.append(f"  {moment}  {sender}: {row.text if isinstance(row.text, str) else ''}")
+    return "\n".join(lines)
+
+
+def _short(text: object, width: int = 80) -> str:
+    text = " ".join(str(text).split()) if isinstance(text, str) else ""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def simulate_command(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ Each asset is a thin step: it resolves settings, calls `api/` or `warehouse/`, a
 metadata. A run covers at most 7 days (one legal API window).
 """
 
+# No `from __future__ import annotations`: Dagster reads the context and config annotations.
 
 import time
 from datetime import UTC, datetime

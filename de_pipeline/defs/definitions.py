@@ -6,12 +6,13 @@ from dagster import Definitions, in_process_executor
 
 from de_pipeline.defs.assets import aggregates, journeys, messages, raw_messages
 from de_pipeline.defs.jobs import all_assets_job, rebuild_from_archive_job
+from de_pipeline.defs.journey import refresh_journey
 from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
 from de_pipeline.defs.schedules import daily_refresh
 
 defs = Definitions(
     assets=[raw_messages, messages, *aggregates, *journeys],
-    jobs=[all_assets_job, rebuild_from_archive_job],
+    jobs=[all_assets_job, rebuild_from_archive_job, refresh_journey],
     schedules=[daily_refresh],
     resources={"api": DigitalEngagementApi(), "warehouse": Warehouse()},
     # one process per run: the steps share the embedded simulator and run one after another

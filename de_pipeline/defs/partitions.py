@@ -9,9 +9,8 @@ from zoneinfo import ZoneInfo
 from dagster import BackfillPolicy, DailyPartitionsDefinition, PartitionKeyRange
 
 from de_pipeline.api.settings import RETENTION_DAYS
-from de_pipeline.api.windows import to_epoch_ms
 from de_pipeline.env import Env, SettingsError
-from de_pipeline.warehouse.days import DayBounds
+from de_pipeline.warehouse.days import DayBounds, calendar_days
 
 MAX_PARTITIONS_PER_RUN = 7  # one run is one legal API window
 
@@ -34,8 +33,4 @@ BACKFILL_POLICY = BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS
 
 def day_bounds(partitions: DailyPartitionsDefinition, keys: PartitionKeyRange) -> list[DayBounds]:
     """Each day of the range with its half-open epoch-ms bounds (23, 24 or 25 hours long)."""
-    result = []
-    for key in partitions.get_partition_keys_in_range(keys):
-        window = partitions.time_window_for_partition_key(key)
-        result.append(DayBounds(date.fromisoformat(key), to_epoch_ms(window.start), to_epoch_ms(window.end)))
-    return result
+    return calendar_days(date.fromisoformat(keys.start), date.fromisoformat(keys.end), partitions.timezone)

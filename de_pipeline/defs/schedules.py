@@ -1,5 +1,6 @@
 """The daily schedule: yesterday, plus a lookback for late-arriving messages."""
 
+# No `from __future__ import annotations`: Dagster reads the context and config annotations.
 
 from datetime import timedelta
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import duckdb
 
@@ -15,6 +16,19 @@ class DayBounds:
     day: date
     start_ms: int
     end_ms: int
+
+
+def calendar_days(first: date, last: date, timezone: str) -> list[DayBounds]:
+    """Each day from `first` to `last` (included) with its bounds in `timezone`."""
+    zone = ZoneInfo(timezone)
+    days = []
+    day = first
+    while day <= last:
+        start = datetime.combine(day, time(), zone)
+        end = datetime.combine(day + timedelta(days=1), time(), zone)
+        days.append(DayBounds(day, round(start.timestamp() * 1000), round(end.timestamp() * 1000)))
+        day += timedelta(days=1)
+    return days
 
 
 def day_bounds_table(connection: duckdb.DuckDBPyConnection, days: list[DayBounds]) -> None:

@@ -42,26 +42,31 @@ class MessagesLoad:
         return sum(getattr(day, field) for day in self.days)
 
 
+def parse_records(
+    connection: duckdb.DuckDBPyConnection,
+    files: list[str],
+    days: list[DayBounds],
+    settings: WarehouseSettings,
+) -> None:
+    """Parse archive files of `days` into the temp table `parsed` (see parse_records.sql)."""
+    day_bounds_table(connection, days)
+    run_sql(connection, "parse_records", {"files": files, "timezone": settings.timezone})
+
+
 def load_messages(
     connection: duckdb.DuckDBPyConnection, days: list[DayBounds], settings: WarehouseSettings
 ) -> MessagesLoad:
     """Replace the days' rows in one transaction: all of the new rows, or none of them."""
     files = archive_files(settings.archive_dir, [bounds.day for bounds in days])
-    day_bounds_table(connection, days)
     span = {"first_day": days[0].day, "last_day": days[-1].day}
     with transaction(connection):
         connection.execute("DELETE FROM messages WHERE day BETWEEN $first_day AND $last_day", span)
         connection.execute(
             "DELETE FROM rejected_messages WHERE archive_day BETWEEN $first_day AND $last_day", span
         )
-        run_sql(
-            connection,
-            "messages",
-            {
-                "files": files,
-                "timezone": settings.timezone,
-            },
-        )
+        parse_records(connection, files, days, settings)
+        run_sql(connection, "messages")
+        run_sql(connection, "rejected_messages")
         per_day = [MessagesDay(*row) for row in connection.execute(DAY_COUNTS, span).fetchall()]
         reasons = dict(
             connection.execute(
@@ -95,3 +100,45 @@ LEFT JOIN archived AS a USING (day)
 LEFT JOIN stored AS s USING (day)
 ORDER BY b.day
 """
+
+
+@dataclass(frozen=True)
+class JourneyReplacement:
+    fetched: int
+    before: int
+    stored: int
+    rejected: int
+
+
+def replace_journey(
+    connection: duckdb.DuckDBPyConnection,
+    customersessionid: str,
+    files: list[str],
+    days: list[DayBounds],
+    settings: WarehouseSettings,
+) -> JourneyReplacement:
+    """Replace one journey's messages inside `days` with the archived answer of the
+    customer-session endpoint, in one transaction. Unusable records are counted, not stored
+    (the day's own rebuild records them)."""
+    window = {"csid": customersessionid, "start_ms": days[0].start_ms, "end_ms": days[-1].end_ms}
+    with transaction(connection):
+        parse_records(connection, files, days, settings)
+        fetched, rejected = connection.execute(
+            "SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL) FROM parsed"
+        ).fetchone()
+        # only this journey's messages, even if the server answered more
+        connection.execute(
+            "DELETE FROM parsed WHERE customersessionid IS DISTINCT FROM $csid", {"csid": customersessionid}
+        )
+        before = connection.execute(
+            "DELETE FROM messages WHERE customersessionid = $csid AND ts_ms >= $start_ms AND ts_ms < $end_ms",
+            window,
+        ).fetchone()[0]
+        run_sql(connection, "messages")
+        stored = connection.execute(
+            "SELECT count(*) FROM messages WHERE customersessionid = $csid AND ts_ms >= $start_ms AND ts_ms < $end_ms",
+            window,
+        ).fetchone()[0]
+        connection.execute("DROP TABLE parsed")
+    return JourneyReplacement(fetched=fetched, before=before, stored=stored, rejected=rejected)
+

@@ -1,0 +1,112 @@
+-- Parse archived records into the temp table `parsed`: typed fields, a reason for each
+-- record that is not a usable message, and the message_key. messages.sql and
+-- rejected_messages.sql insert from it.
+-- Parameters: $files (archive files of the days), $timezone. Needs the temp table
+-- day_bounds(day, start_ms, end_ms). Each archive day holds what the API answered for that
+-- day's window, so a message's day is its archive day.
+--
+-- Rules (README, "What lands in rejected_messages"):
+--   rejected: not a JSON object; ts missing or not a JSON integer; ts outside the day's
+--             window (the API answered it for a window it does not belong to);
+--             sentiment or score not a number or not finite; score outside [0, 1];
+--             topmatches present but not a list.
+--   coerced:  numeric strings in sentiment/score become numbers; optional text fields and
+--             topic that are "" become NULL; any other JSON in a text field is kept as its
+--             JSON text; sessionchannelinfo keeps any JSON value; unknown fields go to
+--             extra_fields.
+
+CREATE OR REPLACE TEMP TABLE parsed AS
+WITH archived AS (
+    SELECT
+        CAST(day AS DATE) AS archive_day,
+        raw,
+        fetched_at,
+        json_transform(raw, '{
+            "ts": "JSON", "timestamp": "VARCHAR", "text": "VARCHAR", "sessionid": "VARCHAR",
+            "customersessionid": "VARCHAR", "sendertype": "VARCHAR", "sendername": "VARCHAR",
+            "senderemail": "VARCHAR", "sentiment": "JSON", "workflow": "VARCHAR",
+            "workflownodeid": "VARCHAR", "topic": "VARCHAR", "score": "JSON",
+            "topmatches": "JSON", "lang": "VARCHAR", "sessionchannel": "VARCHAR",
+            "sessionchannelinfo": "JSON", "chattype": "VARCHAR"}') AS f
+    FROM read_parquet($files, hive_partitioning = true)
+),
+typed AS (
+    SELECT
+        *,
+        starts_with(raw, '{') AS is_object,
+        json_type(f.ts) AS ts_type,
+        CASE WHEN json_type(f.ts) IN ('BIGINT', 'UBIGINT')
+             THEN TRY_CAST(CAST(f.ts AS VARCHAR) AS BIGINT) END AS ts_ms,
+        json_type(f.sentiment) AS sentiment_type,
+        TRY_CAST(f.sentiment ->> '$' AS DOUBLE) AS sentiment,
+        json_type(f.score) AS score_type,
+        TRY_CAST(f.score ->> '$' AS DOUBLE) AS score,
+        json_type(f.topmatches) AS topmatches_type
+    FROM archived JOIN day_bounds AS b ON b.day = archived.archive_day
+),
+classified AS (
+    SELECT
+        *,
+        CASE
+            WHEN NOT is_object THEN 'not a JSON object'
+            WHEN ts_type IS NULL OR ts_type = 'NULL' THEN 'ts is missing'
+            WHEN ts_ms IS NULL THEN 'ts is not an integer (epoch milliseconds)'
+            WHEN ts_ms < start_ms OR ts_ms >= end_ms
+                THEN 'ts is outside the requested window'
+            WHEN sentiment_type NOT IN ('NULL', 'BIGINT', 'UBIGINT', 'DOUBLE', 'VARCHAR')
+                OR (sentiment_type = 'VARCHAR' AND sentiment IS NULL)
+                THEN 'sentiment is not a number'
+            WHEN NOT isfinite(sentiment) THEN 'sentiment is not finite'
+            WHEN score_type NOT IN ('NULL', 'BIGINT', 'UBIGINT', 'DOUBLE', 'VARCHAR')
+                OR (score_type = 'VARCHAR' AND score IS NULL)
+                THEN 'score is not a number'
+            WHEN score < 0 OR score > 1 OR NOT isfinite(score) THEN 'score is outside [0, 1]'
+            WHEN topmatches_type NOT IN ('NULL', 'ARRAY') THEN 'topmatches is not a list'
+        END AS reason
+    FROM typed
+)
+SELECT
+    c.archive_day,
+    c.fetched_at,
+    c.reason,
+    c.ts_ms,
+    CASE WHEN c.reason IS NULL THEN c.archive_day
+         ELSE CAST(timezone($timezone, epoch_ms(c.ts_ms)::TIMESTAMPTZ) AS DATE) END AS day,
+    CASE WHEN c.reason IS NULL THEN NULL ELSE c.raw END AS raw,
+    hash(c.raw) AS raw_hash,
+    md5(concat_ws(chr(31),
+        coalesce(c.f.customersessionid, ''), coalesce(c.f.sessionid, ''), CAST(c.ts_ms AS VARCHAR),
+        coalesce(NULLIF(c.f.sendertype, ''), ''), coalesce(NULLIF(c.f.sendername, ''), ''),
+        coalesce(c.f.text, ''))) AS message_key,
+    c.f.sessionid AS sessionid,
+    CASE WHEN regexp_full_match(c.f.sessionid, '\d+\.\d+')
+             AND TRY_CAST(split_part(c.f.sessionid, '.', 1) AS BIGINT) IS NOT NULL
+             AND TRY_CAST(split_part(c.f.sessionid, '.', 2) AS INTEGER) IS NOT NULL
+         THEN struct_pack(
+             conversation := CAST(split_part(c.f.sessionid, '.', 1) AS BIGINT),
+             segment := CAST(split_part(c.f.sessionid, '.', 2) AS INTEGER))
+    END AS session_parts,
+    c.f.customersessionid AS customersessionid,
+    NULLIF(c.f.sendertype, '') AS sendertype,
+    NULLIF(c.f.sendername, '') AS sendername,
+    NULLIF(c.f.senderemail, '') AS senderemail,
+    c.f.text AS text,
+    c.sentiment,
+    NULLIF(c.f.workflow, '') AS workflow,
+    NULLIF(c.f.workflownodeid, '') AS workflownodeid,
+    NULLIF(c.f.topic, '') AS topic,
+    c.score,
+    CASE WHEN c.topmatches_type = 'ARRAY' THEN c.f.topmatches END AS topmatches,
+    NULLIF(c.f.lang, '') AS lang,
+    NULLIF(c.f.sessionchannel, '') AS sessionchannel,
+    CASE WHEN json_type(c.f.sessionchannelinfo) <> 'NULL' THEN c.f.sessionchannelinfo END
+        AS sessionchannelinfo,
+    NULLIF(c.f.chattype, '') AS chattype,
+    c.f.timestamp AS timestamp_text,
+    CASE WHEN c.reason IS NULL THEN NULLIF(CAST(json_merge_patch(c.raw, '{
+        "text": null, "timestamp": null, "ts": null, "sendername": null, "senderemail": null,
+        "sendertype": null, "sessionid": null, "sentiment": null, "workflow": null,
+        "workflownodeid": null, "topic": null, "score": null, "topmatches": null, "lang": null,
+        "customersessionid": null, "sessionchannel": null, "sessionchannelinfo": null,
+        "chattype": null}') AS VARCHAR), '{}') END AS extra_fields
+FROM classified AS c;
