@@ -128,3 +128,6 @@ def test_a_journey_that_crosses_a_run_boundary_is_completed_by_the_next_run(simu
         f"SELECT count(*) AS n FROM conversation_segments WHERE customersessionid = '{csid}'"
     ).n[0]
     assert counted == whole.segments
+    # every journey of the first day is closed now that its next day is loaded
+    still_open = query(f"SELECT count(*) AS n FROM customer_journeys WHERE day = '{day}' AND open_at_load").n[0]
+    assert still_open == 0

@@ -6,7 +6,7 @@ WHERE day BETWEEN $first_day AND $last_day
 
 INSERT INTO conversation_segments
 WITH topics AS (
-    SELECT sessionid, topic, count(*) AS n
+    SELECT customersessionid, sessionid, topic, count(*) AS n
     FROM journey_messages WHERE topic IS NOT NULL GROUP BY ALL
 ),
 segments AS (
@@ -53,8 +53,8 @@ SELECT
     s.agent_messages,
     s.agent,
     s.avg_customer_sentiment,
-    (SELECT first(t.topic ORDER BY t.n DESC, t.topic) FROM topics AS t WHERE t.sessionid = s.sessionid)
-        AS dominant_topic,
+    (SELECT first(t.topic ORDER BY t.n DESC, t.topic) FROM topics AS t
+     WHERE t.customersessionid = s.customersessionid AND t.sessionid = s.sessionid) AS dominant_topic,
     s.first_topic,
     s.sessionchannel
 FROM segments AS s

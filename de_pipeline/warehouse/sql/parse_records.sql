@@ -19,7 +19,7 @@ CREATE OR REPLACE TEMP TABLE parsed AS
 WITH archived AS (
     SELECT
         CAST(day AS DATE) AS archive_day,
-        raw,
+        coalesce(raw, 'null') AS raw,  -- a JSON null element is archived as SQL NULL
         fetched_at,
         json_transform(raw, '{
             "ts": "JSON", "timestamp": "VARCHAR", "text": "VARCHAR", "sessionid": "VARCHAR",

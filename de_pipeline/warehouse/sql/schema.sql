@@ -110,7 +110,8 @@ SELECT
 FROM intent_confidence
 WHERE topic IS NOT NULL AND low_confidence > 0;
 
--- One row per segment (sessionid) of a customer journey. `day` is the day the journey
+-- One row per segment (sessionid) of a customer journey (a malformed sessionid that several
+-- journeys share gives one row in each). `day` is the day the journey
 -- started, so a journey's segments share its partition.
 CREATE TABLE IF NOT EXISTS conversation_segments (
     day DATE NOT NULL,                 -- the day of the journey's first message

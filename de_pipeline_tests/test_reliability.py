@@ -1,0 +1,166 @@
+"""Parallel backfills with a reader, a killed write, retention, and DST days."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import duckdb
+import pytest
+
+from de_pipeline_tests.conftest import point_at
+from de_pipeline_tests.helpers import dump, recent_days, served, unique_messages
+
+TABLES = (
+    "messages", "rejected_messages", "sentiment_trends", "intent_confidence",
+    "redaction_entity_counts", "conversation_segments", "customer_journeys",
+)
+
+
+def cli(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "de_pipeline.cli", *args],
+        env=dict(os.environ) | env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def dumps(path: Path) -> dict[str, list]:
+    os.environ["DE_DUCKDB_PATH"] = str(path)
+    return {name: dump(name) for name in TABLES}
+
+
+@pytest.mark.slow
+def test_parallel_backfills_and_a_reader_equal_a_serial_run(start_simulator, monkeypatch, tmp_path):
+    simulator = start_simulator(hostile=True, messages_per_day=400, max_page_size=200)
+    point_at(monkeypatch, simulator)
+    shared = tmp_path / "parallel.duckdb"
+    env = {"DE_DUCKDB_PATH": str(shared)}
+    first, last = recent_days(12)
+    a = cli("backfill", "--start", str(first), "--end", str(first + timedelta(days=7)), env=env)
+    b = cli("backfill", "--start", str(first + timedelta(days=5)), "--end", str(last), env=env)
+    queries = failures = 0
+    while a.poll() is None or b.poll() is None:
+        if shared.exists():
+            reader = subprocess.run(
+                [sys.executable, "-m", "de_pipeline.cli", "sql", "SELECT count(*) FROM messages"],
+                env=dict(os.environ) | env, capture_output=True, text=True, timeout=300,
+            )
+            queries += 1
+            assert "Traceback" not in reader.stderr
+            failures += reader.returncode != 0
+        time.sleep(0.2)
+    out_a, err_a = a.communicate()
+    out_b, err_b = b.communicate()
+    assert a.returncode == 0, err_a[-3000:]
+    assert b.returncode == 0, err_b[-3000:]
+    assert queries >= 3 and failures == 0
+
+    serial = tmp_path / "serial.duckdb"
+    done = cli("backfill", "--start", str(first), "--end", str(last), env={"DE_DUCKDB_PATH": str(serial)})
+    assert done.wait(timeout=600) == 0, done.stderr.read()[-3000:]
+    parallel_tables, serial_tables = dumps(shared), dumps(serial)
+    assert len(serial_tables["messages"]) > 3000
+    for name in TABLES:
+        assert parallel_tables[name] == serial_tables[name], name
+
+
+@pytest.mark.slow
+def test_a_write_killed_midway_leaves_old_or_new_rows_and_a_rerun_repairs(tmp_path):
+    path = tmp_path / "killed.duckdb"
+    day = date.today() - timedelta(days=2)
+    args = ("backfill", "--start", str(day), "--end", str(day))
+    small = {"DE_DUCKDB_PATH": str(path), "DE_SIM_MESSAGES_PER_DAY": "1000"}
+    large = small | {"DE_SIM_MESSAGES_PER_DAY": "120000"}
+    assert cli(*args, env=small).wait(timeout=300) == 0
+    before = dumps(path)
+
+    wal = path.with_name(path.name + ".wal")
+    process = cli(*args, env=large)
+    deadline = time.monotonic() + 300
+    while not (wal.exists() and wal.stat().st_size > 1_000_000):  # the big transaction is writing
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, "the large write never started"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+    after = dumps(path)  # the file opens; the day is either all old or all new
+    count = len(after["messages"])
+    assert after == before or count > 100_000
+    assert after["messages"] == before["messages"] or count > 100_000
+
+    assert cli(*args, env=large).wait(timeout=600) == 0
+    repaired = dumps(path)
+    assert len(repaired["messages"]) > 100_000
+    totals = duckdb.connect(str(path), read_only=True).execute(
+        "SELECT (SELECT sum(messages) FROM sentiment_trends), (SELECT count(*) FROM messages)"
+    ).fetchone()
+    assert totals[0] == totals[1]
+
+
+def test_days_past_the_vendor_retention_are_refused_plainly(tmp_path):
+    today = date.today()
+    env = {"DE_DUCKDB_PATH": str(tmp_path / "old.duckdb"), "DE_START_DATE": str(today - timedelta(days=400))}
+    gone = today - timedelta(days=380)
+    refused = cli("backfill", "--start", str(gone), "--end", str(gone + timedelta(days=1)), env=env)
+    _, err = refused.communicate(timeout=300)
+    assert refused.returncode == 1
+    assert "older than the vendor's 365-day retention" in err and str(gone) in err
+    assert "Traceback" not in err
+
+    edge = today - timedelta(days=365)  # cut by the retention: partial, said plainly
+    partial = cli("backfill", "--start", str(edge), "--end", str(edge), env=env)
+    _, err = partial.communicate(timeout=300)
+    assert partial.returncode == 0, err[-3000:]
+    assert "partial" in err and str(edge) in err
+
+
+def test_dst_days_have_23_and_25_hours_and_local_days(start_simulator, monkeypatch, tmp_path):
+    zone = "America/New_York"
+    simulator = start_simulator(messages_per_day=1500, timezone=zone)
+    point_at(monkeypatch, simulator)
+    spring, autumn = _dst_days(ZoneInfo(zone))
+    path = tmp_path / "dst.duckdb"
+    for day in (spring, autumn):
+        done = cli("backfill", "--start", str(day), "--end", str(day),
+                   env={"DE_DUCKDB_PATH": str(path), "DE_TIMEZONE": zone})
+        assert done.wait(timeout=300) == 0, done.stderr.read()[-3000:]
+    connection = duckdb.connect(str(path), read_only=True)
+    for day, hours in ((spring, 23), (autumn, 25)):
+        expected = unique_messages(served(simulator, day, day))
+        start = datetime.combine(day, datetime.min.time(), ZoneInfo(zone))
+        end = datetime.combine(day + timedelta(days=1), datetime.min.time(), ZoneInfo(zone))
+        assert (end.timestamp() - start.timestamp()) / 3600 == hours
+        assert expected.ts.between(start.timestamp() * 1000, end.timestamp() * 1000 - 1).all()
+        stored = connection.execute(
+            "SELECT ts_ms FROM messages WHERE day = $day ORDER BY ts_ms", {"day": day}
+        ).fetchall()
+        assert [row[0] for row in stored] == sorted(expected.ts)
+        # the sentiment_trends day holds the same messages
+        assert connection.execute(
+            "SELECT sum(messages) FROM sentiment_trends WHERE day = $day", {"day": day}
+        ).fetchone()[0] == len(expected)
+
+
+def _dst_days(zone: ZoneInfo) -> tuple[date, date]:
+    """The spring-forward and fall-back days inside the default partitions (the last year)."""
+    found = {}
+    day = date.today() - timedelta(days=360)
+    while day < date.today() - timedelta(days=1):
+        start = datetime.combine(day, datetime.min.time(), zone)
+        end = datetime.combine(day + timedelta(days=1), datetime.min.time(), zone)
+        hours = (end.timestamp() - start.timestamp()) / 3600
+        if hours != 24:
+            found[hours] = day
+        day += timedelta(days=1)
+    return found[23], found[25]
