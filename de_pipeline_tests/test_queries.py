@@ -1,0 +1,58 @@
+"""Every SQL example in docs/queries.md and the README runs on simulated data."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from de_pipeline.api.simulator import Simulator, SimulatorConfig
+from de_pipeline.defs.runs import run_range
+from de_pipeline_tests.conftest import point_at
+from de_pipeline_tests.helpers import recent_days
+
+ROOT = Path(__file__).resolve().parents[1]
+SQL_BLOCK = re.compile(r"```sql\n(.*?)```", re.DOTALL)
+# queries that may be empty on a clean simulation
+MAY_BE_EMPTY = {"rejected_messages"}
+
+
+def examples() -> list[tuple[str, str]]:
+    found = []
+    for document in ("docs/queries.md", "README.md"):
+        for number, block in enumerate(SQL_BLOCK.findall((ROOT / document).read_text()), 1):
+            found.append((f"{document}#{number}", block.strip()))
+    return found
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    monkeypatch = pytest.MonkeyPatch()
+    simulator = Simulator(SimulatorConfig(seed=3, messages_per_day=250, hostile=True, retry_after_seconds=0))
+    simulator.start()
+    path = tmp_path_factory.mktemp("queries") / "w.duckdb"
+    monkeypatch.setenv("DE_DUCKDB_PATH", str(path))
+    monkeypatch.setenv("DE_RETRY_BACKOFF_SECONDS", "0.01")
+    point_at(monkeypatch, simulator)
+    first, last = recent_days(15)
+    run_range(first, last)
+    yield path
+    simulator.stop()
+    monkeypatch.undo()
+
+
+def test_there_are_a_dozen_documented_queries():
+    assert len([name for name, _ in examples() if name.startswith("docs/")]) >= 12
+
+
+@pytest.mark.parametrize(("name", "sql"), examples(), ids=[name for name, _ in examples()])
+def test_query_runs_and_answers(warehouse, name, sql):
+    connection = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        rows = connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+    if not any(table in sql for table in MAY_BE_EMPTY):
+        assert rows, f"{name} returned no rows"
