@@ -197,7 +197,9 @@ class DigitalEngagementClient:
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            preview = server_message(body[:120], self.settings.api_key) or "(empty body)"
+            # scrub before cutting: a key straddling the cut must not leak its first characters
+            head = scrub(body.decode("utf-8"), self.settings.api_key)[:120]
+            preview = server_message(head, self.settings.api_key) or "(empty body)"
             raise ApiResponseError(
                 describe, f"the body is not valid JSON ({exc}); it begins: {preview}"
             ) from None

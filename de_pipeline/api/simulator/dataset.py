@@ -243,6 +243,7 @@ class _DayGenerator:
         ordinal = self.day.toordinal()
         odd = _JourneyBuilder(self, f"{ordinal}.{number + 1:04d}", "webchat", {}, "en", "Sam Taylor")
         odd.now_ms = self.start_ms
+        odd.hostile = False  # the extras are the cases promised every day: never roughened away
         odd.add(sessionid=f"{ordinal * 1_000_000 + 999_998}.1", sendertype="customer",
                 chattype="bot", text="first message of the day", sentiment=0.0, gap=(0, 0))
         huge = ("very long message " * (words.HUGE_TEXT_BYTES // 18 + 1))[: words.HUGE_TEXT_BYTES]
@@ -254,6 +255,7 @@ class _DayGenerator:
                     text="which session am I in?", sentiment=0.1)
         last = _JourneyBuilder(self, f"{ordinal}.{number + 2:04d}", "sms", {}, "en", "Tom Reed")
         last.now_ms = self.end_ms - 1
+        last.hostile = False
         last.add(sessionid=f"{ordinal * 1_000_000 + 999_999}.1", sendertype="customer",
                  chattype="bot", text="last message of the day", sentiment=0.0, gap=(0, 0))
         bad = [

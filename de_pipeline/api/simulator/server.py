@@ -110,7 +110,10 @@ class Simulator:
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve in a background thread; returns the base URL."""
         server = self._bind(host, port)
-        threading.Thread(target=server.serve_forever, name="de-simulator", daemon=True).start()
+        # a short poll interval makes stop() quick
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="de-simulator", daemon=True
+        ).start()
         return self.base_url
 
     def _bind(self, host: str, port: int) -> ThreadingHTTPServer:

@@ -1,0 +1,524 @@
+"""The API client against the simulator, over real HTTP on loopback.
+
+What is fetched is compared with what the simulator's dataset holds for the window; what the
+client asked is read from the server's own request record (`simulator.requests`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from email.utils import formatdate
+from typing import Any
+
+import orjson
+import pytest
+
+from de_pipeline.api import (
+    ApiAuthError,
+    ApiBadRequestError,
+    ApiError,
+    ApiNotFoundError,
+    ApiResponseError,
+    ApiRetriesExhausted,
+    ApiSettings,
+    ApiStatusError,
+    DigitalEngagementClient,
+    Window,
+)
+from de_pipeline.api.settings import CUSTOMER_SESSION_PATH, MAX_WINDOW_MS, PROVIDER_PATH
+from de_pipeline.api.simulator import ScriptedResponse, Simulator
+from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER
+
+DAY_MS = 86_400_000
+PAGE_CAP = 70
+# A key that is easy to spot anywhere it might leak.
+RECOGNISABLE_KEY = "WRONG-key-7c41e2-recognisable-SECRET"
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+
+def ordinary_days(simulator: Simulator, count: int, *, ending_days_ago: int = 1) -> tuple[date, date]:
+    """`count` consecutive recent UTC days, none an outage day, all fully in the past."""
+    last = datetime.now(UTC).date() - timedelta(days=ending_days_ago)
+    while True:
+        first = last - timedelta(days=count - 1)
+        days = [first + timedelta(days=n) for n in range(count)]
+        if not any(simulator.dataset.is_outage_day(day) for day in days):
+            return first, last
+        last -= timedelta(days=1)
+
+
+def days_window(simulator: Simulator, first: date, last: date) -> Window:
+    return Window(simulator.dataset.day_bounds_ms(first)[0], simulator.dataset.day_bounds_ms(last)[1])
+
+
+def settings_for(simulator: Simulator, **overrides: Any) -> ApiSettings:
+    values: dict[str, Any] = {
+        "base_url": simulator.base_url,
+        "api_key": TEST_KEY,
+        "provider_id": TEST_PROVIDER,
+        "page_size": 1000,
+        "backoff_base_seconds": 0.01,
+        "backoff_max_seconds": 0.05,
+        "max_requests_per_second": 1000,
+        "read_timeout": 10.0,
+        "connect_timeout": 5.0,
+    }
+    values.update(overrides)
+    return ApiSettings(**values)
+
+
+def records_of(pages: Any) -> tuple[list[bytes], list[Any]]:
+    """Every record of the pages, re-serialised (orjson round-trips its own output byte for
+    byte), and the pages themselves."""
+    pages = list(pages)
+    return [orjson.dumps(record) for page in pages for record in page.messages()], pages
+
+
+def expected_payloads(simulator: Simulator, window: Window) -> list[bytes]:
+    """What the server holds for the window, as the bytes it serves for each record."""
+    return simulator.dataset.payloads_between(window.start_ms, window.end_ms)
+
+
+def data_requests(simulator: Simulator) -> list[Any]:
+    return [r for r in simulator.requests if r.start_ms is not None]
+
+
+def check_offsets_follow_rows(simulator: Simulator, window: Window) -> list[int]:
+    """Offsets of the window's successful requests: each is the previous plus its rows; a
+    failed request is retried at the same offset; paging ends on an empty page."""
+    records = [r for r in data_requests(simulator) if (r.start_ms, r.end_ms) == (window.start_ms, window.end_ms)]
+    assert records, f"no request for {window}"
+    ok = [r for r in records if r.status == 200]
+    assert ok[0].offset == 0
+    for before, after in zip(ok, ok[1:]):
+        assert after.offset == before.offset + before.rows, (before, after)
+    assert ok[-1].rows == 0, "paging must end on an empty page"
+    assert all(r.rows > 0 for r in ok[:-1]), "an empty page must end the paging"
+    for failed, following in zip(records, records[1:]):
+        if failed.status != 200:
+            assert following.offset == failed.offset, "a failed page must be asked again"
+    return [r.offset for r in ok]
+
+
+def assert_secret_free(text: str, key: str = TEST_KEY) -> None:
+    """Neither the key nor any 8-character piece of it appears in `text`."""
+    assert key not in text
+    pieces = {key[i : i + 8] for i in range(len(key) - 7)}
+    leaked = [piece for piece in pieces if piece in text]
+    assert not leaked, f"parts of the API key leaked: {leaked}"
+
+
+# ---- every message, through page caps, in normal and hostile mode --------------------------
+
+
+@pytest.mark.parametrize("hostile", [False, True], ids=["normal", "hostile"])
+def test_every_message_arrives_exactly_as_served_through_page_caps(start_simulator, hostile):
+    simulator = start_simulator(hostile=hostile, messages_per_day=800, max_page_size=PAGE_CAP)
+    first, last = ordinary_days(simulator, 2)
+    window = days_window(simulator, first, last)
+    expected = expected_payloads(simulator, window)
+    assert len(expected) > 1000
+
+    with DigitalEngagementClient(settings_for(simulator)) as client:
+        fetched, pages = records_of(client.provider_pages(window))
+
+    assert all(page.rows <= PAGE_CAP for page in pages)
+    assert sum(page.rows for page in pages) == len(fetched) == client.stats.rows
+    assert all(page.window == window for page in pages)
+    offsets = check_offsets_follow_rows(simulator, window)
+    assert [page.offset for page in pages] == offsets[:-1]
+    if not hostile:
+        assert Counter(fetched) == Counter(expected)
+        assert fetched == expected  # in the server's order, too
+        assert client.stats.retries == 0
+        assert offsets == list(range(0, len(expected) + 1, PAGE_CAP)) + (
+            [len(expected)] if len(expected) % PAGE_CAP else []
+        )
+        return
+    # Hostile: rows repeat across page boundaries, but none is missing and none is invented.
+    fetched_counts, expected_counts = Counter(fetched), Counter(expected)
+    assert set(fetched_counts) == set(expected_counts)
+    assert not expected_counts - fetched_counts, "a served message is missing"
+    assert len(fetched) > len(expected), "hostile mode should have repeated some rows"
+    assert client.stats.retries > 0
+    statuses = Counter(r.status for r in data_requests(simulator))
+    assert {429, 500, 502, 503, 0} <= set(statuses), statuses
+    assert client.stats.requests == len(data_requests(simulator))
+    # the hostile extras made it through: day edges, malformed session ids, the ~100 KB text
+    parsed = [orjson.loads(p) for p in set(fetched)]
+    messages = [m for m in parsed if isinstance(m, dict)]
+    assert window.start_ms in {m.get("ts") for m in messages}
+    assert window.end_ms - 1 in {m.get("ts") for m in messages}
+    assert any(len(m.get("text") or "") >= 100_000 for m in messages)
+    assert {"abc", "1.2.3", "12.x"} <= {m.get("sessionid") for m in messages}
+
+
+def test_offset_advances_by_rows_received_and_a_short_page_is_not_the_end(start_simulator):
+    simulator = start_simulator(messages_per_day=400, max_page_size=PAGE_CAP)
+    first, last = ordinary_days(simulator, 1)
+    window = days_window(simulator, first, last)
+    expected = expected_payloads(simulator, window)
+    # The first page is short: 3 rows although 1000 were asked and 70 is the cap.
+    short = b"[" + b",".join(expected[:3]) + b"]"
+    simulator.script([ScriptedResponse(200, short)])
+
+    with DigitalEngagementClient(settings_for(simulator, page_size=1000)) as client:
+        fetched, pages = records_of(client.provider_pages(window))
+
+    assert fetched == expected  # every message once: the client went on after 3 rows
+    offsets = [r.offset for r in data_requests(simulator)]
+    assert offsets[:4] == [0, 3, 3 + PAGE_CAP, 3 + 2 * PAGE_CAP]
+    assert offsets[-1] == len(expected)
+    assert [page.rows for page in pages][:3] == [3, PAGE_CAP, PAGE_CAP]
+    assert [page.offset for page in pages] == offsets[:-1]
+    assert all(offset % 1000 for offset in offsets[1:]), "the offset must not follow the page size"
+
+
+def test_a_range_over_seven_days_is_split_into_legal_windows_that_tile_it(start_simulator):
+    simulator = start_simulator(messages_per_day=300, max_page_size=1000)
+    first, last = ordinary_days(simulator, 17, ending_days_ago=2)
+    window = days_window(simulator, first, last)
+    assert window.span_ms == 17 * DAY_MS
+
+    with DigitalEngagementClient(settings_for(simulator)) as client:
+        fetched, _ = records_of(client.provider_pages(window))
+
+    records = data_requests(simulator)
+    assert records and all(r.status == 200 for r in records)
+    assert all(r.end_ms - r.start_ms <= MAX_WINDOW_MS for r in records)
+    asked = list(dict.fromkeys((r.start_ms, r.end_ms) for r in records))  # in order of first use
+    assert len(asked) == 3
+    assert asked[0][0] == window.start_ms
+    assert asked[-1][1] == window.end_ms
+    for (_, end), (start, _) in zip(asked, asked[1:]):
+        assert end == start, "windows must neither overlap nor leave a gap"
+    assert sum(end - start for start, end in asked) == window.span_ms
+    for start, end in asked:
+        check_offsets_follow_rows(simulator, Window(start, end))
+    assert len(client.stats.windows) == 3
+    assert fetched == expected_payloads(simulator, window)
+
+
+@pytest.mark.parametrize(
+    ("epoch_unit", "providerid_in"),
+    [("s", "header"), ("s", "query"), ("ms", "both")],
+)
+def test_wire_settings_epoch_unit_and_providerid_placement(start_simulator, epoch_unit, providerid_in):
+    simulator = start_simulator(messages_per_day=300, max_page_size=500, epoch_unit=epoch_unit)
+    first, last = ordinary_days(simulator, 1)
+    day = days_window(simulator, first, last)
+    # in milliseconds, a window need not be in whole seconds
+    window = Window(day.start_ms + 12_345, day.end_ms - 7) if epoch_unit == "ms" else day
+    settings = settings_for(simulator, epoch_unit=epoch_unit, providerid_in=providerid_in)
+    with DigitalEngagementClient(settings) as client:
+        fetched, _ = records_of(client.provider_pages(window))
+    assert fetched == expected_payloads(simulator, window)
+    assert {(r.start_ms, r.end_ms) for r in data_requests(simulator)} == {(window.start_ms, window.end_ms)}
+
+
+def test_a_window_not_in_whole_seconds_is_refused_before_any_request(start_simulator):
+    simulator = start_simulator(messages_per_day=300)
+    with DigitalEngagementClient(settings_for(simulator, epoch_unit="s")) as client:
+        with pytest.raises(ValueError, match="whole seconds"):
+            list(client.provider_pages(Window(1_700_000_000_500, 1_700_000_100_000)))
+    assert simulator.requests == []
+
+
+# ---- errors that retrying cannot fix: at once, one request, named, secret-free ------------
+
+
+def fail_once(simulator, settings, window, expected_type, caplog):
+    caplog.set_level(logging.DEBUG)
+    sleeps: list[float] = []
+    with DigitalEngagementClient(settings, sleep=sleeps.append) as client:
+        with pytest.raises(expected_type) as info:
+            list(client.provider_pages(window))
+    error = info.value
+    assert type(error) is expected_type
+    assert len(simulator.requests) == 1, "a permanent error must not be retried"
+    assert client.stats.retries == 0
+    assert not [s for s in sleeps if s > 0.01], "no backoff for a permanent error"
+    message = str(error)
+    assert "POST" in message and settings.provider_path in message
+    assert str(window) in message
+    assert_secret_free(message, settings.api_key)
+    assert_secret_free(caplog.text, settings.api_key)
+    assert_secret_free(message, TEST_KEY)
+    assert_secret_free(caplog.text, TEST_KEY)
+    return error, message
+
+
+def test_400_bad_parameter_fails_at_once_with_the_servers_message(start_simulator, caplog):
+    # The client sends milliseconds, the server reads seconds: every window looks > 7 days.
+    simulator = start_simulator(messages_per_day=300, epoch_unit="s")
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    settings = settings_for(simulator, epoch_unit="ms")
+    error, message = fail_once(simulator, settings, window, ApiBadRequestError, caplog)
+    assert "400" in message
+    assert "end - start must not be more than 7 days" in message
+    assert error.server_message == "end - start must not be more than 7 days"
+    assert simulator.requests[0].status == 400
+
+
+def test_400_scripted_json_body_echoing_the_key_is_scrubbed(start_simulator, caplog):
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    body = orjson.dumps({"error": f"bad 'limit' in request with Authorization: Bearer {TEST_KEY}"})
+    simulator.script([ScriptedResponse(400, body)])
+    _, message = fail_once(simulator, settings_for(simulator), window, ApiBadRequestError, caplog)
+    assert "bad 'limit' in request" in message
+
+
+def test_401_wrong_key_fails_at_once_and_never_shows_the_key(start_simulator, caplog):
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    settings = settings_for(simulator, api_key=RECOGNISABLE_KEY)
+    assert RECOGNISABLE_KEY not in repr(settings)
+    error, message = fail_once(simulator, settings, window, ApiAuthError, caplog)
+    assert "401" in message and "API key" in message
+    assert "invalid or missing API key" in message  # the server's message
+    assert simulator.requests[0].status == 401
+
+
+def test_403_wrong_provider_fails_at_once_and_names_the_provider(start_simulator, caplog):
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    settings = settings_for(simulator, provider_id="someone-elses-provider", api_key=TEST_KEY)
+    _, message = fail_once(simulator, settings, window, ApiAuthError, caplog)
+    assert "403" in message and "someone-elses-provider" in message
+    assert "provider not allowed for this key" in message
+    assert simulator.requests[0].status == 403
+
+
+def test_404_wrong_path_fails_at_once_and_names_the_url(start_simulator, caplog):
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    settings = settings_for(simulator, provider_path="/api/v2/redacted/provider", api_key=RECOGNISABLE_KEY)
+    _, message = fail_once(simulator, settings, window, ApiNotFoundError, caplog)
+    assert f"{simulator.base_url}/api/v2/redacted/provider" in message
+    assert "no such endpoint" in message
+    assert simulator.requests[0].status == 404
+
+
+def test_another_permanent_status_is_not_retried(start_simulator, caplog):
+    # The provider path pointed at the customer-session endpoint: the server answers 405.
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    settings = settings_for(simulator, provider_path=CUSTOMER_SESSION_PATH)
+    _, message = fail_once(simulator, settings, window, ApiStatusError, caplog)
+    assert "405" in message and "use GET" in message
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"<html><body><h1>Maintenance</h1></body></html>", "not valid JSON"),
+        (b'[{"text": "cut off in the midd', "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b'{"error": "an object, not a list"}', "JSON dict, not an array"),
+        (b'"just a string"', "JSON str, not an array"),
+    ],
+    ids=["html", "truncated", "empty", "object", "string"],
+)
+def test_a_200_body_that_is_not_a_json_array_is_a_response_error(start_simulator, caplog, body, problem):
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    simulator.script([ScriptedResponse(200, body)])
+    _, message = fail_once(simulator, settings_for(simulator), window, ApiResponseError, caplog)
+    assert problem in message
+    assert "offset 0" in message
+
+
+@pytest.mark.parametrize("position", [0, 100, 110, 119, 300])
+def test_a_non_json_body_echoing_the_key_never_shows_any_part_of_it(start_simulator, caplog, position):
+    """The preview of a bad body must be scrubbed before it is cut: a key straddling the cut
+    must not leak its first characters."""
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    simulator.script([ScriptedResponse(200, b"y" * position + TEST_KEY.encode() + b" -- debug echo")])
+    _, message = fail_once(simulator, settings_for(simulator), window, ApiResponseError, caplog)
+    assert "not valid JSON" in message
+
+
+def test_retries_exhausted_raise_a_clear_error(start_simulator, caplog):
+    caplog.set_level(logging.DEBUG)
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    html = b"<html><head><title>503 Service Unavailable</title></head><body>down</body></html>"
+    simulator.script([ScriptedResponse(503, html, {"Content-Type": "text/html"})] * 6)
+    sleeps: list[float] = []
+    settings = settings_for(simulator, max_retries=3)
+    with DigitalEngagementClient(settings, sleep=sleeps.append) as client:
+        with pytest.raises(ApiRetriesExhausted) as info:
+            list(client.provider_pages(window))
+    message = str(info.value)
+    assert len(simulator.requests) == 4  # the first try and 3 retries
+    assert client.stats.retries == 3
+    assert "gave up after 4 attempts" in message
+    assert "HTTP 503" in message
+    assert str(window) in message and "POST" in message and PROVIDER_PATH in message
+    assert_secret_free(message)
+    assert_secret_free(caplog.text)
+    # exponential backoff between the tries
+    backoffs = [s for s in sleeps if s >= 0.004]
+    assert len(backoffs) == 3
+
+
+def test_a_retry_after_beyond_the_time_budget_gives_up_without_waiting(start_simulator):
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    simulator.script([ScriptedResponse(429, b'{"error": "slow down"}', {"Retry-After": "1000"})])
+    sleeps: list[float] = []
+    settings = settings_for(simulator, retry_max_seconds=60)
+    with DigitalEngagementClient(settings, sleep=sleeps.append) as client:
+        with pytest.raises(ApiRetriesExhausted, match="Retry-After 1000s") as info:
+            list(client.provider_pages(window))
+    assert "HTTP 429" in str(info.value)
+    assert len(simulator.requests) == 1
+    assert not any(s >= 60 for s in sleeps)
+
+
+def test_connection_refused_is_retried_then_exhausted(start_simulator):
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    settings = settings_for(simulator, max_retries=2)
+    simulator.stop()  # nothing listens at the base URL any more
+    sleeps: list[float] = []
+    with DigitalEngagementClient(settings, sleep=sleeps.append) as client:
+        with pytest.raises(ApiRetriesExhausted, match="ConnectionError") as info:
+            list(client.provider_pages(window))
+    assert client.stats.requests == 3
+    assert client.stats.retries == 2
+    assert_secret_free(str(info.value))
+
+
+def test_each_retry_is_logged_at_warning_with_status_window_and_attempt(start_simulator, caplog):
+    caplog.set_level(logging.DEBUG)
+    simulator = start_simulator(messages_per_day=300, max_page_size=500)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    simulator.script(
+        [
+            ScriptedResponse(503, b"<html><body>Service Unavailable</body></html>", {"Content-Type": "text/html"}),
+            ScriptedResponse(429, b'{"error": "rate limited"}'),
+            ScriptedResponse(500, b"upstream error", {"Content-Type": "text/plain"}),
+        ]
+    )
+    with DigitalEngagementClient(settings_for(simulator)) as client:
+        fetched, _ = records_of(client.provider_pages(window))
+    assert fetched == expected_payloads(simulator, window)
+    assert client.stats.retries == 3
+
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name.startswith("de_pipeline")]
+    assert len(warnings) == 3
+    for record, status, attempt in zip(warnings, (503, 429, 500), (1, 2, 3)):
+        text = record.getMessage()
+        assert f"HTTP {status}" in text
+        assert str(window) in text
+        assert f"retry {attempt} of {ApiSettings.__dataclass_fields__['max_retries'].default}" in text
+        assert "offset 0" in text
+    assert_secret_free(caplog.text)
+
+
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+def test_retry_after_is_honoured(start_simulator, form):
+    simulator = start_simulator(messages_per_day=300, max_page_size=500)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    value = "3" if form == "seconds" else formatdate(time.time() + 5, usegmt=True)
+    simulator.script([ScriptedResponse(429, b'{"error": "slow down"}', {"Retry-After": value})])
+    sleeps: list[float] = []
+    with DigitalEngagementClient(settings_for(simulator), sleep=sleeps.append) as client:
+        fetched, _ = records_of(client.provider_pages(window))
+    assert fetched == expected_payloads(simulator, window)
+    assert client.stats.retries == 1
+    waits = [s for s in sleeps if s >= 1]
+    assert len(waits) == 1
+    if form == "seconds":
+        assert waits[0] == 3
+    else:
+        assert 3 <= waits[0] <= 5.5
+    # the retry came after the wait, at the same offset
+    assert [r.status for r in simulator.requests][:2] == [429, 200]
+    assert simulator.requests[1].offset == 0
+
+
+# ---- the customer-session endpoint ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("hostile", [False, True], ids=["normal", "hostile"])
+def test_customer_session_pages_hold_the_journeys_messages(start_simulator, hostile):
+    simulator = start_simulator(messages_per_day=600, max_page_size=4, hostile=hostile)
+    first, last = ordinary_days(simulator, 2)
+    window = days_window(simulator, first, last)
+    served = [m for m in simulator.dataset.messages_between(window.start_ms, window.end_ms) if isinstance(m, dict)]
+    sizes = Counter(m.get("customersessionid") for m in served if m.get("customersessionid"))
+    # the longest journey, and one whose id is negative
+    chosen = [sizes.most_common(1)[0][0], max((c for c in sizes if c.startswith("-")), key=sizes.get)]
+    with DigitalEngagementClient(settings_for(simulator)) as client:
+        for csid in chosen:
+            before = len(simulator.requests)
+            fetched, pages = records_of(client.customer_session_pages(csid, window))
+            expected = [orjson.dumps(m) for m in served if m.get("customersessionid") == csid]
+            assert len(expected) > 4  # more than one page
+            if hostile:
+                assert set(fetched) == set(expected)
+                assert not Counter(expected) - Counter(fetched)
+            else:
+                assert fetched == expected
+            records = simulator.requests[before:]
+            assert {r.method for r in records} == {"GET"}
+            assert {r.customersessionid for r in records} == {csid}
+            assert all(r.path == CUSTOMER_SESSION_PATH for r in records)
+            assert all(page.rows <= 4 for page in pages)
+        for unknown in ("999999.0001", f"{first.toordinal()}.9999", "abc", ""):
+            assert list(client.customer_session_pages(unknown, window)) == []
+    if hostile:
+        assert client.stats.retries > 0
+
+
+# ---- invalid UTF-8 --------------------------------------------------------------------------
+
+
+def test_invalid_utf8_in_a_body_is_repaired_with_a_warning(start_simulator, caplog):
+    caplog.set_level(logging.DEBUG)
+    simulator = start_simulator(messages_per_day=300, max_page_size=50)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    ts = window.start_ms + 12 * 3600 * 1000 + 1
+    bad = b'{"text":"caf\xe9 \xff\xfe ok","ts":' + str(ts).encode() + b',"sessionid":"1.1"}'
+    simulator.dataset.inject([(ts, bad)])  # before any request: the server caches sequences
+    expected = expected_payloads(simulator, window)
+    assert bad in expected
+
+    with DigitalEngagementClient(settings_for(simulator)) as client:
+        pages = list(client.provider_pages(window))
+    repaired = [page for page in pages if page.repaired_utf8]
+    assert len(repaired) == 1
+    assert client.stats.repaired_pages == 1
+    repaired[0].body.decode("utf-8")  # valid UTF-8 now
+    messages = [m for page in pages for m in page.messages()]
+    assert len(messages) == len(expected)
+    odd = [m for m in messages if m.get("ts") == ts and m.get("sessionid") == "1.1"]
+    assert len(odd) == 1
+    assert odd[0]["text"].startswith("caf\ufffd") and odd[0]["text"].endswith(" ok")
+    # every other record arrives untouched
+    others = [orjson.dumps(m) for m in messages if m is not odd[0]]
+    assert others == [p for p in expected if p != bad]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "not valid UTF-8" in warnings[0] and str(window) in warnings[0]
+
+
+def test_api_error_is_the_base_of_every_typed_error():
+    for error_type in (
+        ApiAuthError,
+        ApiBadRequestError,
+        ApiNotFoundError,
+        ApiResponseError,
+        ApiRetriesExhausted,
+        ApiStatusError,
+    ):
+        assert issubclass(error_type, ApiError)
