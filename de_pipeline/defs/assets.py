@@ -9,7 +9,6 @@ metadata. A run covers at most 7 days (one legal API window).
 import time
 from datetime import UTC, datetime
 
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -31,6 +30,7 @@ from de_pipeline.warehouse.checks import CheckOutcome, message_checks, message_w
 from de_pipeline.warehouse.connection import writer
 from de_pipeline.warehouse.days import DayBounds, day_bounds_table
 from de_pipeline.warehouse.messages import load_messages
+from de_pipeline.warehouse.summary import daily_metrics, top_rows
 from de_pipeline.warehouse.source import archive_source, claim_archive_source, claim_warehouse_source
 
 API_POOL = "digital_engagement_api"
@@ -220,22 +220,6 @@ def messages(context: AssetExecutionContext, warehouse: Warehouse) -> Materializ
     )
 
 
-# The numbers of each aggregate that the UI plots per partition.
-PLOTTED = {
-    "sentiment_trends": "SELECT day, sum(messages) AS messages, "
-    "round(sum(avg_sentiment * (messages - without_sentiment)) / nullif(sum(messages - without_sentiment), 0), 4) "
-    "AS avg_sentiment FROM sentiment_trends",
-    "intent_confidence": "SELECT day, sum(messages) AS messages, sum(low_confidence) AS low_confidence, "
-    "round(sum(avg_score * messages) FILTER (WHERE topic IS NOT NULL) / "
-    "nullif(sum(messages) FILTER (WHERE topic IS NOT NULL), 0), 4) AS avg_score FROM intent_confidence",
-    "redaction_entity_counts": "SELECT day, sum(occurrences) AS occurrences FROM redaction_entity_counts",
-    "conversation_segments": "SELECT day, count(*) AS segments, sum(messages) AS messages "
-    "FROM conversation_segments",
-    "customer_journeys": "SELECT day, count(*) AS journeys, avg(handoff_to_agent::INT) AS handoff_share, "
-    "avg(transfers) AS avg_transfers, avg(sentiment_change) AS avg_sentiment_change FROM customer_journeys",
-}
-
-
 def aggregate_asset(table: str, upstream: AssetsDefinition, description: str) -> AssetsDefinition:
     """A daily table computed in SQL from `upstream` (see warehouse/sql/<table>.sql)."""
 
@@ -254,30 +238,19 @@ def aggregate_asset(table: str, upstream: AssetsDefinition, description: str) ->
         settings = warehouse.settings()
         days = day_bounds(DAILY, context.partition_key_range)
         first_day, last_day = days[0].day, days[-1].day
-        span = {"first_day": first_day, "last_day": last_day}
         with writer(settings) as connection:
             rows = refresh_aggregate(connection, table, first_day, last_day, settings)
             day_bounds_table(connection, days)
             outcome = reconcile(connection, table, settings)
-            plotted = connection.execute(
-                PLOTTED[table] + " WHERE day BETWEEN $first_day AND $last_day GROUP BY day", span
-            ).df()
-            preview = connection.execute(
-                f"SELECT * REPLACE (CAST(day AS VARCHAR) AS day) FROM {table} "
-                "WHERE day BETWEEN $first_day AND $last_day "
-                f"ORDER BY ALL LIMIT {PREVIEW_ROWS}",
-                span,
-            ).df()
-        for record in plotted.to_dict("records"):
-            day = pd.Timestamp(record.pop("day")).date().isoformat()
-            context.add_asset_metadata(
-                {k: (float(v) if pd.notna(v) else float("nan")) for k, v in record.items()}, partition_key=day
-            )
+            plotted = daily_metrics(connection, table, first_day, last_day)
+            preview = top_rows(connection, table, first_day, last_day, PREVIEW_ROWS)
+        for day, metrics in plotted.items():
+            context.add_asset_metadata(metrics, partition_key=day.isoformat())
         return MaterializeResult(
             metadata={
                 "window": _window_text(days),
                 "rows": rows,
-                "preview": MetadataValue.md(preview.to_markdown(index=False, floatfmt=".3f")),
+                "preview": MetadataValue.md(preview),
             },
             check_results=[_check_result(outcome, table, AssetCheckSeverity.ERROR)],
         )

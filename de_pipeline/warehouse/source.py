@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 
 ARCHIVE_SOURCE_FILE = "_source.txt"
-OVERRIDE_HINT = "set DE_ALLOW_SOURCE_CHANGE=1 to write anyway, or point DE_DUCKDB_PATH elsewhere"
+OVERRIDE_HINT = "set DE_ALLOW_SOURCE_CHANGE=1 to write anyway, or point {variable} elsewhere"
 
 
 class SourceMismatchError(RuntimeError):
@@ -20,7 +20,7 @@ def claim_warehouse_source(
 ) -> None:
     """Record `source` as the warehouse's source, or fail if it holds another one."""
     row = connection.execute("SELECT value FROM warehouse_meta WHERE key = 'source'").fetchone()
-    _check(row[0] if row else None, source, allow_change, f"the warehouse {where}")
+    _check(row[0] if row else None, source, allow_change, f"the warehouse {where}", "DE_DUCKDB_PATH")
     connection.execute(
         "INSERT OR REPLACE INTO warehouse_meta VALUES ('source', $source)", {"source": source}
     )
@@ -28,7 +28,9 @@ def claim_warehouse_source(
 
 def claim_archive_source(archive_dir: Path, source: str, *, allow_change: bool) -> None:
     """The same for the raw archive folder."""
-    _check(archive_source(archive_dir), source, allow_change, f"the raw archive {archive_dir}")
+    _check(
+        archive_source(archive_dir), source, allow_change, f"the raw archive {archive_dir}", "DE_ARCHIVE_DIR"
+    )
     archive_dir.mkdir(parents=True, exist_ok=True)
     (archive_dir / ARCHIVE_SOURCE_FILE).write_text(source + "\n")
 
@@ -39,9 +41,9 @@ def archive_source(archive_dir: Path) -> str | None:
     return marker.read_text().strip() if marker.exists() else None
 
 
-def _check(recorded: str | None, source: str, allow_change: bool, what: str) -> None:
+def _check(recorded: str | None, source: str, allow_change: bool, what: str, variable: str) -> None:
     if recorded is not None and recorded != source and not allow_change:
         raise SourceMismatchError(
             f"{what} holds data from {recorded!r}, but this run reads {source!r}; "
-            f"refusing to mix them ({OVERRIDE_HINT})"
+            f"refusing to mix them ({OVERRIDE_HINT.format(variable=variable)})"
         )

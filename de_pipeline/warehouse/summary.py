@@ -1,8 +1,12 @@
-"""What `de-pipeline demo` and `backfill` print: each table's size and a few headlines."""
+"""Summaries of the tables: what `de-pipeline demo` prints, and the numbers and previews
+that the Dagster UI shows for each partition."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import duckdb
+import pandas as pd
 
 TABLES = (
     "messages",
@@ -51,3 +55,50 @@ def headlines(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
         title: connection.execute(query).df().to_string(index=False)
         for title, query in HEADLINES.items()
     }
+
+
+# Per day, the numbers of each daily table that the UI plots across partitions.
+DAILY_METRICS = {
+    "sentiment_trends": """SELECT day, sum(messages) AS messages,
+        round(sum(avg_sentiment * (messages - without_sentiment))
+              / nullif(sum(messages - without_sentiment), 0), 4) AS avg_sentiment
+        FROM sentiment_trends""",
+    "intent_confidence": """SELECT day, sum(messages) AS messages, sum(low_confidence) AS low_confidence,
+        round(sum(avg_score * messages) FILTER (WHERE topic IS NOT NULL)
+              / nullif(sum(messages) FILTER (WHERE topic IS NOT NULL), 0), 4) AS avg_score
+        FROM intent_confidence""",
+    "redaction_entity_counts": "SELECT day, sum(occurrences) AS occurrences FROM redaction_entity_counts",
+    "conversation_segments": """SELECT day, count(*) AS segments, sum(messages) AS messages
+        FROM conversation_segments""",
+    "customer_journeys": """SELECT day, count(*) AS journeys, avg(handoff_to_agent::INT) AS handoff_share,
+        avg(transfers) AS avg_transfers, avg(sentiment_change) AS avg_sentiment_change
+        FROM customer_journeys""",
+}
+
+
+def daily_metrics(
+    connection: duckdb.DuckDBPyConnection, table: str, first_day: date, last_day: date
+) -> dict[date, dict[str, float]]:
+    """{day: {metric: value}} for the days of `table` (NaN where a value is undefined)."""
+    frame = connection.execute(
+        DAILY_METRICS[table] + " WHERE day BETWEEN $first_day AND $last_day GROUP BY day",
+        {"first_day": first_day, "last_day": last_day},
+    ).df()
+    return {
+        pd.Timestamp(record.pop("day")).date(): {
+            name: float(value) if pd.notna(value) else float("nan") for name, value in record.items()
+        }
+        for record in frame.to_dict("records")
+    }
+
+
+def top_rows(
+    connection: duckdb.DuckDBPyConnection, table: str, first_day: date, last_day: date, rows: int
+) -> str:
+    """The first rows of `table` for the days, as a Markdown table."""
+    frame = connection.execute(
+        f"SELECT * REPLACE (CAST(day AS VARCHAR) AS day) FROM {table} "
+        f"WHERE day BETWEEN $first_day AND $last_day ORDER BY ALL LIMIT {int(rows)}",
+        {"first_day": first_day, "last_day": last_day},
+    ).df()
+    return frame.to_markdown(index=False, floatfmt=".3f")
