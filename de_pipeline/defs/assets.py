@@ -205,14 +205,15 @@ def messages(context: AssetExecutionContext, warehouse: Warehouse) -> Materializ
         load.total("rejected"),
     )
     return MaterializeResult(
+        # the run's totals; each partition also gets its own day's numbers (above)
         metadata={
-            "window": _window_text(days),
-            "records_archived": load.total("archived"),
-            "rows_stored": load.total("stored"),
-            "duplicates_dropped": load.total("duplicates"),
-            "rows_rejected": load.total("rejected"),
-            "rejected_reasons": load.rejected_reasons or "none",
-            "unparsed_sessionids": load.total("unparsed_sessionids"),
+            "run_window": _window_text(days),
+            "run_records_archived": load.total("archived"),
+            "run_rows_stored": load.total("stored"),
+            "run_duplicates_dropped": load.total("duplicates"),
+            "run_rows_rejected": load.total("rejected"),
+            "run_rejected_reasons": load.rejected_reasons or "none",
+            "run_unparsed_sessionids": load.total("unparsed_sessionids"),
             "source": source or "nothing archived",
         },
         check_results=[_check_result(c, "messages", AssetCheckSeverity.ERROR) for c in checks]

@@ -1,0 +1,505 @@
+"""The pipeline under `dagster dev`, driven as the UI drives it.
+
+One `dagster dev` (webserver, daemon, code server) for the whole module, started from the
+repository root with a temporary DAGSTER_HOME holding a copy of the repository's
+dagster.yaml (pools, run monitoring) and a temporary warehouse. One partition backfill of
+the last 10 days, launched over GraphQL exactly as the UI's *Materialize* dialog does, is
+shared by the tests: the GraphQL test checks the runs, pools, checks, schedule and tables;
+the browser test looks at the same result in headless Chromium; the last test stops
+`dagster dev` and checks that no process of it is left.
+
+    pytest -m ui                  # this module only (about a minute and a half)
+    pytest -m "ui and not browser"
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from de_pipeline_tests.dagster_dev import DagsterDev, processes_in_group
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOT_DIR = REPO_ROOT / "screenshots"  # git-ignored
+BACKFILL_DAYS = 10
+MAX_PARTITIONS_PER_RUN = 7  # BackfillPolicy.multi_run(7) on every asset
+BACKFILL_TIMEOUT_SECONDS = 8 * 60
+MESSAGES_PER_DAY = "300"
+# named in the issue; the test backfills every asset of the code location, these included
+EXPECTED_ASSETS = {"raw_messages", "messages", "sentiment_trends", "intent_confidence", "redaction_entity_counts"}
+SUCCESS = {"COMPLETED_SUCCESS", "COMPLETED"}  # COMPLETED: the deprecated name
+GIVE_UP = {"FAILED", "FAILING", "CANCELED", "CANCELING", "COMPLETED_FAILED"}
+
+# startup + backfill + checks stay far below this; our own timeouts fail first, with a reason
+pytestmark = pytest.mark.timeout(20 * 60)
+
+
+# ---- fixtures ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev]:
+    """`dagster dev` in the repository root, on a free 127.0.0.1 port, with DAGSTER_HOME,
+    the warehouse and its archive in a temporary directory."""
+    root = tmp_path_factory.mktemp("dagster_dev")
+    home = root / "dagster_home"
+    home.mkdir()
+    # `dagster dev` reads dagster.yaml from DAGSTER_HOME only (the one in the current
+    # directory only when DAGSTER_HOME is unset), so the repository's file is copied there.
+    config = (REPO_ROOT / "dagster.yaml").read_text()
+    (home / "dagster.yaml").write_text(config + "\ntelemetry:\n  enabled: false\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DE_", "DAGSTER_"))}
+    env.update(
+        DAGSTER_HOME=str(home),
+        DE_DUCKDB_PATH=str(root / "warehouse.duckdb"),
+        DE_SIM_MESSAGES_PER_DAY=MESSAGES_PER_DAY,
+        PYTHONUNBUFFERED="1",
+    )
+    dev = DagsterDev(cwd=REPO_ROOT, env=env, log_path=root / "dagster_dev.log")
+    dev.start()
+    try:
+        dev.wait_until_ready()
+    except BaseException:
+        dev.stop()
+        raise
+    yield dev
+    stopped_by_test = dev.stop_report is not None
+    report = dev.stop()
+    # test_dagster_dev_stops_cleanly asserts this with details; this covers the runs that
+    # leave it out (pytest -m browser, -k ...)
+    assert stopped_by_test or report.clean, f"`dagster dev` left processes behind: {report}"
+
+
+@dataclass
+class Backfill:
+    id: str
+    first: date
+    last: date
+    assets: list[str]
+    status: str = "NOT LAUNCHED"
+    seconds: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+    problem: str = ""
+
+    @property
+    def days(self) -> list[str]:
+        return [(self.first + timedelta(days=n)).isoformat() for n in range((self.last - self.first).days + 1)]
+
+    def explain(self, dev: DagsterDev) -> str:
+        return f"backfill {self.id} {self.status} after {self.seconds:.0f}s {self.problem}\n{dev.log_tail(40)}"
+
+
+@pytest.fixture(scope="module")
+def backfill(dagster_dev: DagsterDev) -> Backfill:
+    """Every asset of the code location, for the 10 days ending yesterday, as one partition
+    backfill launched like the UI's *Materialize* dialog; waited for until it ends."""
+    nodes = dagster_dev.graphql(ASSET_NODES_QUERY)["assetNodes"]
+    assets = sorted(_key(n) for n in nodes if n["isMaterializable"] and n["isPartitioned"])
+    # the last 10 partitions as the server sees them (the last is yesterday in DE_TIMEZONE)
+    keys = next(n for n in nodes if _key(n) == "messages")["partitionKeysByDimension"][0]["partitionKeys"]
+    first, last = date.fromisoformat(keys[-BACKFILL_DAYS]), date.fromisoformat(keys[-1])
+    params = ui_backfill_params(assets, keys[-BACKFILL_DAYS:])
+    started = time.monotonic()
+    launched = dagster_dev.graphql(LAUNCH_BACKFILL_MUTATION, {"params": params})["launchPartitionBackfill"]
+    result = Backfill(id=launched.get("backfillId", ""), first=first, last=last, assets=assets)
+    if launched["__typename"] != "LaunchBackfillSuccess":
+        result.problem = f"launch answered {launched}"
+        return result
+    while True:
+        answer = dagster_dev.graphql(BACKFILL_QUERY, {"id": result.id})["partitionBackfillOrError"]
+        result.seconds = time.monotonic() - started
+        if answer["__typename"] != "PartitionBackfill":
+            result.status, result.problem = answer["__typename"], answer.get("message", "")
+            return result
+        result.status, result.detail = answer["status"], answer
+        if result.status in SUCCESS or result.status in GIVE_UP:
+            if answer.get("error"):
+                result.problem = answer["error"]["message"]
+            return result
+        if result.seconds > BACKFILL_TIMEOUT_SECONDS:
+            result.problem = f"timed out after {BACKFILL_TIMEOUT_SECONDS}s"
+            return result
+        time.sleep(2)
+
+
+def ui_backfill_params(assets: list[str], partition_keys: list[str]) -> dict[str, Any]:
+    """LaunchBackfillParams as the 1.13 UI sends them when a person selects assets in the
+    catalogue, *Materialize selected*, picks a range of days and *Launch backfill*
+    (LaunchAssetChoosePartitionsDialog.tsx: assetSelection + partitionNames, no selector:
+    an asset backfill). The same range as `partitionsByAssets: [{assetKey, partitions:
+    {range: {start, end}}}]` (the API's form) makes the same backfill and runs."""
+    return {
+        "tags": [],
+        "assetSelection": [{"path": [a]} for a in assets],
+        "partitionNames": partition_keys,
+        "fromFailure": False,
+    }
+
+
+# ---- GraphQL -------------------------------------------------------------------------
+
+
+@pytest.mark.ui
+def test_backfill_through_graphql(dagster_dev: DagsterDev, backfill: Backfill) -> None:
+    # the code location loaded, without errors (wait_until_ready raised on a PythonError)
+    workspace = dagster_dev.graphql(WORKSPACE_QUERY)["workspaceOrError"]
+    entries = workspace["locationEntries"]
+    assert entries, "no code location"
+    for entry in entries:
+        assert entry["loadStatus"] == "LOADED", entry
+        assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
+    assert EXPECTED_ASSETS <= set(backfill.assets), backfill.assets
+
+    # the backfill completed
+    assert backfill.status in SUCCESS, backfill.explain(dagster_dev)
+    detail = backfill.detail
+    assert detail["isAssetBackfill"] and detail["numPartitions"] == BACKFILL_DAYS, detail
+    assert sorted(_key(a) for a in detail["assetSelection"]) == backfill.assets
+
+    # ... as runs of at most 7 days (7 + 3), each of every asset, all successful
+    runs = sorted(detail["runs"], key=lambda r: _tag(r, "dagster/asset_partition_range_start"))
+    ranges = [
+        (_tag(r, "dagster/asset_partition_range_start"), _tag(r, "dagster/asset_partition_range_end")) for r in runs
+    ]
+    summary = [(r["runId"][:8], r["status"], start, end) for r, (start, end) in zip(runs, ranges)]
+    assert [r["status"] for r in runs] == ["SUCCESS"] * len(runs), summary
+    days = backfill.days
+    expected_ranges = [
+        (days[i], days[min(i + MAX_PARTITIONS_PER_RUN, len(days)) - 1])
+        for i in range(0, len(days), MAX_PARTITIONS_PER_RUN)
+    ]
+    assert ranges == expected_ranges, summary  # two runs: 7 days, then 3
+    for run in runs:
+        assert sorted(_key(a) for a in run["assetSelection"]) == backfill.assets, run["runId"]
+        steps = {s["stepKey"]: s["status"] for s in run["stepStats"]}
+        assert steps == {a: "SUCCESS" for a in backfill.assets}, (run["runId"], steps)
+
+    # every asset shows exactly those 10 days materialised, and nothing failed
+    for node in dagster_dev.graphql(PARTITION_STATUS_QUERY)["assetNodes"]:
+        if _key(node) not in backfill.assets:
+            continue
+        statuses = node["assetPartitionStatuses"]
+        spans = [(r["status"], r["startKey"], r["endKey"]) for r in statuses["ranges"]]
+        assert spans == [("MATERIALIZED", days[0], days[-1])], (_key(node), spans)
+
+    # dagster.yaml applies; pools have limit 1 each, so no two steps of a pool overlapped
+    _assert_instance_config(dagster_dev, backfill, runs)
+
+    # every asset check of the definitions is listed, and passed on the backfilled data
+    from de_pipeline.defs.definitions import defs
+
+    defined = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}
+    listed = {}
+    for node in dagster_dev.graphql(ASSET_CHECKS_QUERY)["assetNodes"]:
+        checks = node["assetChecksOrError"]
+        assert checks["__typename"] == "AssetChecks", (_key(node), checks)
+        for check in checks["checks"]:
+            execution = check["executionForLatestMaterialization"]
+            listed[(_key(node), check["name"])] = execution and execution["status"]
+    assert set(listed) == defined
+    assert {"messages", "sentiment_trends"} <= {asset for asset, _ in listed}
+    not_passed = {key: status for key, status in listed.items() if status != "SUCCEEDED"}
+    assert not not_passed, f"checks that did not pass on the backfill: {not_passed}"
+
+    # the schedule is listed and on
+    schedules = {
+        s["name"]: s["scheduleState"]["status"]
+        for e in entries
+        for repo in e["locationOrLoadError"]["repositories"]
+        for s in repo["schedules"]
+    }
+    assert schedules.get("daily_refresh") == "RUNNING", schedules
+
+    # the warehouse holds exactly those days
+    _assert_warehouse(Path(dagster_dev.env["DE_DUCKDB_PATH"]), backfill)
+
+
+def _assert_instance_config(dev: DagsterDev, backfill: Backfill, runs: list[dict[str, Any]]) -> None:
+    data = dev.graphql(POOLS_QUERY)
+    # the copied dagster.yaml is in force: pools, run queue, run monitoring
+    instance = data["instance"]
+    assert instance["poolConfig"]["defaultPoolLimit"] == 1, instance
+    assert instance["poolConfig"]["poolGranularity"] == "op", instance
+    assert instance["runQueueConfig"]["maxConcurrentRuns"] == 4, instance
+    daemons = {d["daemonType"]: d["healthy"] for d in instance["daemonHealth"]["allDaemonStatuses"]}
+    assert daemons.get("MONITORING") and daemons.get("BACKFILL") and daemons.get("QUEUED_RUN_COORDINATOR"), daemons
+    pools: dict[str, set[str]] = {}
+    for node in data["assetNodes"]:
+        for pool in node["pools"]:
+            pools.setdefault(pool, set()).add(_key(node))
+    assert {"duckdb_warehouse", "digital_engagement_api"} <= set(pools), pools
+    for pool, assets in pools.items():
+        limit = dev.graphql(POOL_LIMIT_QUERY, {"pool": pool})["instance"]["concurrencyLimit"]
+        assert limit["slotCount"] == 1 and limit["activeSlotCount"] == 0, limit
+        spans = sorted(
+            (s["startTime"], s["endTime"], r["runId"][:8], s["stepKey"])
+            for r in runs
+            for s in r["stepStats"]
+            if s["stepKey"] in assets
+        )
+        assert len(spans) == len(runs) * len(assets & set(backfill.assets)), spans
+        for before, after in zip(spans, spans[1:]):
+            assert before[1] <= after[0], f"pool {pool} (limit 1) ran two steps at once: {before} and {after}"
+
+
+def _assert_warehouse(path: Path, backfill: Backfill) -> None:
+    from de_pipeline.warehouse.aggregates import AGGREGATES
+
+    expected = [date.fromisoformat(d) for d in backfill.days]
+    connection = duckdb.connect(str(path), read_only=True)
+    try:
+        per_day = dict(connection.execute("SELECT day, count(*) FROM messages GROUP BY day").fetchall())
+        assert sorted(per_day) == expected, sorted(per_day)
+        assert all(count > 0 for count in per_day.values()), per_day
+        rows, keys = connection.execute("SELECT count(*), count(DISTINCT message_key) FROM messages").fetchone()
+        assert rows == keys, f"{rows - keys} duplicate message_key values"
+        for table in AGGREGATES:
+            days = [d for (d,) in connection.execute(f"SELECT DISTINCT day FROM {table} ORDER BY day").fetchall()]
+            assert days == expected, (table, days)
+        # the two tables that partition every message add up to messages, day by day
+        for table in ("sentiment_trends", "intent_confidence"):
+            sums = dict(connection.execute(f"SELECT day, sum(messages) FROM {table} GROUP BY day").fetchall())
+            assert sums == per_day, (table, sums, per_day)
+    finally:
+        connection.close()
+
+
+# ---- browser -------------------------------------------------------------------------
+
+
+@pytest.mark.ui
+@pytest.mark.browser
+def test_asset_pages_in_browser(dagster_dev: DagsterDev, backfill: Backfill) -> None:
+    """The catalogue and the partitions page of `messages` show the 10 materialised days."""
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import expect, sync_playwright
+    except ImportError:
+        pytest.skip("Playwright is not installed: pip install -e '.[browser]' (see .ci/run)")
+    assert backfill.status in SUCCESS, backfill.explain(dagster_dev)
+    SCREENSHOT_DIR.mkdir(exist_ok=True)
+    (SCREENSHOT_DIR / "ui-failure.png").unlink(missing_ok=True)
+    # the UI shows a one-off "Join the Dagster community" dialog on localhost; its Skip
+    # button sends this mutation
+    dagster_dev.graphql("mutation { setNuxSeen }")
+    runs = {
+        date_key: run["runId"]
+        for run in backfill.detail["runs"]
+        for date_key in _days_between(
+            _tag(run, "dagster/asset_partition_range_start"), _tag(run, "dagster/asset_partition_range_end")
+        )
+    }
+
+    executable = _chromium()
+    try:
+        playwright = sync_playwright().start()
+    except Exception as exc:  # the driver Playwright ships could not start
+        pytest.skip(f"Playwright could not start: {_first_line(exc)}")
+    try:
+        try:
+            browser = playwright.chromium.launch(executable_path=executable, headless=True)
+        except PlaywrightError as exc:
+            pytest.skip(
+                f"Chromium ({executable or 'no chromium on PATH; Playwright build'}) could not be "
+                f"launched: {_first_line(exc)} (.ci/run installs Debian's chromium)"
+            )
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.set_default_timeout(60_000)
+        try:
+            page.goto(f"{dagster_dev.url}/assets", wait_until="domcontentloaded")
+            for asset in backfill.assets:
+                row = page.locator('div[style*="grid-template-columns"]').filter(
+                    has=page.locator(f'a[href="/assets/{asset}"]')
+                )
+                materialized = row.locator('div:has(> [aria-label="partition_success"])').first
+                expect(materialized).to_have_text(str(BACKFILL_DAYS))
+            page.screenshot(path=SCREENSHOT_DIR / "ui-asset-catalogue.png", full_page=True)
+
+            page.goto(f"{dagster_dev.url}/assets/messages?view=partitions", wait_until="domcontentloaded")
+            expect(page.get_by_text(f"Materialized ({BACKFILL_DAYS})")).to_be_visible()
+            expect(page.get_by_text("Failed (0)")).to_be_visible()
+            for key in backfill.days:  # listed newest first, each with a green dot
+                dot = page.locator(f'div:has(> [data-tooltip="{key}"]) > div[style*="--color-accent-green"]')
+                expect(dot.first).to_be_visible()
+            page.screenshot(path=SCREENSHOT_DIR / "ui-messages-partitions.png")
+
+            # a person clicks yesterday's partition: its materialisation links the run
+            newest = backfill.days[-1]
+            page.locator(f'[data-tooltip="{newest}"]').first.click()
+            expect(page.locator(f'a[href^="/runs/{runs[newest]}"]').first).to_be_visible()
+            page.screenshot(path=SCREENSHOT_DIR / "ui-messages-partition-yesterday.png")
+        except Exception:
+            page.screenshot(path=SCREENSHOT_DIR / "ui-failure.png")  # what the page showed then
+            raise
+        finally:
+            browser.close()
+    finally:
+        playwright.stop()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _chromium() -> str | None:
+    """Debian's Chromium (package chromium) if installed; None lets Playwright use its own."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _days_between(first: str, last: str) -> list[str]:
+    start, end = date.fromisoformat(first), date.fromisoformat(last)
+    return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
+
+
+# ---- shutdown ------------------------------------------------------------------------
+
+
+@pytest.mark.ui
+def test_dagster_dev_stops_cleanly(dagster_dev: DagsterDev) -> None:
+    """Ctrl-C (SIGINT to the process group) stops the webserver, the daemon and the code
+    servers within the grace period, with no process of the group left."""
+    pgid = dagster_dev.pgid
+    assert processes_in_group(pgid), "`dagster dev` was not running"
+    report = dagster_dev.stop()
+    assert not report.left_after_interrupt, (
+        "still running after SIGINT and the grace period (then killed):\n"
+        + "\n".join(map(str, report.left_after_interrupt))
+    )
+    assert not report.left_after_kill, "\n".join(map(str, report.left_after_kill))
+    assert report.exit_code == 0, f"`dagster dev` exited with {report.exit_code}:\n{dagster_dev.log_tail()}"
+    # no member of the group at all; an orphan's zombie may need a moment to be reaped by init
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, f"process group {pgid} still exists (zombies?)"
+        time.sleep(0.2)
+
+
+# ---- helpers and queries -------------------------------------------------------------
+
+
+def _key(node: dict[str, Any]) -> str:
+    path = node["assetKey"]["path"] if "assetKey" in node else node["path"]
+    return "/".join(path)
+
+
+def _tag(run: dict[str, Any], key: str) -> str:
+    return next((t["value"] for t in run["tags"] if t["key"] == key), "")
+
+
+WORKSPACE_QUERY = """
+query Workspace {
+  workspaceOrError {
+    __typename
+    ... on Workspace {
+      locationEntries {
+        name
+        loadStatus
+        locationOrLoadError {
+          __typename
+          ... on PythonError { message }
+          ... on RepositoryLocation { repositories { name schedules { name scheduleState { status } } } }
+        }
+      }
+    }
+  }
+}
+"""
+
+ASSET_NODES_QUERY = """
+query AssetNodes {
+  assetNodes { assetKey { path } isMaterializable isPartitioned partitionKeysByDimension { partitionKeys } }
+}
+"""
+
+LAUNCH_BACKFILL_MUTATION = """
+mutation LaunchBackfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}
+"""
+
+BACKFILL_QUERY = """
+query Backfill($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on Error { message }
+    ... on PartitionBackfill {
+      id
+      status
+      isAssetBackfill
+      numPartitions
+      error { message }
+      assetSelection { path }
+      runs {
+        runId
+        status
+        tags { key value }
+        assetSelection { path }
+        stepStats { stepKey status startTime endTime }
+      }
+    }
+  }
+}
+"""
+
+PARTITION_STATUS_QUERY = """
+query PartitionStatus {
+  assetNodes {
+    assetKey { path }
+    assetPartitionStatuses {
+      __typename
+      ... on TimePartitionStatuses { ranges { status startKey endKey } }
+    }
+  }
+}
+"""
+
+ASSET_CHECKS_QUERY = """
+query AssetChecks {
+  assetNodes {
+    assetKey { path }
+    assetChecksOrError {
+      __typename
+      ... on AssetChecks { checks { name executionForLatestMaterialization { status } } }
+    }
+  }
+}
+"""
+
+POOLS_QUERY = """
+query Pools {
+  instance {
+    poolConfig { poolGranularity defaultPoolLimit }
+    runQueueConfig { maxConcurrentRuns }
+    daemonHealth { allDaemonStatuses { daemonType healthy } }
+  }
+  assetNodes { assetKey { path } pools }
+}
+"""
+
+POOL_LIMIT_QUERY = """
+query PoolLimit($pool: String!) {
+  instance { concurrencyLimit(concurrencyKey: $pool) { slotCount activeSlotCount } }
+}
+"""
