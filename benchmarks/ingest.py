@@ -1,0 +1,817 @@
+"""Ingest benchmark: de-pipeline next to the fastest possible load and next to dlt.
+
+    python benchmarks/ingest.py --days 14 --per-day 50000            # the comparison
+    python benchmarks/ingest.py --days 14 --memory-sweep             # peak RSS at 5k/50k/200k a day
+    python benchmarks/ingest.py --days 2 --per-day 2000 --repeat 1   # a quick smoke run
+
+Flags: --days, --per-day, --repeat (default 3), --skip-dlt, --memory-sweep (with
+--sweep-volumes), --incremental/--no-incremental (with --incremental-per-day,
+--incremental-runs), --workdir, --keep. BENCH_PROFILE=FILE writes a cProfile of each
+de-pipeline child to FILE.
+
+One simulator of the API runs in its own child process, serves pages of at most 1000 rows
+(SimulatorConfig max_page_size=1000) and is shared by every contender; every day it serves
+is generated (and cached) before anything is timed. Each contender runs in a fresh child
+process (this script with a hidden sub-command), so its peak RSS is that child's own
+`ru_maxrss` (os.wait4 on that one child) and the simulator's CPU and memory are not
+counted. All contenders ask for 1000-row pages, one day's window at a time, and
+DE_MAX_REQUESTS_PER_SECOND is raised to its maximum (10000) so the client throttle never waits.
+
+  limit        every page as raw bytes (requests) to a file, then one DuckDB `read_json`
+               into a scratch table, one JSON value per message. No normalisation: the
+               fastest that fetch plus store can be.
+  de-pipeline  the whole asset graph (raw archive, messages, the three aggregates and the
+               two journey tables) through Dagster in-process (`run_range`), into a fresh
+               DuckDB file.
+  dlt          dlt's rest_api source, offset paging in the POST body, parquet files, into
+               DuckDB (the `bench` extra: pip install -e '.[bench]'; skipped otherwise).
+
+Runs alternate (the order rotates every repeat); tables show medians. Wall seconds are the
+work only: interpreter start and imports are shown apart. Then it prints de-pipeline's time
+split (steps from the STEP_SUCCESS events; fetch and archive separated by timing
+write_archive, PageStager.add and the client's JSON check in the child), the simulator's
+serving rate (messages per CPU-second of its process), and the incremental cost:
+re-materialising yesterday's three aggregates (and, for information, the journey tables)
+with 7 and with 90 days of history in `messages`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+PAGE_SIZE = 1000
+SEED = 7
+MAX_REQUESTS_PER_SECOND = "10000"  # the most DE_MAX_REQUESTS_PER_SECOND accepts
+PROVIDER_PATH = "/api/v1/redacted/provider"
+RESULT_MARK = "BENCH-RESULT "
+CONTENDERS = ("limit", "de-pipeline", "dlt")
+AGGREGATE_TABLES = ("sentiment_trends", "intent_confidence", "redaction_entity_counts")
+JOURNEY_TABLES = ("conversation_segments", "customer_journeys")
+DAY_MS = 86_400_000
+INCREMENTAL_MAX_PER_DAY = 20_000
+
+# Targets of the issue.
+TARGET_VS_LIMIT = 0.6
+TARGET_VS_DLT = 10.0
+TARGET_PEAK_MIB = 400.0
+TARGET_SWEEP_GROWTH = 1.3
+TARGET_INCREMENTAL = 1.5
+TARGET_SERVING = 200_000.0
+
+
+# ---- shared helpers ---------------------------------------------------------------------
+
+
+def day_window_ms(day: date) -> tuple[int, int]:
+    """The UTC day as a half-open epoch-ms window (the children run with DE_TIMEZONE=UTC)."""
+    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+    return start, start + DAY_MS
+
+
+def recent_days(count: int) -> list[date]:
+    """`count` days ending yesterday (UTC): the last complete partition."""
+    yesterday = datetime.now(UTC).date() - timedelta(days=1)
+    return [yesterday - timedelta(days=n) for n in range(count - 1, -1, -1)]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def mark(passed: bool) -> str:
+    return "PASS" if passed else "MISS"
+
+
+def version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def dlt_available() -> bool:
+    return importlib.util.find_spec("dlt") is not None
+
+
+# ---- the simulator, in its own process --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the simulator serves, and the credentials it expects."""
+
+    base_url: str
+    api_key: str
+    provider_id: str
+    pid: int
+
+
+class SimulatorProcess:
+    """The API simulator in a child process, for the `with` block; stops when stdin closes."""
+
+    def __init__(self, per_day: int) -> None:
+        self.per_day = per_day
+        self._process: subprocess.Popen[str] | None = None
+        self.endpoint: Endpoint | None = None
+
+    def __enter__(self) -> Endpoint:
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, "_simulator", str(self.per_day)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError("the simulator process ended before it served")
+        self.endpoint = Endpoint(**json.loads(line))
+        return self.endpoint
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._process is not None:
+            assert self._process.stdin is not None
+            self._process.stdin.close()
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+def simulator_child(per_day: int) -> None:
+    """Serve the simulator until stdin closes. Prints its endpoint as one JSON line."""
+    from de_pipeline.api.simulator import Simulator, SimulatorConfig
+
+    config = SimulatorConfig(
+        seed=SEED, messages_per_day=per_day, max_page_size=PAGE_SIZE, default_page_size=PAGE_SIZE
+    )
+    simulator = Simulator(config)
+    base_url = simulator.start()
+    endpoint = Endpoint(base_url, config.api_key, config.provider_id, os.getpid())
+    print(json.dumps(asdict(endpoint)), flush=True)
+    sys.stdin.read()
+    simulator.stop()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of a live process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class RawClient:
+    """A lean keep-alive HTTP client of the provider endpoint (no throttle, no checks)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        parts = urlsplit(endpoint.base_url)
+        self._connection = http.client.HTTPConnection(parts.hostname, parts.port)
+        self._headers = {
+            "Authorization": f"Bearer {endpoint.api_key}",
+            "providerid": endpoint.provider_id,
+            "Content-Type": "application/json",
+        }
+
+    def page(self, day: date, offset: int, limit: int = PAGE_SIZE) -> bytes:
+        start_ms, end_ms = day_window_ms(day)
+        body = json.dumps(
+            {"start": start_ms // 1000, "end": end_ms // 1000, "limit": limit, "offset": offset,
+             "interval": "1d"}  # fmt: skip
+        )
+        self._connection.request("POST", PROVIDER_PATH, body, self._headers)
+        response = self._connection.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"the simulator answered HTTP {response.status}: {payload[:200]!r}")
+        return payload
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+def warm_simulator(endpoint: Endpoint, days: list[date]) -> float:
+    """Make the simulator generate (and cache) every day; returns the seconds it took."""
+    client = RawClient(endpoint)
+    started = time.perf_counter()
+    for day in days:
+        client.page(day, 0, limit=1)
+    client.close()
+    return time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class Serving:
+    rows: int
+    pages: int
+    wall_s: float
+    server_cpu_s: float
+    rows_by_day: dict[str, int]
+
+    @property
+    def per_cpu_second(self) -> float:
+        return self.rows / self.server_cpu_s if self.server_cpu_s else float("nan")
+
+    @property
+    def per_wall_second(self) -> float:
+        return self.rows / self.wall_s
+
+
+def measure_serving(endpoint: Endpoint, days: list[date]) -> Serving:
+    """Fetch every 1000-row page of the days with a lean client; count the rows served and
+    the simulator process's CPU seconds (its serving rate on one core)."""
+    import orjson
+
+    client = RawClient(endpoint)
+    rows_by_day: dict[str, int] = {}
+    pages = 0
+    cpu_before = process_cpu_seconds(endpoint.pid)
+    started = time.perf_counter()
+    for day in days:
+        offset = 0
+        while True:
+            rows = len(orjson.loads(client.page(day, offset)))
+            if rows == 0:
+                break
+            pages += 1
+            offset += rows
+        rows_by_day[day.isoformat()] = offset
+    wall = time.perf_counter() - started
+    cpu = process_cpu_seconds(endpoint.pid) - cpu_before
+    client.close()
+    return Serving(sum(rows_by_day.values()), pages, wall, cpu, rows_by_day)
+
+
+# ---- contenders, each in a child process -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a contender child needs; passed as JSON on its command line."""
+
+    endpoint: Endpoint
+    first: str
+    last: str
+    workdir: str
+    page_size: int = PAGE_SIZE
+
+    def days(self) -> list[date]:
+        first, last = date.fromisoformat(self.first), date.fromisoformat(self.last)
+        return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+    @classmethod
+    def from_json(cls, text: str) -> Spec:
+        data = json.loads(text)
+        data["endpoint"] = Endpoint(**data["endpoint"])
+        return cls(**data)
+
+
+@dataclass
+class RunResult:
+    contender: str
+    rows: int
+    wall_s: float
+    import_s: float
+    peak_rss_mib: float = 0.0
+    cpu_s: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def per_second(self) -> float:
+        return self.rows / self.wall_s if self.wall_s else float("nan")
+
+
+def child_environment(spec: Spec) -> dict[str, str]:
+    """This environment without DE_*/DAGSTER_HOME/DLT settings, pointed at the simulator."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DE_", "DAGSTER_HOME"))}
+    workdir = Path(spec.workdir)
+    env.update(
+        {
+            "DE_API_BASE_URL": spec.endpoint.base_url,
+            "DE_API_KEY": spec.endpoint.api_key,
+            "DE_PROVIDER_ID": spec.endpoint.provider_id,
+            "DE_DUCKDB_PATH": str(workdir / "warehouse.duckdb"),
+            "DE_ARCHIVE_DIR": str(workdir / "archive"),
+            "DE_MAX_REQUESTS_PER_SECOND": MAX_REQUESTS_PER_SECOND,
+            "DE_PAGE_SIZE": str(spec.page_size),
+            "DE_TIMEZONE": "UTC",
+            "RUNTIME__DLTHUB_TELEMETRY": "false",
+            "RUNTIME__LOG_LEVEL": "WARNING",
+            "DLT_DATA_DIR": str(workdir / "dlt-data"),
+        }
+    )
+    return env
+
+
+def run_child(command: str, spec: Spec, extra: Sequence[str] = ()) -> RunResult:
+    """Run `command` of this script in a fresh process; its result with its own peak RSS and
+    CPU (os.wait4 reports on that one child, not on every child so far)."""
+    workdir = Path(spec.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir.parent / f"{workdir.name}.log"
+    spec_text = json.dumps(asdict(spec))
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, __file__, command, spec_text, *extra],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=child_environment(spec),
+        )
+        assert process.stdout is not None
+        output = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    results = [line[len(RESULT_MARK) :] for line in output.splitlines() if line.startswith(RESULT_MARK)]
+    if process.returncode != 0 or not results:
+        tail = "\n".join(log_path.read_text().splitlines()[-25:])
+        raise RuntimeError(f"{command} failed (exit {process.returncode}); log {log_path}:\n{tail}")
+    result = RunResult(**json.loads(results[-1]))
+    result.peak_rss_mib = usage.ru_maxrss / 1024  # KiB on Linux
+    result.cpu_s = usage.ru_utime + usage.ru_stime
+    return result
+
+
+def report(result: RunResult) -> None:
+    print(RESULT_MARK + json.dumps(asdict(result)), flush=True)
+
+
+def limit_child(spec: Spec) -> RunResult:
+    """Every page as raw bytes to a file, then one read_json into a scratch table."""
+    started = time.perf_counter()
+    import duckdb
+    import requests
+
+    import_s = time.perf_counter() - started
+    workdir = Path(spec.workdir)
+    pages_dir = workdir / "pages"
+    pages_dir.mkdir()
+    session = requests.Session()
+    session.headers.update(
+        {"Authorization": f"Bearer {spec.endpoint.api_key}", "providerid": spec.endpoint.provider_id}
+    )
+    url = spec.endpoint.base_url + PROVIDER_PATH
+    files: list[str] = []
+    started = time.perf_counter()
+    for day in spec.days():
+        start_ms, end_ms = day_window_ms(day)
+        offset = 0
+        while True:  # advance by the page size asked, stop at `[]` (the cap equals the limit)
+            fields = {"start": start_ms // 1000, "end": end_ms // 1000, "limit": spec.page_size,
+                      "offset": offset, "interval": "1d"}  # fmt: skip
+            response = session.post(url, json=fields, timeout=60)
+            response.raise_for_status()
+            body = response.content
+            if body == b"[]":
+                break
+            path = pages_dir / f"{len(files):07d}.json"
+            path.write_bytes(body)
+            files.append(str(path))
+            offset += spec.page_size
+    fetch_s = time.perf_counter() - started
+    connection = duckdb.connect(str(workdir / "limit.duckdb"))
+    connection.execute(
+        # one JSON value per message: no schema detection nor typing (5x faster than those)
+        "CREATE TABLE raw_pages AS SELECT json FROM read_json($files, format = 'array', "
+        "records = false, columns = {json: 'JSON'})",
+        {"files": files},
+    )
+    rows = connection.execute("SELECT count(*) FROM raw_pages").fetchone()[0]
+    connection.close()
+    wall = time.perf_counter() - started
+    return RunResult("limit", rows, wall, import_s, details={"fetch_s": fetch_s, "store_s": wall - fetch_s})
+
+
+class Stopwatch:
+    """Seconds spent inside wrapped callables, by name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+        return timed
+
+
+def instrument_pipeline(stopwatch: Stopwatch) -> None:
+    """Time the parts of raw_messages that are not the fetch: staging each page to disk,
+    writing the Parquet archive, and the client's JSON validation of each page."""
+    from de_pipeline.api.client import DigitalEngagementClient
+    from de_pipeline.defs import assets
+    from de_pipeline.warehouse.archive import PageStager
+
+    assets.write_archive = stopwatch.wrap("archive_write", assets.write_archive)
+    PageStager.add = stopwatch.wrap("archive_staging", PageStager.add)  # type: ignore[method-assign]
+    DigitalEngagementClient._checked_array = stopwatch.wrap(  # type: ignore[method-assign]
+        "fetch_validate", DigitalEngagementClient._checked_array
+    )
+
+
+def step_seconds(results: Sequence[Any]) -> dict[str, float]:
+    """Seconds of each step (asset) over the runs, from the STEP_SUCCESS events."""
+    seconds: dict[str, float] = {}
+    for result in results:
+        for event in result.all_events:
+            if event.is_step_success:
+                duration = event.event_specific_data.duration_ms / 1000
+                seconds[event.step_key] = seconds.get(event.step_key, 0.0) + duration
+    return seconds
+
+
+def time_split(wall: float, steps: dict[str, float], stopwatch: Stopwatch) -> dict[str, float]:
+    """fetch, archive, normalise, aggregates, journeys, Dagster overhead: seconds adding up to `wall`."""
+    archive = stopwatch.seconds.get("archive_write", 0.0) + stopwatch.seconds.get("archive_staging", 0.0)
+    return {
+        "fetch": steps.get("raw_messages", 0.0) - archive,
+        "  of which JSON check": stopwatch.seconds.get("fetch_validate", 0.0),
+        "archive": archive,
+        "  of which staging": stopwatch.seconds.get("archive_staging", 0.0),
+        "normalise": steps.get("messages", 0.0),
+        "aggregates": sum(steps.get(table, 0.0) for table in AGGREGATE_TABLES),
+        "journeys": sum(steps.get(table, 0.0) for table in JOURNEY_TABLES),
+        "Dagster overhead": wall - sum(steps.values()),
+    }
+
+
+def pipeline_child(spec: Spec, profile: str | None = None) -> RunResult:
+    """The whole asset graph for the days, through Dagster in-process, into a fresh warehouse."""
+    started = time.perf_counter()
+    import duckdb
+
+    from de_pipeline.defs.runs import run_range
+
+    import_s = time.perf_counter() - started
+    stopwatch = Stopwatch()
+    instrument_pipeline(stopwatch)
+    days = spec.days()
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    started = time.perf_counter()
+    results = run_range(days[0], days[-1])
+    wall = time.perf_counter() - started
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    with duckdb.connect(os.environ["DE_DUCKDB_PATH"], read_only=True) as connection:
+        stored = connection.execute("SELECT count(*) FROM messages").fetchone()[0]
+        rejected = connection.execute("SELECT count(*) FROM rejected_messages").fetchone()[0]
+    steps = step_seconds(results)
+    return RunResult(
+        "de-pipeline",
+        stored + rejected,
+        wall,
+        import_s,
+        details={"split": time_split(wall, steps, stopwatch), "steps": steps, "rejected": rejected},
+    )
+
+
+def dlt_child(spec: Spec) -> RunResult:
+    """dlt's rest_api source, offset paging in the POST body, parquet files, into DuckDB."""
+    started = time.perf_counter()
+    import dlt
+    import duckdb
+    from dlt.sources.rest_api import rest_api_source
+
+    import_s = time.perf_counter() - started
+    workdir = Path(spec.workdir)
+    paginator = {"type": "offset", "limit": spec.page_size, "offset_body_path": "offset",
+                 "limit_body_path": "limit", "total_path": None}  # fmt: skip
+    resources = []
+    for day in spec.days():
+        start_ms, end_ms = day_window_ms(day)
+        resources.append(
+            {
+                "name": f"day_{day.isoformat().replace('-', '_')}",
+                "table_name": "messages",
+                "endpoint": {
+                    "path": PROVIDER_PATH,
+                    "method": "POST",
+                    "json": {"start": start_ms // 1000, "end": end_ms // 1000, "interval": "1d"},
+                    "paginator": paginator,
+                    "data_selector": "$",
+                },
+            }
+        )
+    source = rest_api_source(
+        {
+            "client": {
+                "base_url": spec.endpoint.base_url,
+                "headers": {"providerid": spec.endpoint.provider_id},
+                "auth": {"type": "bearer", "token": spec.endpoint.api_key},
+            },
+            "resource_defaults": {"write_disposition": "append"},
+            "resources": resources,
+        }
+    )
+    database = workdir / "dlt.duckdb"
+    pipeline = dlt.pipeline(
+        pipeline_name="ingest_bench",
+        destination=dlt.destinations.duckdb(str(database)),
+        dataset_name="bench",
+        pipelines_dir=str(workdir / "dlt-pipelines"),
+    )
+    started = time.perf_counter()
+    pipeline.run(source, loader_file_format="parquet")
+    wall = time.perf_counter() - started
+    with duckdb.connect(str(database), read_only=True) as connection:
+        rows = connection.execute("SELECT count(*) FROM bench.messages").fetchone()[0]
+        tables = [r[0] for r in connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'bench' "
+            "AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' ORDER BY 1").fetchall()]  # fmt: skip
+    return RunResult("dlt", rows, wall, import_s, details={"tables": tables})
+
+
+def aggregates_child(spec: Spec, repeats: int, group: str = "aggregates") -> RunResult:
+    """Re-materialise the tables of `group` (INCREMENTAL_GROUPS) for the spec's last day: one
+    warm-up run, then `repeats` timed runs. rows = messages in the warehouse; details hold
+    each run's wall seconds and its steps' seconds."""
+    started = time.perf_counter()
+    import duckdb
+    from dagster import AssetKey, DagsterInstance
+
+    from de_pipeline.defs.definitions import defs
+    from de_pipeline.defs.runs import RunFailedError, failure_message
+
+    import_s = time.perf_counter() - started
+    job = defs.resolve_job_def("all_assets")
+    selection = [AssetKey(table) for table in INCREMENTAL_GROUPS[group]]
+    walls: list[float] = []
+    sql: list[float] = []
+    with DagsterInstance.ephemeral() as instance:
+        for _ in range(repeats + 1):
+            started = time.perf_counter()
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=spec.last,
+                asset_selection=selection,
+                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+                raise_on_error=False,
+            )
+            walls.append(time.perf_counter() - started)
+            if not result.success:
+                raise RunFailedError(failure_message(result))
+            sql.append(sum(step_seconds([result]).values()))
+    with duckdb.connect(os.environ["DE_DUCKDB_PATH"], read_only=True) as connection:
+        rows = connection.execute("SELECT count(*) FROM messages").fetchone()[0]
+        days = connection.execute("SELECT count(DISTINCT day) FROM messages").fetchone()[0]
+    return RunResult(
+        group, rows, median(walls[1:]), import_s,
+        details={"walls": walls[1:], "steps": sql[1:], "days": days},
+    )  # fmt: skip
+
+
+INCREMENTAL_GROUPS = {"aggregates": AGGREGATE_TABLES, "journeys": JOURNEY_TABLES}
+CHILDREN: dict[str, Callable[[Spec], RunResult]] = {
+    "limit": limit_child,
+    "de-pipeline": pipeline_child,
+    "dlt": dlt_child,
+}
+
+
+# ---- the benchmark -----------------------------------------------------------------------
+
+
+@contextmanager
+def scratch(base: str | None, keep: bool) -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="de-ingest-bench-", dir=base))
+    try:
+        yield path
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def run_contender(name: str, endpoint: Endpoint, days: list[date], workdir: Path, keep: bool) -> RunResult:
+    spec = Spec(endpoint, days[0].isoformat(), days[-1].isoformat(), str(workdir))
+    try:
+        return run_child(f"_{name}", spec)
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def print_header(args: argparse.Namespace, days: list[date]) -> None:
+    packages = ", ".join(f"{p} {version(p)}" for p in ("dagster", "duckdb", "dlt", "orjson"))
+    print(f"de-pipeline ingest benchmark: {len(days)} days ({days[0]} .. {days[-1]}), "
+          f"{PAGE_SIZE}-row pages, repeat {args.repeat}")  # fmt: skip
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {packages}")
+
+
+def print_serving(warm_s: float, serving: Serving, per_day: int) -> None:
+    print(f"\nsimulator: generated {serving.rows:,} messages ({per_day:,}/day nominal) "
+          f"in {warm_s:.1f}s before timing")  # fmt: skip
+    if serving.server_cpu_s >= 0.2:
+        rate = serving.per_cpu_second
+        cpu_rate = f"{rate:,.0f} messages/s per CPU-second of its process"
+        verdict = mark(rate >= TARGET_SERVING)
+    else:
+        cpu_rate, verdict = "n/a messages/s per CPU-second (too little data)", "too short to judge"
+    print(f"simulator serving rate: {cpu_rate} (target >= {TARGET_SERVING:,.0f}: {verdict}); "
+          f"{serving.per_wall_second:,.0f} messages/s wall with a lean client, {serving.pages} pages")
+
+
+def compare(args: argparse.Namespace, days: list[date], workdir: Path) -> None:
+    contenders = [c for c in CONTENDERS if c != "dlt" or not args.skip_dlt]
+    if "dlt" in contenders and not dlt_available():
+        print("dlt: SKIPPED, not installed (pip install -e '.[bench]' to compare with dlt)")
+        contenders.remove("dlt")
+    elif args.skip_dlt:
+        print("dlt: SKIPPED (--skip-dlt)")
+    runs: dict[str, list[RunResult]] = {name: [] for name in contenders}
+    with SimulatorProcess(args.per_day) as endpoint:
+        warm_s = warm_simulator(endpoint, days)
+        serving = measure_serving(endpoint, days)
+        print_serving(warm_s, serving, args.per_day)
+        for repeat in range(args.repeat):
+            order = contenders[repeat % len(contenders) :] + contenders[: repeat % len(contenders)]
+            for name in order:
+                result = run_contender(name, endpoint, days, workdir / f"r{repeat + 1}-{name}", args.keep)
+                runs[name].append(result)
+                check = "" if result.rows == serving.rows else f"  (!= {serving.rows:,} served)"
+                print(f"  run {repeat + 1}/{args.repeat} {name:<12} {result.rows:>10,} msgs "
+                      f"{result.wall_s:8.2f}s {result.per_second:>10,.0f} msg/s "
+                      f"{result.peak_rss_mib:7.0f} MiB{check}", flush=True)  # fmt: skip
+    print_comparison(runs, serving)
+
+
+def print_comparison(runs: dict[str, list[RunResult]], serving: Serving) -> None:
+    print(f"\nmedians of {max(len(r) for r in runs.values())} runs (wall = the work, without "
+          "interpreter start and imports)")  # fmt: skip
+    print(f"{'contender':<12} {'messages':>10} {'wall_s':>8} {'msg/s':>10} {'peak_rss_MiB':>12} "
+          f"{'cpu_s':>7} {'import_s':>8}")  # fmt: skip
+    rate: dict[str, float] = {}
+    for name, results in runs.items():
+        rate[name] = median([r.per_second for r in results])
+        print(f"{name:<12} {int(median([r.rows for r in results])):>10,} "
+              f"{median([r.wall_s for r in results]):>8.2f} {rate[name]:>10,.0f} "
+              f"{median([r.peak_rss_mib for r in results]):>12.0f} "
+              f"{median([r.cpu_s for r in results]):>7.1f} "
+              f"{median([r.import_s for r in results]):>8.2f}")  # fmt: skip
+    print(f"(served by the simulator: {serving.rows:,} messages)")
+    if "dlt" in runs:
+        loaded = runs["dlt"][0]
+        print(f"dlt: loaded {loaded.rows:,} of {serving.rows:,} rows served into bench.messages "
+              f"(tables: {', '.join(loaded.details['tables'])}); its offset paginator advances by "
+              "the page size asked, not by the rows received: rows would be lost if the server "
+              "capped pages below the limit (here cap == limit == 1000)")  # fmt: skip
+    print("\nratios (msg/s)")
+    ratio = rate["de-pipeline"] / rate["limit"]
+    print(f"  de-pipeline / limit = {ratio:.2f}   target >= {TARGET_VS_LIMIT}: {mark(ratio >= TARGET_VS_LIMIT)}")
+    if "dlt" in rate:
+        ratio = rate["de-pipeline"] / rate["dlt"]
+        print(f"  de-pipeline / dlt   = {ratio:.2f}   target >= {TARGET_VS_DLT}: {mark(ratio >= TARGET_VS_DLT)}")
+    else:
+        print("  de-pipeline / dlt   = n/a (dlt skipped)")
+    peak = median([r.peak_rss_mib for r in runs["de-pipeline"]])
+    print(f"  de-pipeline peak RSS = {peak:.0f} MiB   target <= {TARGET_PEAK_MIB:.0f}: {mark(peak <= TARGET_PEAK_MIB)}")
+    print_split(runs["de-pipeline"])
+    if "limit" in runs:
+        limit = runs["limit"]
+        print(f"limit: fetch {median([r.details['fetch_s'] for r in limit]):.2f}s, "
+              f"read_json store {median([r.details['store_s'] for r in limit]):.2f}s (medians)")  # fmt: skip
+
+
+def print_split(results: list[RunResult]) -> None:
+    wall = median([r.wall_s for r in results])
+    print(f"\nwhere de-pipeline's time goes (median seconds of {len(results)} runs; wall {wall:.2f}s)")
+    for part in results[0].details["split"]:
+        seconds = median([r.details["split"][part] for r in results])
+        print(f"  {part:<22} {seconds:8.2f}s {100 * seconds / wall:5.1f}%")
+
+
+def memory_sweep(args: argparse.Namespace, days: list[date], workdir: Path) -> None:
+    volumes = [int(v) for v in args.sweep_volumes.split(",")]
+    print(f"\nmemory sweep: de-pipeline only, {len(days)} days, peak RSS median of {args.repeat} runs")
+    print(f"{'per_day':>8} {'messages':>10} {'wall_s':>8} {'msg/s':>10} {'peak_rss_MiB':>12}")
+    peaks: list[float] = []
+    for volume in volumes:
+        with SimulatorProcess(volume) as endpoint:
+            warm_simulator(endpoint, days)
+            results = [
+                run_contender("de-pipeline", endpoint, days, workdir / f"sweep-{volume}-r{n + 1}", args.keep)
+                for n in range(args.repeat)
+            ]
+        peaks.append(median([r.peak_rss_mib for r in results]))
+        print(f"{volume:>8,} {results[0].rows:>10,} {median([r.wall_s for r in results]):>8.2f} "
+              f"{median([r.per_second for r in results]):>10,.0f} {peaks[-1]:>12.0f}", flush=True)  # fmt: skip
+    growth = peaks[-1] / peaks[0]
+    print(f"  peak at {volumes[-1]:,}/day / peak at {volumes[0]:,}/day = {growth:.2f}   "
+          f"target <= {TARGET_SWEEP_GROWTH}: {mark(growth <= TARGET_SWEEP_GROWTH)}")
+    print(f"  largest peak {max(peaks):.0f} MiB   target <= {TARGET_PEAK_MIB:.0f}: "
+          f"{mark(max(peaks) <= TARGET_PEAK_MIB)}")
+
+
+def incremental(args: argparse.Namespace, workdir: Path) -> None:
+    """Re-materialise one day of the aggregates with 7 and with 90 days of history (and, for
+    information, one day of the two journey tables)."""
+    per_day = args.incremental_per_day or min(args.per_day, INCREMENTAL_MAX_PER_DAY)
+    print(f"\nincremental cost: re-materialise yesterday's tables with 7 and with 90 days of "
+          f"history in messages ({per_day:,} messages/day); median of {args.repeat} x "
+          f"{args.incremental_runs} runs, each child after one warm-up run")  # fmt: skip
+    histories = {7: recent_days(7), 90: recent_days(90)}
+    walls: dict[tuple[str, int], list[float]] = {}
+    steps: dict[tuple[str, int], list[float]] = {}
+    with SimulatorProcess(per_day) as endpoint:
+        specs = {}
+        for length, days in histories.items():
+            spec = Spec(endpoint, days[0].isoformat(), days[-1].isoformat(), str(workdir / f"history-{length}"))
+            built = run_child("_de-pipeline", spec)
+            print(f"  built {length} days: {built.rows:,} messages in {built.wall_s:.1f}s", flush=True)
+            specs[length] = spec
+    for _ in range(args.repeat):
+        for group in INCREMENTAL_GROUPS:
+            for length, spec in specs.items():
+                result = run_child("_aggregates", spec, [str(args.incremental_runs), group])
+                walls.setdefault((group, length), []).extend(result.details["walls"])
+                steps.setdefault((group, length), []).extend(result.details["steps"])
+    for group, tables in INCREMENTAL_GROUPS.items():
+        print(f"  {group} ({', '.join(tables)}):")
+        for length in histories:
+            print(f"    {length:>2} days of history: {median(walls[group, length]):.3f}s per run "
+                  f"(of which the asset steps {median(steps[group, length]):.3f}s)")  # fmt: skip
+        ratio = median(walls[group, 90]) / median(walls[group, 7])
+        step_ratio = median(steps[group, 90]) / median(steps[group, 7])
+        verdict = f"target <= {TARGET_INCREMENTAL}: {mark(ratio <= TARGET_INCREMENTAL)}"
+        print(f"    90 days / 7 days = {ratio:.2f} (steps only {step_ratio:.2f})   "
+              + (verdict if group == "aggregates" else "(no target; for information)"))
+    if not args.keep:
+        for spec in specs.values():
+            shutil.rmtree(spec.workdir, ignore_errors=True)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--days", type=int, default=14, help="days ending yesterday (default 14)")
+    parser.add_argument("--per-day", type=int, default=50_000, help="messages a day (default 50000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each contender (default 3)")
+    parser.add_argument("--skip-dlt", action="store_true", help="do not run dlt")
+    parser.add_argument("--memory-sweep", action="store_true",
+                        help="only de-pipeline's peak RSS at each of --sweep-volumes messages a day")
+    parser.add_argument("--sweep-volumes", default="5000,50000,200000", help="for --memory-sweep")
+    parser.add_argument("--incremental", action=argparse.BooleanOptionalAction, default=True,
+                        help="time re-materialising one day of the aggregates (default on)")
+    parser.add_argument("--incremental-per-day", type=int,
+                        help="messages a day in the 7- and 90-day histories "
+                        "(default: --per-day, at most 20000)")
+    parser.add_argument("--incremental-runs", type=int, default=3,
+                        help="timed runs per child in the incremental test (default 3)")
+    parser.add_argument("--workdir", help="where scratch files go (default: the system temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch files")  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str]) -> int:
+    if argv and argv[0] == "_simulator":
+        simulator_child(int(argv[1]))
+        return 0
+    if argv and argv[0] == "_aggregates":
+        report(aggregates_child(Spec.from_json(argv[1]), int(argv[2]), *argv[3:4]))
+        return 0
+    if argv and argv[0].startswith("_") and argv[0][1:] in CHILDREN:
+        name = argv[0][1:]
+        spec = Spec.from_json(argv[1])
+        profile = os.environ.get("BENCH_PROFILE")
+        report(pipeline_child(spec, profile) if name == "de-pipeline" else CHILDREN[name](spec))
+        return 0
+    args = parse_args(argv)
+    days = recent_days(args.days)
+    print_header(args, days)
+    with scratch(args.workdir, args.keep) as workdir:
+        if args.memory_sweep:
+            memory_sweep(args, days, workdir)
+            return 0
+        compare(args, days, workdir)
+        if args.incremental:
+            incremental(args, workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
