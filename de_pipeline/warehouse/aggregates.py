@@ -14,7 +14,7 @@ AGGREGATES = ("sentiment_trends", "intent_confidence", "redaction_entity_counts"
 # Keyed by the day a journey started; a run also completes journeys that cross into its days.
 JOURNEY_TABLES = ("conversation_segments", "customer_journeys")
 # SQL that a table's own file needs first (temp tables), by table.
-PRELUDES = {table: "journey_candidates" for table in JOURNEY_TABLES}
+PRELUDES = {"conversation_segments": "journey_candidates"}
 
 
 def refresh_aggregate(

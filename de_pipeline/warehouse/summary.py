@@ -3,10 +3,12 @@ that the Dagster UI shows for each partition."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 import duckdb
-import pandas as pd
 
 TABLES = (
     "messages",
@@ -51,10 +53,11 @@ def table_sizes(connection: duckdb.DuckDBPyConnection) -> list[tuple[str, int, s
 
 def headlines(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """Each headline query's result as a small text table."""
-    return {
-        title: connection.execute(query).df().to_string(index=False)
-        for title, query in HEADLINES.items()
-    }
+    result = {}
+    for title, query in HEADLINES.items():
+        cursor = connection.execute(query)
+        result[title] = text_table([c[0] for c in cursor.description], cursor.fetchall())
+    return result
 
 
 # Per day, the numbers of each daily table that the UI plots across partitions.
@@ -80,15 +83,14 @@ def daily_metrics(
     connection: duckdb.DuckDBPyConnection, table: str, first_day: date, last_day: date
 ) -> dict[date, dict[str, float]]:
     """{day: {metric: value}} for the days of `table` (NaN where a value is undefined)."""
-    frame = connection.execute(
+    cursor = connection.execute(
         DAILY_METRICS[table] + " WHERE day BETWEEN $first_day AND $last_day GROUP BY day",
         {"first_day": first_day, "last_day": last_day},
-    ).df()
+    )
+    names = [column[0] for column in cursor.description][1:]
     return {
-        pd.Timestamp(record.pop("day")).date(): {
-            name: float(value) if pd.notna(value) else float("nan") for name, value in record.items()
-        }
-        for record in frame.to_dict("records")
+        day: {name: math.nan if value is None else float(value) for name, value in zip(names, values)}
+        for day, *values in cursor.fetchall()
     }
 
 
@@ -96,9 +98,31 @@ def top_rows(
     connection: duckdb.DuckDBPyConnection, table: str, first_day: date, last_day: date, rows: int
 ) -> str:
     """The first rows of `table` for the days, as a Markdown table."""
-    frame = connection.execute(
-        f"SELECT * REPLACE (CAST(day AS VARCHAR) AS day) FROM {table} "
-        f"WHERE day BETWEEN $first_day AND $last_day ORDER BY ALL LIMIT {int(rows)}",
+    cursor = connection.execute(
+        f"SELECT * FROM {table} WHERE day BETWEEN $first_day AND $last_day ORDER BY ALL LIMIT {int(rows)}",
         {"first_day": first_day, "last_day": last_day},
-    ).df()
-    return frame.to_markdown(index=False, floatfmt=".3f")
+    )
+    columns = [column[0] for column in cursor.description]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in cursor.fetchall()]
+    return "\n".join(lines)
+
+
+def text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as aligned plain text, numbers to the right."""
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
+    numeric = [bool(rows) and all(isinstance(row[i], int | float) for row in rows) for i in range(len(columns))]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric)).rstrip()
+
+    return "\n".join([line(columns), *(line(row) for row in cells)])
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")

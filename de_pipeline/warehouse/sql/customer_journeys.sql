@@ -1,8 +1,14 @@
--- customer_journeys for the journeys with a message in $first_day..$last_day, from their
--- conversation_segments. Needs journey_messages (journey_candidates.sql).
+-- customer_journeys from conversation_segments. conversation_segments.sql rebuilt the
+-- journeys with a message in $first_day - 1 .. $last_day; they started between
+-- $first_day - 2 and $last_day (journeys last less than a day), so every journey that
+-- started in those days is rebuilt here, from its segments.
+CREATE OR REPLACE TEMP TABLE rebuilt_journeys AS
+SELECT DISTINCT customersessionid FROM conversation_segments
+WHERE day BETWEEN CAST($first_day AS DATE) - 2 AND $last_day;
+
 DELETE FROM customer_journeys
-WHERE day BETWEEN $first_day AND $last_day
-   OR customersessionid IN (SELECT customersessionid FROM journey_messages);
+WHERE day BETWEEN CAST($first_day AS DATE) - 2 AND $last_day
+   OR customersessionid IN (SELECT customersessionid FROM rebuilt_journeys);
 
 INSERT INTO customer_journeys
 WITH segments AS (
@@ -10,11 +16,11 @@ WITH segments AS (
         *,
         lag(kind) OVER (PARTITION BY customersessionid ORDER BY position) AS previous_kind
     FROM conversation_segments
-    WHERE customersessionid IN (SELECT customersessionid FROM journey_messages)
+    WHERE customersessionid IN (SELECT customersessionid FROM rebuilt_journeys)
 ),
 loaded_days AS (
     SELECT DISTINCT day FROM messages
-    WHERE day BETWEEN CAST($first_day AS DATE) - 1 AND CAST($last_day AS DATE) + 2
+    WHERE day BETWEEN CAST($first_day AS DATE) - 1 AND CAST($last_day AS DATE) + 1
 )
 SELECT
     any_value(day) AS day,
