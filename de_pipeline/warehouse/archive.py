@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 
+from de_pipeline.warehouse.connection import session_defaults
 from de_pipeline.warehouse.days import DayBounds
 from de_pipeline.warehouse.schema import run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
@@ -94,13 +95,13 @@ def write_archive(
     incoming = stager.directory / "incoming"
     connection = duckdb.connect(
         config={
-            "memory_limit": settings.memory_limit,
+            **settings.duckdb_config,
             "preserve_insertion_order": False,
             "temp_directory": str(stager.directory / "spill"),
         }
     )
     try:
-        connection.execute("SET TimeZone = 'UTC'")
+        session_defaults(connection)
         written: dict[date, tuple[Path, int]] = {}
         if stager.files:
             stats = run_sql(

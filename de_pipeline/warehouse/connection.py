@@ -73,7 +73,7 @@ def _connect(settings: WarehouseSettings, *, read_only: bool) -> duckdb.DuckDBPy
             connection = duckdb.connect(
                 str(settings.duckdb_path),
                 read_only=read_only,
-                config={"memory_limit": settings.memory_limit},
+                config=settings.duckdb_config,
             )
         except duckdb.IOException as exc:
             if not _is_lock_conflict(exc):
@@ -88,8 +88,14 @@ def _connect(settings: WarehouseSettings, *, read_only: bool) -> duckdb.DuckDBPy
             time.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, 2.0)
             continue
-        connection.execute("SET TimeZone = 'UTC'")
-        return connection
+        return session_defaults(connection)
+
+
+def session_defaults(connection: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Timestamps in UTC (days come from DE_TIMEZONE explicitly), no progress bar in logs."""
+    connection.execute("SET TimeZone = 'UTC'")
+    connection.execute("SET enable_progress_bar = false")
+    return connection
 
 
 def _is_lock_conflict(exc: duckdb.IOException) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from de_pipeline.warehouse.connection import reader
+from de_pipeline.warehouse.connection import reader, session_defaults
 from de_pipeline.warehouse.days import DayBounds
 from de_pipeline.warehouse.messages import parse_records
 from de_pipeline.warehouse.schema import ensure_schema
@@ -30,7 +30,8 @@ def compare_journey(
     """Parse the archived endpoint answer and compare it by message_key with the warehouse's
     rows of the journey, on a read-only connection (temp tables only)."""
     if not settings.duckdb_path.exists():
-        with duckdb.connect() as connection:
+        with duckdb.connect(config=settings.duckdb_config) as connection:
+            session_defaults(connection)
             ensure_schema(connection)
             return _compare(connection, customersessionid, files, days, settings, has_warehouse=False)
     with reader(settings) as connection:

@@ -16,6 +16,10 @@ ENTITY_LABELS = ("GPE", "DATE", "TIME", "ORG", "PERSON", "MONEY", "EMAIL", "NUME
 DEFAULT_PLACEHOLDER_PATTERN = r"\[LABEL\]|<LABEL>|\{LABEL\}|#LABEL#|\*{4}LABEL\*{4}|\*{2}LABEL\*{2}"
 
 
+# DuckDB spills to disk beyond this; 128MB keeps a run's peak RSS flat (benchmarks/ingest.py)
+DEFAULT_MEMORY_LIMIT = "128MB"
+
+
 @dataclass(frozen=True)
 class WarehouseSettings:
     duckdb_path: Path
@@ -24,7 +28,7 @@ class WarehouseSettings:
     low_confidence: float = 0.5
     placeholder_pattern: str = DEFAULT_PLACEHOLDER_PATTERN
     custom_labels: tuple[str, ...] = ()
-    memory_limit: str = "256MB"
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
     lock_timeout_seconds: float = 120.0
     unparsed_sessionid_threshold: float = 0.01
 
@@ -52,7 +56,7 @@ class WarehouseSettings:
             re.compile(pattern.replace("LABEL", "(?:X)"))
         except re.error as exc:
             raise SettingsError(f"DE_REDACTION_PATTERN is not a valid regular expression: {exc}") from None
-        memory_limit = env.text("DE_DUCKDB_MEMORY_LIMIT", "256MB")
+        memory_limit = env.text("DE_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
         if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit, re.IGNORECASE):
             raise SettingsError(f"DE_DUCKDB_MEMORY_LIMIT={memory_limit!r} must look like 256MB or 2GB")
         return cls(
@@ -68,6 +72,11 @@ class WarehouseSettings:
                 "DE_UNPARSED_SESSIONID_THRESHOLD", 0.01, minimum=0.0, maximum=1.0
             ),
         )
+
+    @property
+    def duckdb_config(self) -> dict[str, str]:
+        """Database settings for every DuckDB connection the pipeline opens."""
+        return {"memory_limit": self.memory_limit}
 
     @property
     def entity_labels(self) -> tuple[str, ...]:

@@ -103,7 +103,12 @@ SELECT
         AS sessionchannelinfo,
     NULLIF(c.f.chattype, '') AS chattype,
     c.f.timestamp AS timestamp_text,
-    CASE WHEN c.reason IS NULL THEN NULLIF(CAST(json_merge_patch(c.raw, '{
+    -- only the rare record with a field the contract does not name pays for the merge
+    CASE WHEN c.reason IS NULL AND NOT list_has_all([
+        'text', 'timestamp', 'ts', 'sendername', 'senderemail', 'sendertype', 'sessionid',
+        'sentiment', 'workflow', 'workflownodeid', 'topic', 'score', 'topmatches', 'lang',
+        'customersessionid', 'sessionchannel', 'sessionchannelinfo', 'chattype'], json_keys(c.raw))
+    THEN NULLIF(CAST(json_merge_patch(c.raw, '{
         "text": null, "timestamp": null, "ts": null, "sendername": null, "senderemail": null,
         "sendertype": null, "sessionid": null, "sentiment": null, "workflow": null,
         "workflownodeid": null, "topic": null, "score": null, "topmatches": null, "lang": null,
