@@ -1,10 +1,10 @@
 """The raw archive: what the API returned, one Parquet file per day, replayable.
 
 Pages are fetched one day's window at a time and staged on disk as they arrive (memory
-holds one page); then one DuckDB statement writes them into
+holds one page); then one DuckDB statement per day writes them into
 `<archive>/day=YYYY-MM-DD/data.parquet`. A record belongs to the day whose window the API
-answered it for, so the archive does not depend on how days were grouped into runs. Each day's file is
-replaced whole, so re-fetching a day never mixes two fetches.
+answered it for, so the archive does not depend on how days were grouped into runs. Each
+day's file is replaced whole, so re-fetching a day never mixes two fetches.
 """
 
 from __future__ import annotations
@@ -58,14 +58,14 @@ class PageStager:
     def __init__(self, archive_dir: Path) -> None:
         archive_dir.mkdir(parents=True, exist_ok=True)
         self.directory = Path(tempfile.mkdtemp(prefix=".staging-", dir=archive_dir))
-        self.files: list[str] = []
+        self.pages: dict[date, list[str]] = {}
+        self._count = 0
 
     def add(self, day: date, body: bytes) -> None:
-        folder = self.directory / f"day={day.isoformat()}"
-        folder.mkdir(exist_ok=True)
-        path = folder / f"page-{len(self.files) + 1:07d}.json"
+        self._count += 1
+        path = self.directory / f"page-{self._count:07d}.json"
         path.write_bytes(body)
-        self.files.append(str(path))
+        self.pages.setdefault(day, []).append(str(path))
 
     def cleanup(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -92,7 +92,6 @@ def write_archive(
 ) -> list[ArchivedDay]:
     """Replace the archive files of `days` with the staged pages. A day with no record gets an
     empty file, which says that the day was fetched and held nothing."""
-    incoming = stager.directory / "incoming"
     connection = duckdb.connect(
         config={
             **settings.duckdb_config,
@@ -102,28 +101,29 @@ def write_archive(
     )
     try:
         session_defaults(connection)
-        written: dict[date, tuple[Path, int]] = {}
-        if stager.files:
-            stats = run_sql(
-                connection,
-                "archive_pages",
-                {"pages": stager.files, "fetched_at": fetched_at, "target": str(incoming)},
-            ).fetchall()
-            for filename, count, *_, partition_keys, _extra in stats:
-                day = date.fromisoformat(partition_keys["day"])
-                if day in written:
-                    raise RuntimeError(f"DuckDB wrote more than one archive file for {day}")
-                written[day] = (Path(filename), count)
-        result = []
+        produced = []
+        # one day per statement: memory stays flat however big a day is
         for bounds in days:
-            target = archive_file(settings.archive_dir, bounds.day)
+            path = stager.directory / f"{bounds.day.isoformat()}.parquet"
+            pages = stager.pages.get(bounds.day)
+            if pages:
+                stats = run_sql(
+                    connection,
+                    "archive_pages",
+                    {"pages": pages, "fetched_at": fetched_at, "target": str(path)},
+                ).fetchall()
+                count = sum(row[1] for row in stats)
+            else:
+                connection.execute(EMPTY_ARCHIVE_FILE, {"target": str(path)})
+                count = 0
+            produced.append((bounds.day, path, count))
+        # every day's file is written before any replaces the archive's
+        result = []
+        for day, path, count in produced:
+            target = archive_file(settings.archive_dir, day)
             target.parent.mkdir(parents=True, exist_ok=True)
-            produced, count = written.get(bounds.day, (None, 0))
-            if produced is None:
-                produced = stager.directory / f"empty-{bounds.day.isoformat()}.parquet"
-                connection.execute(EMPTY_ARCHIVE_FILE, {"target": str(produced)})
-            os.replace(produced, target)
-            result.append(ArchivedDay(bounds.day, count, target))
+            os.replace(path, target)
+            result.append(ArchivedDay(day, count, target))
         return result
     finally:
         connection.close()
