@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 
 ERROR_EXIT = 1
-USAGE_EXIT = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -95,8 +94,10 @@ def demo_command(args: argparse.Namespace) -> int:
     for name in ("DE_API_BASE_URL", "DE_API_KEY"):
         if os.environ.pop(name, None) is not None:
             print(f"demo: ignoring {name}; the demo always reads the embedded simulator")
-    yesterday = date.today() - timedelta(days=1)
-    return _materialise(yesterday - timedelta(days=args.days - 1), yesterday, "all_assets")
+    from de_pipeline.defs.runs import last_complete_day
+
+    last = last_complete_day()
+    return _materialise(last - timedelta(days=args.days - 1), last, "all_assets")
 
 
 def backfill_command(args: argparse.Namespace) -> int:

@@ -31,13 +31,18 @@ class RunChunk:
     total: int
 
 
+def last_complete_day() -> date:
+    """Yesterday in DE_TIMEZONE: the last daily partition."""
+    return date.fromisoformat(DAILY.get_last_partition_key())
+
+
 def run_chunks(first: date, last: date) -> list[RunChunk]:
     """Split [first, last] (both included) into runs of at most 7 days, after checking that
     the partitions hold every day."""
     if last < first:
         raise RangeError(f"the range ends ({last}) before it starts ({first})")
     earliest = DAILY.start.date()
-    latest = date.fromisoformat(DAILY.get_last_partition_key())
+    latest = last_complete_day()
     if first < earliest:
         raise RangeError(
             f"{first} is before the first partition ({earliest}); set DE_START_DATE to reach further back"
