@@ -40,6 +40,7 @@ def test_demo_prints_every_table_and_the_headlines(tmp_path):
     out = run_cli("demo", "--days", "2", env={"DE_SIM_MESSAGES_PER_DAY": "200"})
     assert out.returncode == 0, out.stderr[-2000:]
     for text in ("messages", "sentiment_trends", "intent_confidence", "redaction_entity_counts",
+                 "customer_journeys", "Customer journeys by path",
                  "Sentiment by channel", "Least confident intents", "Top redacted entity types"):
         assert text in out.stdout
     assert "Traceback" not in out.stderr
