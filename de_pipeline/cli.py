@@ -76,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
     sql.set_defaults(command=sql_command, name="sql")
 
+    export = commands.add_parser("export", help="write a table as files partitioned by day")
+    export.add_argument("--table", required=True, help="e.g. messages, customer_journeys")
+    export.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    export.add_argument("--out", required=True, help="folder; files go to OUT/TABLE/day=YYYY-MM-DD/")
+    export.add_argument("--start", type=_day, help="first day (default: all)")
+    export.add_argument("--end", type=_day, help="last day (default: all)")
+    export.set_defaults(command=export_command, name="export")
+
     session = commands.add_parser(
         "session", help="fetch one customer journey live and compare it with the warehouse"
     )
@@ -142,6 +150,19 @@ def sql_command(args: argparse.Namespace) -> int:
     else:
         print(frame.to_string(index=False) if len(frame.columns) else "(no columns)")
         print(f"({len(frame)} rows)", file=sys.stderr)
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from de_pipeline.warehouse.export import export_table
+    from de_pipeline.warehouse.settings import WarehouseSettings
+
+    done = export_table(
+        WarehouseSettings.from_env(), args.table, Path(args.out), args.format, args.start, args.end
+    )
+    print(f"exported {done.rows:,} rows of {args.table} in {done.days} daily files to {done.directory}")
     return 0
 
 

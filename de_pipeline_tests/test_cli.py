@@ -10,6 +10,7 @@ import subprocess
 import sys
 from datetime import date, timedelta
 
+import duckdb
 import pytest
 
 from de_pipeline.cli import main
@@ -40,7 +41,7 @@ def test_demo_prints_every_table_and_the_headlines(tmp_path):
     out = run_cli("demo", "--days", "2", env={"DE_SIM_MESSAGES_PER_DAY": "200"})
     assert out.returncode == 0, out.stderr[-2000:]
     for text in ("messages", "sentiment_trends", "intent_confidence", "redaction_entity_counts",
-                 "customer_journeys", "Customer journeys by path",
+                 "customer_journeys", "handoff_rate", "avg_sentiment_change",
                  "Sentiment by channel", "Least confident intents", "Top redacted entity types"):
         assert text in out.stdout
     assert "Traceback" not in out.stderr
@@ -94,3 +95,24 @@ def test_bad_input_is_one_clear_line(args, env, expected):
     assert expected in out.stderr, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
     assert TEST_KEY not in out.stderr + out.stdout
+
+
+@pytest.mark.parametrize("file_format", ["parquet", "csv"])
+def test_export_writes_one_file_per_day(warehouse, tmp_path, capsys, file_format):
+    out = tmp_path / "export"
+    assert main(["export", "--table", "messages", "--format", file_format, "--out", str(out)]) == 0
+    assert "exported" in capsys.readouterr().out
+    reader = "read_parquet" if file_format == "parquet" else "read_csv"
+    exported = duckdb.sql(
+        f"SELECT day, count(*) FROM {reader}('{out}/messages/*/data.{file_format}', hive_partitioning = true) "
+        "GROUP BY day ORDER BY day"
+    ).fetchall()
+    stored = duckdb.connect(os.environ["DE_DUCKDB_PATH"], read_only=True).execute(
+        "SELECT day, count(*) FROM messages GROUP BY day ORDER BY day"
+    ).fetchall()
+    assert exported == stored and len(stored) == 2
+
+
+def test_export_of_an_unknown_table_is_one_line(warehouse, tmp_path):
+    out = run_cli("export", "--table", "nope", "--out", str(tmp_path))
+    assert out.returncode == 1 and "unknown table 'nope'" in out.stderr and "Traceback" not in out.stderr

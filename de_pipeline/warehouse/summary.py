@@ -34,11 +34,13 @@ HEADLINES = {
                round(sum(low_confidence) / sum(messages), 3) AS low_confidence_share
         FROM intent_confidence WHERE topic IS NOT NULL
         GROUP BY ALL ORDER BY avg_score LIMIT 5""",
-    "Customer journeys by path": """
-        SELECT path, count(*) AS journeys,
-               round(avg(ended_with_survey::INT), 3) AS survey_share,
-               round(avg(sentiment_change), 3) AS avg_sentiment_change
-        FROM customer_journeys GROUP BY path ORDER BY journeys DESC LIMIT 5""",
+    "Customer journeys: handoff rate and sentiment change": """
+        SELECT count(*) AS journeys,
+               round(avg(handoff_to_agent::INT), 3) AS handoff_rate,
+               round(avg(transfers), 3) AS transfers_per_journey,
+               round(avg(sentiment_change), 3) AS avg_sentiment_change,
+               round(avg(ended_with_survey::INT), 3) AS survey_share
+        FROM customer_journeys""",
     "Top redacted entity types": """
         SELECT entity_type, CAST(sum(occurrences) AS BIGINT) AS occurrences,
                CAST(sum(messages) AS BIGINT) AS messages

@@ -1,0 +1,69 @@
+"""Export a table as files partitioned by day, for loading into another warehouse."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from de_pipeline.warehouse.connection import reader
+from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.summary import TABLES
+
+FORMATS = ("parquet", "csv")
+
+
+class ExportError(ValueError):
+    """The export cannot be done as asked."""
+
+
+@dataclass(frozen=True)
+class Exported:
+    rows: int
+    days: int
+    directory: Path
+
+
+def export_table(
+    settings: WarehouseSettings,
+    table: str,
+    out_dir: Path,
+    file_format: str = "parquet",
+    first_day: date | None = None,
+    last_day: date | None = None,
+) -> Exported:
+    """Write `<out_dir>/<table>/day=YYYY-MM-DD/data.<format>`, one file per day, each replaced
+    whole. One day per statement, so memory stays flat for any table size."""
+    if table not in TABLES:
+        raise ExportError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
+    if file_format not in FORMATS:
+        raise ExportError(f"unknown format {file_format!r}; choose one of {', '.join(FORMATS)}")
+    day_column = "archive_day" if table == "rejected_messages" else "day"
+    span = {"first_day": first_day or date.min, "last_day": last_day or date.max}
+    where = f"{day_column} BETWEEN $first_day AND $last_day"
+    target = out_dir / table
+    rows = 0
+    with reader(settings) as connection:
+        days = [
+            row[0]
+            for row in connection.execute(
+                f"SELECT DISTINCT {day_column} FROM {table} WHERE {where} ORDER BY 1", span
+            ).fetchall()
+        ]
+        for day in days:
+            folder = target / f"day={day.isoformat()}"
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"data.{file_format}"
+            partial = folder / f".data.{file_format}.partial"
+            options = "FORMAT parquet, COMPRESSION zstd" if file_format == "parquet" else "FORMAT csv, HEADER"
+            connection.execute(
+                f"COPY (SELECT * EXCLUDE ({day_column}) FROM {table} WHERE {day_column} = $day "
+                f"ORDER BY ALL) TO $target ({options})",
+                {"day": day, "target": str(partial)},
+            )
+            os.replace(partial, path)
+            rows += connection.execute(
+                f"SELECT count(*) FROM {table} WHERE {day_column} = $day", {"day": day}
+            ).fetchone()[0]
+    return Exported(rows, len(days), target)
