@@ -284,7 +284,7 @@ def test_asset_pages_in_browser(dagster_dev: DagsterDev, backfill: Backfill) -> 
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import expect, sync_playwright
     except ImportError:
-        pytest.skip("Playwright is not installed: pip install -e '.[browser]' (see .ci/run)")
+        pytest.skip("Playwright is not installed: pip install -e '.[test]' (see .ci/run)")
     assert backfill.status in SUCCESS, backfill.explain(dagster_dev)
     SCREENSHOT_DIR.mkdir(exist_ok=True)
     (SCREENSHOT_DIR / "ui-failure.png").unlink(missing_ok=True)
@@ -337,6 +337,19 @@ def test_asset_pages_in_browser(dagster_dev: DagsterDev, backfill: Backfill) -> 
             page.locator(f'[data-tooltip="{newest}"]').first.click()
             expect(page.locator(f'a[href^="/runs/{runs[newest]}"]').first).to_be_visible()
             page.screenshot(path=SCREENSHOT_DIR / "ui-messages-partition-yesterday.png")
+
+            # the asset graph, every asset in it (README: docs/images/asset-graph.png)
+            page.goto(f"{dagster_dev.url}/asset-groups", wait_until="domcontentloaded")
+            for asset in backfill.assets:
+                expect(page.get_by_text(asset, exact=True).first).to_be_visible()
+            page.wait_for_timeout(1500)  # let the layout settle
+            page.screenshot(path=SCREENSHOT_DIR / "ui-asset-graph.png")
+
+            # the partition backfill's own page (README: docs/images/partition-backfill.png)
+            page.goto(f"{dagster_dev.url}/runs/b/{backfill.id}", wait_until="domcontentloaded")
+            expect(page.get_by_text(backfill.id).first).to_be_visible()
+            page.wait_for_timeout(1500)
+            page.screenshot(path=SCREENSHOT_DIR / "ui-partition-backfill.png")
         except Exception:
             page.screenshot(path=SCREENSHOT_DIR / "ui-failure.png")  # what the page showed then
             raise
