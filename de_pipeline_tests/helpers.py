@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from de_pipeline.api.simulator import Simulator
+from de_pipeline.api.simulator import Simulator, SyntheticDataset
 
 SESSIONID = re.compile(r"^(\d+)\.(\d+)$")
 
@@ -18,6 +18,15 @@ SESSIONID = re.compile(r"^(\d+)\.(\d+)$")
 def recent_days(count: int, *, ending_days_ago: int = 1) -> tuple[date, date]:
     last = date.today() - timedelta(days=ending_days_ago)
     return last - timedelta(days=count - 1), last
+
+
+def busy_day(*seeds: int) -> date:
+    """The latest day up to yesterday on which, and on the day before which, no simulator seed
+    has an outage (an empty day), so that the day surely holds messages."""
+    day = date.today() - timedelta(days=1)
+    while any(SyntheticDataset(seed).is_outage_day(d) for seed in seeds for d in (day, day - timedelta(days=1))):
+        day -= timedelta(days=1)
+    return day
 
 
 def served(simulator: Simulator, first: date, last: date) -> list[Any]:

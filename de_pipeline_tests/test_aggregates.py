@@ -5,7 +5,7 @@ Nothing here runs the project's SQL: each expectation is rebuilt from the raw re
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd

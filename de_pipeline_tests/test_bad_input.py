@@ -5,28 +5,18 @@ coerced) -- and the counts always reconcile."""
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from de_pipeline.api.simulator import ScriptedResponse, SyntheticDataset
+from de_pipeline.api.simulator import ScriptedResponse
 from de_pipeline.defs.runs import RunFailedError, run_range
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import point_at
-from de_pipeline_tests.helpers import dump, query
-
-
-def busy_day(*seeds: int) -> date:
-    """The latest day up to yesterday on which, and on the day before which, no simulator seed
-    has an outage (an empty day), so that the day surely holds messages."""
-    day = date.today() - timedelta(days=1)
-    while any(SyntheticDataset(seed).is_outage_day(d) for seed in seeds for d in (day, day - timedelta(days=1))):
-        day -= timedelta(days=1)
-    return day
+from de_pipeline_tests.helpers import busy_day, dump, query
 
 
 DAY = busy_day(7)  # the simulators' default seed

@@ -7,31 +7,22 @@ import logging
 import os
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 from dagster import DagsterInstance
 
-from de_pipeline.api.simulator import ScriptedResponse, SyntheticDataset
+from de_pipeline.api.simulator import ScriptedResponse
 from de_pipeline.defs.runs import RunFailedError, run_range
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.source import ARCHIVE_SOURCE_FILE
 from de_pipeline_tests.conftest import TEST_PROVIDER, point_at
-from de_pipeline_tests.helpers import dump, query, served, unique_messages
+from de_pipeline_tests.helpers import busy_day, dump, query, served, unique_messages
 
 # every 8-character piece holds a letter that is not hex, so no run id or hash can match one
 SECRET = "sk-SECRET-9b1f-xq7-do-not-leak-zz"
-
-
-def busy_day(*seeds: int) -> date:
-    """The latest day up to yesterday on which, and on the day before which, no simulator seed
-    has an outage (an empty day), so that the day surely holds messages."""
-    day = date.today() - timedelta(days=1)
-    while any(SyntheticDataset(seed).is_outage_day(d) for seed in seeds for d in (day, day - timedelta(days=1))):
-        day -= timedelta(days=1)
-    return day
 
 
 DAY = busy_day(7, 11)  # the seeds these tests use
