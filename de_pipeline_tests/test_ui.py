@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from de_pipeline_tests.dagster_dev import DagsterDev, processes_in_group
+from de_pipeline_tests.dagster_dev import WORKSPACE_QUERY, DagsterDev, processes_in_group
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT_DIR = REPO_ROOT / "screenshots"  # git-ignored
@@ -416,25 +416,6 @@ def _key(node: dict[str, Any]) -> str:
 def _tag(run: dict[str, Any], key: str) -> str:
     return next((t["value"] for t in run["tags"] if t["key"] == key), "")
 
-
-WORKSPACE_QUERY = """
-query Workspace {
-  workspaceOrError {
-    __typename
-    ... on Workspace {
-      locationEntries {
-        name
-        loadStatus
-        locationOrLoadError {
-          __typename
-          ... on PythonError { message }
-          ... on RepositoryLocation { repositories { name schedules { name scheduleState { status } } } }
-        }
-      }
-    }
-  }
-}
-"""
 
 ASSET_NODES_QUERY = """
 query AssetNodes {

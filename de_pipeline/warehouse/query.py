@@ -7,7 +7,7 @@ import pandas as pd
 
 
 class QueryError(ValueError):
-    """DuckDB refused the query; the message is DuckDB's, on one line."""
+    """DuckDB refused the query; the message is DuckDB's."""
 
 
 def query_frame(connection: duckdb.DuckDBPyConnection, query: str) -> pd.DataFrame:
@@ -18,5 +18,4 @@ def query_frame(connection: duckdb.DuckDBPyConnection, query: str) -> pd.DataFra
             return pd.DataFrame()
         return result.df()
     except duckdb.Error as exc:
-        message = " ".join(str(exc).split())
-        raise QueryError(f"the query failed: {message}") from None
+        raise QueryError(f"the query failed: {exc}") from None
