@@ -25,7 +25,7 @@ from de_pipeline.api import RETENTION_DAYS, DigitalEngagementClient, Window
 from de_pipeline.defs.partitions import BACKFILL_POLICY, DAILY, day_bounds
 from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
 from de_pipeline.warehouse.aggregates import AGGREGATES, refresh_aggregate
-from de_pipeline.warehouse.archive import PageStager, archived, write_archive
+from de_pipeline.warehouse.archive import ArchiveWriter, archived
 from de_pipeline.warehouse.checks import CheckOutcome, message_checks, message_warnings, reconcile
 from de_pipeline.warehouse.connection import writer
 from de_pipeline.warehouse.days import DayBounds, day_bounds_table
@@ -99,25 +99,26 @@ def raw_messages(
         return MaterializeResult(metadata={"window": _window_text(days), "source": source.label})
 
     fetched_at = datetime.now(UTC)
-    with DigitalEngagementClient(source.settings, logger=context.log) as client, PageStager(
-        settings.archive_dir
-    ) as stager:
+    with DigitalEngagementClient(source.settings, logger=context.log) as client, ArchiveWriter(
+        settings, fetched_at
+    ) as archive:
         # one day's window at a time: a record belongs to the day the API answered it for
         for number, bounds in enumerate(to_fetch, 1):
             window = Window(bounds.start_ms, bounds.end_ms)
             context.log.info("window %d of %d: %s %s", number, len(to_fetch), bounds.day, window)
             for page in client.provider_pages(window):
-                stager.add(bounds.day, page.body)
+                archive.add(bounds.day, page.body)
                 if client.stats.pages % PROGRESS_EVERY_PAGES == 0:
                     context.log.info("page %d: %d records so far", client.stats.pages, client.stats.rows)
+            archive.end_day(bounds.day)
         context.log.info(
-            "fetched %d records in %d pages (%d requests, %d retries); writing the archive",
+            "fetched %d records in %d pages (%d requests, %d retries); finishing the archive",
             client.stats.rows,
             client.stats.pages,
             client.stats.requests,
             client.stats.retries,
         )
-        written = write_archive(stager, to_fetch, settings, fetched_at)
+        written = archive.commit()
     for day in written:
         context.add_asset_metadata(
             {"records": day.records, "simulated": source.simulated}, partition_key=day.day.isoformat()

@@ -18,7 +18,7 @@ from de_pipeline.defs.assets import WAREHOUSE_POOL
 from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
 from de_pipeline.env import SettingsError
 from de_pipeline.warehouse.aggregates import AGGREGATES, JOURNEY_TABLES, refresh_aggregate
-from de_pipeline.warehouse.archive import PageStager, write_archive
+from de_pipeline.warehouse.archive import ArchiveWriter
 from de_pipeline.warehouse.connection import writer
 from de_pipeline.warehouse.days import DayBounds, calendar_days
 from de_pipeline.warehouse.messages import replace_journey
@@ -47,15 +47,16 @@ def fetched_journey(
     is removed afterwards; yields the archive files."""
     with tempfile.TemporaryDirectory(prefix="de-journey-") as scratch:
         scratch_settings = replace(settings, archive_dir=Path(scratch))
-        with DigitalEngagementClient(source.settings, logger=logger) as client, PageStager(
-            scratch_settings.archive_dir
-        ) as stager:
+        with DigitalEngagementClient(source.settings, logger=logger) as client, ArchiveWriter(
+            scratch_settings, datetime.now(UTC)
+        ) as archive:
             for bounds in days:
                 for page in client.customer_session_pages(
                     customersessionid, Window(bounds.start_ms, bounds.end_ms)
                 ):
-                    stager.add(bounds.day, page.body)
-            archived = write_archive(stager, days, scratch_settings, datetime.now(UTC))
+                    archive.add(bounds.day, page.body)
+                archive.end_day(bounds.day)
+            archived = archive.commit()
         yield [str(day.path) for day in archived]
 
 

@@ -1,8 +1,8 @@
 """The raw archive: what the API returned, one Parquet file per day, replayable.
 
 Pages are fetched one day's window at a time and staged on disk as they arrive (memory
-holds one page); then one DuckDB statement per day writes them into
-`<archive>/day=YYYY-MM-DD/data.parquet`. A record belongs to the day whose window the API
+holds one page); once a day is complete, one DuckDB statement writes its pages into
+`<archive>/day=YYYY-MM-DD/data.parquet` while the next day is fetched. A record belongs to the day whose window the API
 answered it for, so the archive does not depend on how days were grouped into runs. Each
 day's file is replaced whole, so re-fetching a day never mixes two fetches.
 """
@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -20,7 +21,6 @@ from pathlib import Path
 import duckdb
 
 from de_pipeline.warehouse.connection import session_defaults
-from de_pipeline.warehouse.days import DayBounds
 from de_pipeline.warehouse.schema import run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
 
@@ -52,31 +52,6 @@ def archive_files(archive_dir: Path, days: Iterable[date]) -> list[str]:
     return files
 
 
-class PageStager:
-    """Writes each page's bytes to its own file in a private staging folder, by day."""
-
-    def __init__(self, archive_dir: Path) -> None:
-        archive_dir.mkdir(parents=True, exist_ok=True)
-        self.directory = Path(tempfile.mkdtemp(prefix=".staging-", dir=archive_dir))
-        self.pages: dict[date, list[str]] = {}
-        self._count = 0
-
-    def add(self, day: date, body: bytes) -> None:
-        self._count += 1
-        path = self.directory / f"page-{self._count:07d}.json"
-        path.write_bytes(body)
-        self.pages.setdefault(day, []).append(str(path))
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    def __enter__(self) -> PageStager:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.cleanup()
-
-
 @dataclass(frozen=True)
 class ArchivedDay:
     day: date
@@ -84,49 +59,81 @@ class ArchivedDay:
     path: Path
 
 
-def write_archive(
-    stager: PageStager,
-    days: list[DayBounds],
-    settings: WarehouseSettings,
-    fetched_at: datetime,
-) -> list[ArchivedDay]:
-    """Replace the archive files of `days` with the staged pages. A day with no record gets an
-    empty file, which says that the day was fetched and held nothing."""
-    connection = duckdb.connect(
-        config={
-            **settings.duckdb_config,
-            "preserve_insertion_order": False,
-            "temp_directory": str(stager.directory / "spill"),
-        }
-    )
-    try:
-        session_defaults(connection)
-        produced = []
-        # one day per statement: memory stays flat however big a day is
-        for bounds in days:
-            path = stager.directory / f"{bounds.day.isoformat()}.parquet"
-            pages = stager.pages.get(bounds.day)
-            if pages:
-                stats = run_sql(
-                    connection,
-                    "archive_pages",
-                    {"pages": pages, "fetched_at": fetched_at, "target": str(path)},
-                ).fetchall()
-                count = sum(row[1] for row in stats)
-            else:
-                connection.execute(EMPTY_ARCHIVE_FILE, {"target": str(path)})
-                count = 0
-            produced.append((bounds.day, path, count))
-        # every day's file is written before any replaces the archive's
+class ArchiveWriter:
+    """Writes fetched pages into the archive, one day at a time, while the next day is fetched.
+
+    `add` stages a page's bytes in a private folder (memory holds one page). `end_day` hands
+    the day to a background thread, where one DuckDB statement writes its Parquet file:
+    DuckDB releases the GIL, so that work overlaps with fetching the next day. `commit` waits
+    for every day, and only then replaces the archive's files, so a failed fetch or write
+    leaves the archive as it was. A day with no record gets an empty file, which says that
+    the day was fetched and held nothing.
+    """
+
+    def __init__(self, settings: WarehouseSettings, fetched_at: datetime) -> None:
+        self.archive_dir = settings.archive_dir
+        self.archive_dir.mkdir(parents=True, exist_ok=True)
+        self.directory = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.archive_dir))
+        self._fetched_at = fetched_at
+        self._pages: dict[date, list[str]] = {}
+        self._page_count = 0
+        self._connection = duckdb.connect(
+            config={
+                **settings.duckdb_config,
+                "preserve_insertion_order": False,
+                "temp_directory": str(self.directory / "spill"),
+            }
+        )
+        session_defaults(self._connection)
+        # one thread: the connection runs one statement at a time, and memory stays flat
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-writer")
+        self._days: list[Future[tuple[date, Path, int]]] = []
+
+    def add(self, day: date, body: bytes) -> None:
+        self._page_count += 1
+        path = self.directory / f"page-{self._page_count:07d}.json"
+        path.write_bytes(body)
+        self._pages.setdefault(day, []).append(str(path))
+
+    def end_day(self, day: date) -> None:
+        """Every page of `day` is staged: start writing its file."""
+        self._days.append(self._writer.submit(self._write_day, day, self._pages.pop(day, [])))
+
+    def commit(self) -> list[ArchivedDay]:
+        """Wait for every day's file, then replace the archive's files with them."""
+        produced = [future.result() for future in self._days]
         result = []
         for day, path, count in produced:
-            target = archive_file(settings.archive_dir, day)
+            target = archive_file(self.archive_dir, day)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
             result.append(ArchivedDay(day, count, target))
         return result
-    finally:
-        connection.close()
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True, cancel_futures=True)
+        self._connection.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _write_day(self, day: date, pages: list[str]) -> tuple[date, Path, int]:
+        path = self.directory / f"{day.isoformat()}.parquet"
+        if not pages:
+            self._connection.execute(EMPTY_ARCHIVE_FILE, {"target": str(path)})
+            return day, path, 0
+        stats = run_sql(
+            self._connection,
+            "archive_pages",
+            {"pages": pages, "fetched_at": self._fetched_at, "target": str(path)},
+        ).fetchall()
+        for page in pages:  # the day's pages are in its Parquet file now
+            os.remove(page)
+        return day, path, sum(row[1] for row in stats)
 
 
 EMPTY_ARCHIVE_FILE = """
