@@ -83,7 +83,7 @@ DAILY_METRICS = {
     "conversation_segments": """SELECT day, count(*) AS segments, sum(messages) AS messages
         FROM conversation_segments""",
     "customer_journeys": """SELECT day, count(*) AS journeys, avg(handoff_to_agent::INT) AS handoff_share,
-        avg(transfers) AS avg_transfers, avg(sentiment_change) AS avg_sentiment_change
+        avg(transfers) AS avg_transfers, favg(sentiment_change) AS avg_sentiment_change
         FROM customer_journeys""",
 }
 

@@ -17,17 +17,17 @@ segments AS (
         any_value(segment_id) AS segment_id,
         CASE WHEN bool_or(chattype = 'agent' OR sendertype = 'agent') THEN 'agent' ELSE 'bot' END AS kind,
         coalesce(bool_or(workflow ILIKE '%survey%'), false) AS is_survey,
-        arg_min(chattype, ts_ms) AS chattype,
+        arg_min(chattype, (ts_ms, message_key)) AS chattype,
         min(ts) AS first_ts,
         max(ts) AS last_ts,
         count(*) AS messages,
         count(*) FILTER (WHERE sendertype = 'customer') AS customer_messages,
         count(*) FILTER (WHERE sendertype = 'bot') AS bot_messages,
         count(*) FILTER (WHERE sendertype = 'agent') AS agent_messages,
-        arg_min(sendername, ts_ms) FILTER (WHERE sendertype = 'agent') AS agent,
-        avg(sentiment) FILTER (WHERE sendertype = 'customer') AS avg_customer_sentiment,
-        arg_min(topic, ts_ms) FILTER (WHERE topic IS NOT NULL) AS first_topic,
-        arg_min(sessionchannel, ts_ms) AS sessionchannel
+        arg_min(sendername, (ts_ms, message_key)) FILTER (WHERE sendertype = 'agent') AS agent,
+        favg(sentiment) FILTER (WHERE sendertype = 'customer') AS avg_customer_sentiment,
+        arg_min(topic, (ts_ms, message_key)) FILTER (WHERE topic IS NOT NULL) AS first_topic,
+        arg_min(sessionchannel, (ts_ms, message_key)) AS sessionchannel
     FROM journey_messages
     GROUP BY customersessionid, sessionid
 ),

@@ -17,12 +17,12 @@ SELECT
     day,
     topic,
     count(*) AS messages,
-    avg(score) AS avg_score,
+    favg(score) AS avg_score,
     quantile_cont(score, 0.1) AS p10_score,
     quantile_cont(score, 0.5) AS p50_score,
     quantile_cont(score, 0.9) AS p90_score,
     count(*) FILTER (WHERE score < $low_confidence) AS low_confidence,
-    avg(margin) AS avg_margin
+    favg(margin) AS avg_margin
 FROM scored
 GROUP BY day, topic
 ORDER BY day, topic NULLS FIRST;

@@ -1,4 +1,11 @@
 -- Insert the usable records of `parsed` (parse_records.sql) into messages.
+-- No ORDER BY: a run's rows are appended together, so reading one day touches only the row
+-- groups of the run that wrote it, however long the history. Sorting them spilled under the
+-- memory limit and took a third of the load (benchmarks/ingest.py).
+-- One thread: it writes whole row groups straight to the file. Two threads wrote partial
+-- ones, which the next checkpoint rewrote, taking longer than the insert saved.
+SET threads = 1;
+
 INSERT INTO messages
 SELECT
     message_key, day, epoch_ms(ts_ms)::TIMESTAMPTZ AS ts, ts_ms, sessionid,
@@ -9,5 +16,6 @@ SELECT
 FROM parsed
 WHERE reason IS NULL
 -- a message that arrived twice is stored once; the choice among copies is deterministic
-QUALIFY row_number() OVER (PARTITION BY message_key ORDER BY raw_hash) = 1
-ORDER BY day, ts_ms;
+QUALIFY row_number() OVER (PARTITION BY message_key ORDER BY raw_hash) = 1;
+
+RESET threads;

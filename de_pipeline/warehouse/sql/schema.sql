@@ -92,8 +92,8 @@ SELECT
     count(*) AS messages,
     count(DISTINCT conversation_id) AS conversations,
     count(DISTINCT customersessionid) AS customer_journeys,
-    avg(sentiment) AS avg_sentiment,
-    avg(sentiment) FILTER (WHERE sendertype = 'customer') AS avg_customer_sentiment
+    favg(sentiment) AS avg_sentiment,
+    favg(sentiment) FILTER (WHERE sendertype = 'customer') AS avg_customer_sentiment
 FROM messages
 GROUP BY day, sessionchannel;
 

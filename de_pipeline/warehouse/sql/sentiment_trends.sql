@@ -8,7 +8,7 @@ SELECT
     sendertype,
     chattype,
     count(*) AS messages,
-    avg(sentiment) AS avg_sentiment,
+    favg(sentiment) AS avg_sentiment,
     min(sentiment) AS min_sentiment,
     max(sentiment) AS max_sentiment,
     count(*) FILTER (WHERE sentiment > 0) AS positive,
