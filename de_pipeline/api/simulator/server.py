@@ -58,7 +58,8 @@ class SimulatorConfig:
 
 @dataclass(frozen=True)
 class ScriptedResponse:
-    """An answer the server gives instead of the next data page (for tests)."""
+    """An answer the server gives instead of the next data page (for tests). A Content-Length
+    header longer than the body makes the server drop the connection mid-body."""
 
     status: int = 200
     body: bytes = b"[]"
@@ -299,13 +300,17 @@ class _Handler(BaseHTTPRequestHandler):
         if status == 0:  # a dropped connection
             self.close_connection = True
             return
+        headers = dict(headers)
+        declared_length = int(headers.pop("Content-Length", len(payload)))
         self.send_response(status)
         self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
-        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("Content-Length", str(declared_length))
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
+        if declared_length > len(payload):  # the body is cut short: drop the connection
+            self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass
