@@ -9,6 +9,10 @@ WITH topics AS (
     SELECT customersessionid, sessionid, topic, count(*) AS n
     FROM journey_messages WHERE topic IS NOT NULL GROUP BY ALL
 ),
+dominant AS (
+    SELECT customersessionid, sessionid, first(topic ORDER BY n DESC, topic) AS dominant_topic
+    FROM topics GROUP BY ALL
+),
 segments AS (
     SELECT
         customersessionid,
@@ -17,17 +21,17 @@ segments AS (
         any_value(segment_id) AS segment_id,
         CASE WHEN bool_or(chattype = 'agent' OR sendertype = 'agent') THEN 'agent' ELSE 'bot' END AS kind,
         coalesce(bool_or(workflow ILIKE '%survey%'), false) AS is_survey,
-        arg_min(chattype, (ts_ms, message_key)) AS chattype,
+        arg_min(chattype, message_order) AS chattype,
         min(ts) AS first_ts,
         max(ts) AS last_ts,
         count(*) AS messages,
         count(*) FILTER (WHERE sendertype = 'customer') AS customer_messages,
         count(*) FILTER (WHERE sendertype = 'bot') AS bot_messages,
         count(*) FILTER (WHERE sendertype = 'agent') AS agent_messages,
-        arg_min(sendername, (ts_ms, message_key)) FILTER (WHERE sendertype = 'agent') AS agent,
+        arg_min(sendername, message_order) FILTER (WHERE sendertype = 'agent') AS agent,
         favg(sentiment) FILTER (WHERE sendertype = 'customer') AS avg_customer_sentiment,
-        arg_min(topic, (ts_ms, message_key)) FILTER (WHERE topic IS NOT NULL) AS first_topic,
-        arg_min(sessionchannel, (ts_ms, message_key)) AS sessionchannel
+        arg_min(topic, message_order) FILTER (WHERE topic IS NOT NULL) AS first_topic,
+        arg_min(sessionchannel, message_order) AS sessionchannel
     FROM journey_messages
     GROUP BY customersessionid, sessionid
 ),
@@ -53,10 +57,10 @@ SELECT
     s.agent_messages,
     s.agent,
     s.avg_customer_sentiment,
-    (SELECT first(t.topic ORDER BY t.n DESC, t.topic) FROM topics AS t
-     WHERE t.customersessionid = s.customersessionid AND t.sessionid = s.sessionid) AS dominant_topic,
+    d.dominant_topic,
     s.first_topic,
     s.sessionchannel
 FROM segments AS s
 JOIN journey_start AS j USING (customersessionid)
+LEFT JOIN dominant AS d USING (customersessionid, sessionid)
 ORDER BY j.day, s.customersessionid, position;
