@@ -296,3 +296,17 @@ def test_retries_exhausted_fails_the_run_and_keeps_the_day(simulator, monkeypatc
     assert [r.status for r in simulator.requests[seen:]] == [200, 503, 503, 503]  # 1 try + 2 retries
     assert snapshot() == before
     assert served_first["text"] not in set(query("SELECT text FROM messages").text)
+
+
+def test_a_memory_budget_too_small_names_the_setting_and_keeps_the_day(simulator, monkeypatch):
+    before = loaded_day(simulator)
+    monkeypatch.setenv("DE_DUCKDB_MEMORY_LIMIT", "8MB")  # below what DuckDB's JSON reader needs
+
+    with pytest.raises(RunFailedError) as failure:
+        run_range(DAY, DAY)
+
+    text = str(failure.value)
+    assert "\n" not in text and "Traceback" not in text and 'File "' not in text, text
+    assert "memory budget DE_DUCKDB_MEMORY_LIMIT=8MB" in text, text
+    assert "raise it" in text, text
+    assert snapshot() == before

@@ -2,9 +2,10 @@
 
 Pages are fetched one day's window at a time and staged on disk as they arrive (memory
 holds one page); once a day is complete, one DuckDB statement writes its pages into
-`<archive>/day=YYYY-MM-DD/data.parquet` while the next day is fetched. A record belongs to the day whose window the API
-answered it for, so the archive does not depend on how days were grouped into runs. Each
-day's file is replaced whole, so re-fetching a day never mixes two fetches.
+`<archive>/day=YYYY-MM-DD/data.parquet` while the next day is fetched. A record belongs to
+the day whose window the API answered it for, so the archive does not depend on how days
+were grouped into runs. Each day's file is replaced whole, so re-fetching a day never
+mixes two fetches.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import duckdb
 
-from de_pipeline.warehouse.connection import session_defaults
+from de_pipeline.warehouse.connection import memory_budget, session_defaults
 from de_pipeline.warehouse.schema import run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
 
@@ -71,21 +72,24 @@ class ArchiveWriter:
     """
 
     def __init__(self, settings: WarehouseSettings, fetched_at: datetime) -> None:
-        self.archive_dir = settings.archive_dir
-        self.archive_dir.mkdir(parents=True, exist_ok=True)
-        self.directory = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.archive_dir))
+        self._settings = settings
+        settings.archive_dir.mkdir(parents=True, exist_ok=True)
+        self.directory = Path(tempfile.mkdtemp(prefix=".staging-", dir=settings.archive_dir))
         self._fetched_at = fetched_at
         self._pages: dict[date, list[str]] = {}
         self._page_count = 0
+        # One DuckDB thread: the fetch needs the other core, and fewer JSON read buffers are
+        # held at once (with a 96MB budget a 200k-message day failed on two threads).
         self._connection = duckdb.connect(
             config={
                 **settings.duckdb_config,
                 "preserve_insertion_order": False,
+                "threads": 1,
                 "temp_directory": str(self.directory / "spill"),
             }
         )
         session_defaults(self._connection)
-        # one thread: the connection runs one statement at a time, and memory stays flat
+        # one writer thread: the connection runs one statement at a time
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-writer")
         self._days: list[Future[tuple[date, Path, int]]] = []
 
@@ -101,10 +105,11 @@ class ArchiveWriter:
 
     def commit(self) -> list[ArchivedDay]:
         """Wait for every day's file, then replace the archive's files with them."""
-        produced = [future.result() for future in self._days]
+        with memory_budget(self._settings):
+            produced = [future.result() for future in self._days]
         result = []
         for day, path, count in produced:
-            target = archive_file(self.archive_dir, day)
+            target = archive_file(self._settings.archive_dir, day)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, target)
             result.append(ArchivedDay(day, count, target))

@@ -26,14 +26,32 @@ class WarehouseMissingError(FileNotFoundError):
     """A reader asked for a warehouse file that does not exist yet."""
 
 
+class MemoryBudgetError(MemoryError):
+    """DuckDB needed more memory than DE_DUCKDB_MEMORY_LIMIT allows."""
+
+
+@contextmanager
+def memory_budget(settings: WarehouseSettings) -> Iterator[None]:
+    """Turn DuckDB's out-of-memory error into one that names the setting to raise."""
+    try:
+        yield
+    except duckdb.OutOfMemoryException as exc:
+        detail = str(exc).splitlines()[0].removeprefix("Out of Memory Error: ")
+        raise MemoryBudgetError(
+            f"DuckDB needed more than its memory budget DE_DUCKDB_MEMORY_LIMIT={settings.memory_limit} "
+            f"({detail}); raise it, e.g. DE_DUCKDB_MEMORY_LIMIT=512MB, and rerun the same days"
+        ) from None
+
+
 @contextmanager
 def writer(settings: WarehouseSettings) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection with the schema in place. Do the work in one transaction."""
     settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
     connection = _connect(settings, read_only=False)
     try:
-        ensure_schema(connection)
-        yield connection
+        with memory_budget(settings):
+            ensure_schema(connection)
+            yield connection
     finally:
         connection.close()
 

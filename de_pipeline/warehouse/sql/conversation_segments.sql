@@ -1,45 +1,51 @@
 -- conversation_segments for the journeys with a message in $first_day..$last_day.
--- Needs journey_messages (journey_candidates.sql).
+-- Needs journey_messages (journey_candidates.sql). Built in steps that DuckDB can spill:
+-- as one query, a week of 355k messages a day ran out of the 128MB budget. The per-segment
+-- aggregate runs on one thread, which halves the hash-table partitions held at once.
+SET threads = 1;
+
+CREATE OR REPLACE TEMP TABLE segment_stats AS
+SELECT
+    customersessionid,
+    sessionid,
+    any_value(conversation_id) AS conversation_id,
+    any_value(segment_id) AS segment_id,
+    CASE WHEN bool_or(chattype = 'agent' OR sendertype = 'agent') THEN 'agent' ELSE 'bot' END AS kind,
+    coalesce(bool_or(workflow ILIKE '%survey%'), false) AS is_survey,
+    arg_min(chattype, message_order) AS chattype,
+    min(ts) AS first_ts,
+    max(ts) AS last_ts,
+    count(*) AS messages,
+    count(*) FILTER (WHERE sendertype = 'customer') AS customer_messages,
+    count(*) FILTER (WHERE sendertype = 'bot') AS bot_messages,
+    count(*) FILTER (WHERE sendertype = 'agent') AS agent_messages,
+    arg_min(sendername, message_order) FILTER (WHERE sendertype = 'agent') AS agent,
+    favg(sentiment) FILTER (WHERE sendertype = 'customer') AS avg_customer_sentiment,
+    arg_min(topic, message_order) FILTER (WHERE topic IS NOT NULL) AS first_topic,
+    arg_min(sessionchannel, message_order) AS sessionchannel,
+    min(day) AS first_day
+FROM journey_messages
+GROUP BY customersessionid, sessionid;
+
+RESET threads;
+
+-- the segment's most frequent topic; a tie goes to the first in alphabetical order
+CREATE OR REPLACE TEMP TABLE segment_topics AS
+SELECT customersessionid, sessionid, topic AS dominant_topic
+FROM (
+    SELECT customersessionid, sessionid, topic, count(*) AS n
+    FROM journey_messages WHERE topic IS NOT NULL GROUP BY ALL
+)
+QUALIFY row_number() OVER (PARTITION BY customersessionid, sessionid ORDER BY n DESC, topic) = 1;
+
 DELETE FROM conversation_segments
 WHERE day BETWEEN $first_day AND $last_day
    OR customersessionid IN (SELECT customersessionid FROM journey_messages);
 
 INSERT INTO conversation_segments
-WITH topics AS (
-    SELECT customersessionid, sessionid, topic, count(*) AS n
-    FROM journey_messages WHERE topic IS NOT NULL GROUP BY ALL
-),
-dominant AS (
-    SELECT customersessionid, sessionid, first(topic ORDER BY n DESC, topic) AS dominant_topic
-    FROM topics GROUP BY ALL
-),
-segments AS (
-    SELECT
-        customersessionid,
-        sessionid,
-        any_value(conversation_id) AS conversation_id,
-        any_value(segment_id) AS segment_id,
-        CASE WHEN bool_or(chattype = 'agent' OR sendertype = 'agent') THEN 'agent' ELSE 'bot' END AS kind,
-        coalesce(bool_or(workflow ILIKE '%survey%'), false) AS is_survey,
-        arg_min(chattype, message_order) AS chattype,
-        min(ts) AS first_ts,
-        max(ts) AS last_ts,
-        count(*) AS messages,
-        count(*) FILTER (WHERE sendertype = 'customer') AS customer_messages,
-        count(*) FILTER (WHERE sendertype = 'bot') AS bot_messages,
-        count(*) FILTER (WHERE sendertype = 'agent') AS agent_messages,
-        arg_min(sendername, message_order) FILTER (WHERE sendertype = 'agent') AS agent,
-        favg(sentiment) FILTER (WHERE sendertype = 'customer') AS avg_customer_sentiment,
-        arg_min(topic, message_order) FILTER (WHERE topic IS NOT NULL) AS first_topic,
-        arg_min(sessionchannel, message_order) AS sessionchannel
-    FROM journey_messages
-    GROUP BY customersessionid, sessionid
-),
-journey_start AS (
-    SELECT customersessionid, min(day) AS day FROM journey_messages GROUP BY ALL
-)
 SELECT
-    j.day,
+    -- a journey's day is the day it started
+    min(s.first_day) OVER (PARTITION BY s.customersessionid) AS day,
     s.customersessionid,
     s.sessionid,
     s.conversation_id,
@@ -57,10 +63,9 @@ SELECT
     s.agent_messages,
     s.agent,
     s.avg_customer_sentiment,
-    d.dominant_topic,
+    t.dominant_topic,
     s.first_topic,
     s.sessionchannel
-FROM segments AS s
-JOIN journey_start AS j USING (customersessionid)
-LEFT JOIN dominant AS d USING (customersessionid, sessionid)
-ORDER BY j.day, s.customersessionid, position;
+FROM segment_stats AS s
+LEFT JOIN segment_topics AS t USING (customersessionid, sessionid)
+ORDER BY day, s.customersessionid, position;

@@ -10,6 +10,8 @@ DELETE FROM customer_journeys
 WHERE day BETWEEN CAST($first_day AS DATE) - 2 AND $last_day
    OR customersessionid IN (SELECT customersessionid FROM rebuilt_journeys);
 
+SET threads = 1;
+
 INSERT INTO customer_journeys
 WITH segments AS (
     SELECT
@@ -45,3 +47,5 @@ SELECT
 FROM segments
 GROUP BY customersessionid
 ORDER BY day, customersessionid;
+
+RESET threads;
