@@ -74,7 +74,7 @@ class ArchiveWriter:
     def __init__(self, settings: WarehouseSettings, fetched_at: datetime) -> None:
         self._settings = settings
         settings.archive_dir.mkdir(parents=True, exist_ok=True)
-        self.directory = Path(tempfile.mkdtemp(prefix=".staging-", dir=settings.archive_dir))
+        self._directory = Path(tempfile.mkdtemp(prefix=".staging-", dir=settings.archive_dir))
         self._fetched_at = fetched_at
         self._pages: dict[date, list[str]] = {}
         self._page_count = 0
@@ -85,7 +85,7 @@ class ArchiveWriter:
                 **settings.duckdb_config,
                 "preserve_insertion_order": False,
                 "threads": 1,
-                "temp_directory": str(self.directory / "spill"),
+                "temp_directory": str(self._directory / "spill"),
             }
         )
         session_defaults(self._connection)
@@ -95,7 +95,7 @@ class ArchiveWriter:
 
     def add(self, day: date, body: bytes) -> None:
         self._page_count += 1
-        path = self.directory / f"page-{self._page_count:07d}.json"
+        path = self._directory / f"page-{self._page_count:07d}.json"
         path.write_bytes(body)
         self._pages.setdefault(day, []).append(str(path))
 
@@ -118,7 +118,7 @@ class ArchiveWriter:
     def close(self) -> None:
         self._writer.shutdown(wait=True, cancel_futures=True)
         self._connection.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        shutil.rmtree(self._directory, ignore_errors=True)
 
     def __enter__(self) -> ArchiveWriter:
         return self
@@ -127,7 +127,7 @@ class ArchiveWriter:
         self.close()
 
     def _write_day(self, day: date, pages: list[str]) -> tuple[date, Path, int]:
-        path = self.directory / f"{day.isoformat()}.parquet"
+        path = self._directory / f"{day.isoformat()}.parquet"
         if not pages:
             self._connection.execute(EMPTY_ARCHIVE_FILE, {"target": str(path)})
             return day, path, 0
