@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from dagster import DagsterInstance, ExecuteInProcessResult
+from dagster import DagsterInstance, ExecuteInProcessResult, Failure, InitLoggerContext, logger
 
+from de_pipeline.api import ApiAuthError, ApiBadRequestError, ApiNotFoundError
 from de_pipeline.defs.definitions import defs
 from de_pipeline.defs.partitions import DAILY, MAX_PARTITIONS_PER_RUN
 from de_pipeline.defs.schedules import range_tags
+from de_pipeline.env import SettingsError
+from de_pipeline.pool_slots import PoolWatch, free_stale_slots, process_tags
+from de_pipeline.warehouse.archive import ArchiveMissingError
+from de_pipeline.warehouse.connection import MemoryBudgetError
+from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.source import SourceMismatchError
+
+# Errors a user fixes by changing a setting, a key or the range: the console shows their
+# one line, not Dagster's stack trace (the run's event log keeps it; DE_DEBUG=1 prints it).
+USER_ERRORS = (
+    ApiBadRequestError,
+    ApiAuthError,
+    ApiNotFoundError,
+    SettingsError,
+    SourceMismatchError,
+    ArchiveMissingError,
+    MemoryBudgetError,
+    Failure,  # raised by the assets for a range past the vendor's retention
+)
 
 
 class RangeError(ValueError):
@@ -80,23 +103,64 @@ def run_range(
     on_chunk: Callable[[RunChunk], None] | None = None,
 ) -> list[ExecuteInProcessResult]:
     """Materialise every asset of `job_name` for the days, one run per chunk of ≤7 days.
-    Stops at the first failed run with RunFailedError."""
-    job = defs.resolve_job_def(job_name)
+    Stops at the first failed run with RunFailedError.
+
+    Before each run, runs left by processes that are gone lose their pool slots; while a
+    run waits for a slot, the console says who holds it (see pool_slots.PoolWatch)."""
+    job = defs.resolve_job_def(job_name).with_logger_defs({"console": console_logger})
+    timeout = WarehouseSettings.from_env().lock_timeout_seconds
     results = []
     with run_instance() as instance:
         for chunk in run_chunks(first, last):
             if on_chunk:
                 on_chunk(chunk)
-            result = job.execute_in_process(
-                instance=instance,
-                tags=range_tags(chunk.first.isoformat(), chunk.last.isoformat()),
-                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-                raise_on_error=False,
-            )
+            for line in free_stale_slots(instance):
+                _say(line)
+            run_id = str(uuid.uuid4())
+            with PoolWatch(instance, run_id, timeout_seconds=timeout, say=_say):
+                result = job.execute_in_process(
+                    instance=instance,
+                    run_id=run_id,
+                    tags=range_tags(chunk.first.isoformat(), chunk.last.isoformat()) | process_tags(),
+                    run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+                    raise_on_error=False,
+                )
             if not result.success:
                 raise RunFailedError(f"run for {chunk.first} .. {chunk.last} failed: {failure_message(result)}")
             results.append(result)
     return results
+
+
+def _say(line: str) -> None:
+    print(f"de-pipeline: {line}", file=sys.stderr, flush=True)
+
+
+CONSOLE_FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"  # Dagster's own
+
+
+class _UserErrorsInOneLine(logging.Formatter):
+    """Dagster's console format, with a user error's stack trace left out (the run's event
+    log keeps it; DE_DEBUG=1 prints it)."""
+
+    _names = tuple(f"{cls.__module__}.{cls.__qualname__}:" for cls in USER_ERRORS)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if "\n" in text and not os.environ.get("DE_DEBUG") and any(n in text for n in self._names):
+            return text.split("\n", 1)[0] + " (details in the run's event log; DE_DEBUG=1 prints them)"
+        return text
+
+
+@logger(
+    config_schema={"log_level": str},
+    description="Dagster's console log, with one line for a user's mistake (CLI runs).",
+)
+def console_logger(init_context: InitLoggerContext) -> logging.Logger:
+    log = logging.Logger("dagster", level=init_context.logger_config["log_level"])
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UserErrorsInOneLine(CONSOLE_FORMAT, "%Y-%m-%d %H:%M:%S %z"))
+    log.addHandler(handler)
+    return log
 
 
 def failure_message(result: ExecuteInProcessResult) -> str:
