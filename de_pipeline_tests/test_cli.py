@@ -15,6 +15,7 @@ import pytest
 
 from de_pipeline.cli import main
 from de_pipeline_tests.conftest import TEST_KEY, point_at
+from de_pipeline_tests.helpers import recent_days
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -32,8 +33,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -
 def warehouse(start_simulator, monkeypatch):
     simulator = start_simulator(messages_per_day=300)
     point_at(monkeypatch, simulator)
-    yesterday = date.today() - timedelta(days=1)
-    assert main(["backfill", "--start", str(yesterday - timedelta(days=1)), "--end", str(yesterday)]) == 0
+    first, last = recent_days(2)
+    assert main(["backfill", "--start", str(first), "--end", str(last)]) == 0
     return simulator
 
 

@@ -35,7 +35,7 @@ def test_messages_hold_every_unique_served_message(hostile):
     expected = unique_messages(records)
     stored = table("messages", order_by="ts_ms, message_key")
 
-    assert len(stored) == len(expected) > 2000
+    assert len(stored) == len(expected) > 0
     assert stored["message_key"].is_unique
     assert set(zip(stored.sessionid.fillna(""), stored.ts_ms, stored.text.fillna(""))) == set(
         zip(expected.sessionid.fillna(""), expected.ts, expected.text.fillna(""))
@@ -94,7 +94,7 @@ def test_rerun_changes_nothing(hostile):
     run_range(first + (last - first) // 2, last)  # overlapping rerun, fetched again
     run_range(first, last, job_name="rebuild_from_archive")
     assert {name: dump(name) for name in TABLES} == before
-    assert len(before["messages"]) > 1000
+    assert len(before["messages"]) == len(unique_messages(served(hostile, first, last))) > 0
 
 
 def test_a_day_without_messages_is_a_real_empty_day(start_simulator, monkeypatch):
