@@ -141,7 +141,8 @@ def sql_command(args: argparse.Namespace) -> int:
     from de_pipeline.warehouse.query import query_frame
     from de_pipeline.warehouse.settings import WarehouseSettings
 
-    with reader(WarehouseSettings.from_env()) as connection:
+    # sealed: the warehouse is all it can read, and it writes no file (`export` does that)
+    with reader(WarehouseSettings.from_env(), sealed=True) as connection:
         frame = query_frame(connection, args.query)
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)

@@ -1,11 +1,14 @@
-"""Issue #13, section 4: the redaction pattern is checked by the engine that runs it."""
+"""Issue #13, section 4: `de-pipeline sql` reads the warehouse and nothing else, and the
+redaction pattern is checked by the engine that runs it."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import duckdb
 import pytest
 
 from de_pipeline.env import SettingsError
@@ -25,6 +28,44 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
 def finished(process: subprocess.Popen, timeout: int = 300) -> tuple[int, str, str]:
     out, err = process.communicate(timeout=timeout)
     return process.returncode, out, err
+
+
+# ---- 4.7: `de-pipeline sql` reads the warehouse and nothing else ------------------------------
+
+
+@pytest.fixture
+def small_warehouse(clean_environment: Path) -> Path:
+    connection = duckdb.connect(str(clean_environment))
+    connection.execute("CREATE TABLE messages AS SELECT range AS n FROM range(3)")
+    connection.close()
+    return clean_environment
+
+
+@pytest.mark.parametrize(
+    ("statement", "refusal"),
+    [
+        ("COPY (SELECT * FROM messages) TO '{tmp}/copied.csv'", "disabled by configuration"),
+        ("SELECT * FROM read_text('/etc/passwd')", "disabled by configuration"),
+        ("ATTACH '{tmp}/other.duckdb' AS other; CREATE TABLE other.stolen AS SELECT * FROM messages",
+         "disabled by configuration"),
+        ("INSTALL httpfs", "disabled by configuration"),
+        ("SET memory_limit = '8GB'", "configuration has been locked"),
+    ],
+    ids=["copy-to", "read-text", "attach-and-write", "install", "set"],
+)
+def test_sql_refuses_everything_but_reading_the_warehouse(small_warehouse, tmp_path, statement, refusal):
+    before = set(tmp_path.iterdir())
+    out = cli("sql", statement.format(tmp=tmp_path))
+    status, stdout, stderr = finished(out, timeout=120)
+    assert status == 1, (stdout, stderr)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("de-pipeline sql: "), stderr
+    assert refusal in lines[0] and "Traceback" not in stderr
+    assert "root:" not in stdout
+    assert {p.name for p in set(tmp_path.iterdir()) - before} <= {small_warehouse.name + ".tmp"}
+
+    status, stdout, stderr = finished(cli("sql", "SELECT count(*) AS n FROM messages", "--format", "csv"))
+    assert status == 0 and stdout.split() == ["n", "3"], stderr
 
 
 # ---- 4.9b: DE_REDACTION_PATTERN is checked by DuckDB's RE2 ------------------------------------
