@@ -1,5 +1,6 @@
-"""Issue #13, section 4: `de-pipeline sql` reads the warehouse and nothing else, and the
-redaction pattern is checked by the engine that runs it."""
+"""Issue #13, section 4: `de-pipeline sql` reads the warehouse and nothing else, the
+redaction pattern is checked by the engine that runs it, and `de-pipeline session` prints
+no terminal escapes."""
 
 from __future__ import annotations
 
@@ -9,10 +10,15 @@ import sys
 from pathlib import Path
 
 import duckdb
+import orjson
 import pytest
 
+from de_pipeline.api.simulator import ScriptedResponse
+from de_pipeline.cli import main
 from de_pipeline.env import SettingsError
 from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline_tests.conftest import point_at
+from de_pipeline_tests.helpers import busy_day, served
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -83,3 +89,27 @@ def test_a_redaction_pattern_re2_cannot_run_is_refused_when_settings_are_read():
     assert status == 1 and len(lines) == 1 and "DE_REDACTION_PATTERN" in lines[0], stderr
     assert "Traceback" not in stderr
     assert WarehouseSettings.from_env({"DE_REDACTION_PATTERN": r"\[LABEL\]"}).placeholder_pattern == r"\[LABEL\]"
+
+
+# ---- 4.10: `de-pipeline session` shows control characters, never sends them -------------------
+
+
+def test_session_prints_control_characters_escaped(start_simulator, monkeypatch, capsys):
+    simulator = start_simulator(messages_per_day=100)
+    point_at(monkeypatch, simulator)
+    day = busy_day(simulator.config.seed)
+    record = next(r for r in served(simulator, day, day) if isinstance(r, dict) and r.get("customersessionid"))
+    hostile = record | {
+        "text": "clear\x1b[2Jbell\x07first line\nsecond line",
+        "sendername": "Eve\x1b]0;owned\x07",
+        "sessionchannel": "web\x1b[31m",
+    }
+    simulator.script([ScriptedResponse(200, body=orjson.dumps([hostile])), ScriptedResponse(200, body=b"[]")])
+
+    assert main(["session", record["customersessionid"], "--start", str(day), "--end", str(day)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    line = next(line for line in out.splitlines() if "clear" in line)
+    assert line.endswith(r"clear\x1b[2Jbell\x07first line\nsecond line")
+    assert r"Eve\x1b]0;owned\x07" in line
+    assert r"web\x1b[31m" in out
