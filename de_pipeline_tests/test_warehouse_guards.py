@@ -1,12 +1,14 @@
-"""Issue #13, section 4: `de-pipeline sql` reads the warehouse and nothing else, the
-redaction pattern is checked by the engine that runs it, and `de-pipeline session` prints
-no terminal escapes."""
+"""Issue #13, section 4: `de-pipeline sql` reads the warehouse and nothing else, killed runs
+leave no scratch folders for good, the redaction pattern is checked by the engine that
+runs it, and `de-pipeline session` prints no terminal escapes."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -15,7 +17,10 @@ import pytest
 
 from de_pipeline.api.simulator import ScriptedResponse
 from de_pipeline.cli import main
+from de_pipeline.defs.runs import run_range
 from de_pipeline.env import SettingsError
+from de_pipeline.warehouse.archive import archive_file
+from de_pipeline.warehouse.files import HOST
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import busy_day, served
@@ -34,6 +39,30 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
 def finished(process: subprocess.Popen, timeout: int = 300) -> tuple[int, str, str]:
     out, err = process.communicate(timeout=timeout)
     return process.returncode, out, err
+
+
+def archive_dir() -> Path:
+    return WarehouseSettings.from_env().archive_dir
+
+
+def archived_records(path: Path) -> int:
+    with duckdb.connect() as connection:
+        return connection.execute("SELECT count(*) FROM read_parquet($path)", {"path": str(path)}).fetchone()[0]
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended and been reaped."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=60)
+    return child.pid
+
+
+def scratch(kind: str, pid: int, name: str = "abcd1234") -> Path:
+    """A scratch folder as a process `pid` of this host names it, with a page of chat text."""
+    folder = archive_dir() / f".{kind}-{HOST}-{pid}-{name}"
+    folder.mkdir(parents=True)
+    (folder / "page-0000001.json").write_text('[{"text": "a customer said something"}]')
+    return folder
 
 
 # ---- 4.7: `de-pipeline sql` reads the warehouse and nothing else ------------------------------
@@ -72,6 +101,70 @@ def test_sql_refuses_everything_but_reading_the_warehouse(small_warehouse, tmp_p
 
     status, stdout, stderr = finished(cli("sql", "SELECT count(*) AS n FROM messages", "--format", "csv"))
     assert status == 0 and stdout.split() == ["n", "3"], stderr
+
+
+# ---- 4.8: scratch folders of killed runs are removed by the next run --------------------------
+
+
+def test_the_next_run_removes_scratch_folders_of_dead_processes_only(start_simulator, monkeypatch, capfd):
+    simulator = start_simulator(messages_per_day=100)
+    point_at(monkeypatch, simulator)
+    day = busy_day(simulator.config.seed)
+    pid = dead_pid()
+    dead = [scratch("staging", pid), scratch("journey", pid)]
+    live_process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        live = scratch("staging", live_process.pid)
+        unknown = archive_dir() / ".staging-k3j4h5g6"  # as an older version named it
+        unknown.mkdir()
+        elsewhere = archive_dir() / f".staging-another-host-{pid}-x1y2z3w4"
+        elsewhere.mkdir()
+
+        run_range(day, day)
+        assert live_process.poll() is None
+    finally:
+        live_process.kill()
+        live_process.wait()
+
+    assert not any(folder.exists() for folder in dead)
+    assert live.exists() and unknown.exists() and elsewhere.exists()
+    lines = [line for line in capfd.readouterr().err.splitlines() if "scratch folders in" in line]
+    assert len(lines) == 1, lines
+    assert "removed 2" in lines[0] and all(folder.name in lines[0] for folder in dead)
+    assert all(folder.name in lines[0] for folder in (live, unknown, elsewhere))
+    assert archived_records(archive_file(archive_dir(), day)) == len(served(simulator, day, day))
+
+
+@pytest.mark.slow
+def test_a_fetch_killed_midway_leaves_a_staging_folder_that_the_next_run_removes(start_simulator, monkeypatch, capfd):
+    # small pages, slowly: the fetch stages pages for seconds before the day's file is written
+    simulator = start_simulator(messages_per_day=3000, max_page_size=50)
+    point_at(monkeypatch, simulator)
+    day = busy_day(simulator.config.seed)
+    process = cli("backfill", "--start", str(day), "--end", str(day), env={"DE_MAX_REQUESTS_PER_SECOND": "20"})
+    deadline = time.monotonic() + 240
+    try:
+        while not list(archive_dir().glob(".staging-*/page-*.json")):
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the fetch never staged a page"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    left = list(archive_dir().glob(".staging-*"))
+    assert len(left) == 1 and f"-{process.pid}-" in left[0].name
+    assert list(left[0].glob("page-*.json"))
+
+    capfd.readouterr()
+    monkeypatch.setenv("DE_MAX_REQUESTS_PER_SECOND", "1000")
+    run_range(day, day)
+    assert not list(archive_dir().glob(".staging-*"))
+    lines = [line for line in capfd.readouterr().err.splitlines() if "scratch folders in" in line]
+    assert len(lines) == 1 and "removed 1" in lines[0] and left[0].name in lines[0], lines
+    assert archived_records(archive_file(archive_dir(), day)) == len(served(simulator, day, day))
 
 
 # ---- 4.9b: DE_REDACTION_PATTERN is checked by DuckDB's RE2 ------------------------------------

@@ -29,6 +29,7 @@ from de_pipeline.warehouse.archive import ArchiveWriter, archived
 from de_pipeline.warehouse.checks import CheckOutcome, message_checks, message_warnings, reconcile
 from de_pipeline.warehouse.connection import writer
 from de_pipeline.warehouse.days import DayBounds, day_bounds_table
+from de_pipeline.warehouse.files import remove_leftovers
 from de_pipeline.warehouse.messages import load_messages
 from de_pipeline.warehouse.summary import daily_metrics, top_rows
 from de_pipeline.warehouse.source import archive_source, claim_archive_source, claim_warehouse_source
@@ -74,6 +75,7 @@ def raw_messages(
             source.settings.base_url,
         )
     days = day_bounds(DAILY, context.partition_key_range)
+    remove_leftovers(settings.archive_dir, context.log)  # what killed runs left
     gone, partial, to_fetch = _split_by_retention(days)
     kept = archived(settings.archive_dir, [d.day for d in gone])
     if len(kept) < len(gone):

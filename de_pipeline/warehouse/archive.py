@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 import duckdb
 
 from de_pipeline.warehouse.connection import memory_budget, session_defaults
+from de_pipeline.warehouse.files import fsync_directory, owned_scratch_dir, replace_durably
 from de_pipeline.warehouse.schema import run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
 
@@ -68,13 +68,13 @@ class ArchiveWriter:
     DuckDB releases the GIL, so that work overlaps with fetching the next day. `commit` waits
     for every day, and only then replaces the archive's files, so a failed fetch or write
     leaves the archive as it was. A day with no record gets an empty file, which says that
-    the day was fetched and held nothing.
+    the day was fetched and held nothing. The staging folder is named after this process
+    (see files.py), so a later run removes it if the process is killed.
     """
 
     def __init__(self, settings: WarehouseSettings, fetched_at: datetime) -> None:
         self._settings = settings
-        settings.archive_dir.mkdir(parents=True, exist_ok=True)
-        self._directory = Path(tempfile.mkdtemp(prefix=".staging-", dir=settings.archive_dir))
+        self._directory = owned_scratch_dir(settings.archive_dir, "staging")
         self._fetched_at = fetched_at
         self._pages: dict[date, list[str]] = {}
         self._page_count = 0
@@ -104,15 +104,17 @@ class ArchiveWriter:
         self._days.append(self._writer.submit(self._write_day, day, self._pages.pop(day, [])))
 
     def commit(self) -> list[ArchivedDay]:
-        """Wait for every day's file, then replace the archive's files with them."""
+        """Wait for every day's file, then replace the archive's files with them, each
+        flushed to disk first."""
         with memory_budget(self._settings):
             produced = [future.result() for future in self._days]
         result = []
         for day, path, count in produced:
             target = archive_file(self._settings.archive_dir, day)
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
+            replace_durably(path, target)
             result.append(ArchivedDay(day, count, target))
+        fsync_directory(self._settings.archive_dir)  # new day=... folders
         return result
 
     def close(self) -> None:
