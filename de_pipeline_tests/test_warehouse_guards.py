@@ -1,6 +1,7 @@
-"""Issue #13, section 4: `de-pipeline sql` reads the warehouse and nothing else, killed runs
-leave no scratch folders for good, the redaction pattern is checked by the engine that
-runs it, and `de-pipeline session` prints no terminal escapes."""
+"""Issue #13, section 4: the archive keeps a day's complete copy when the vendor's retention
+cuts it, `de-pipeline sql` reads the warehouse and nothing else, killed runs leave no
+scratch folders for good, the redaction pattern is checked by the engine that runs it, and
+`de-pipeline session` prints no terminal escapes."""
 
 from __future__ import annotations
 
@@ -9,21 +10,26 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import orjson
 import pytest
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
-from de_pipeline.api.simulator import ScriptedResponse
+from de_pipeline.api import RETENTION_DAYS
+from de_pipeline.api.simulator import ScriptedResponse, Simulator, SimulatorConfig, SyntheticDataset
 from de_pipeline.cli import main
 from de_pipeline.defs.runs import run_range
 from de_pipeline.env import SettingsError
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.files import HOST
 from de_pipeline.warehouse.settings import WarehouseSettings
-from de_pipeline_tests.conftest import point_at
-from de_pipeline_tests.helpers import busy_day, served
+from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER, point_at
+from de_pipeline_tests.helpers import busy_day, query, served, unique_messages
+
+DAY_MS = 86_400_000
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -63,6 +69,66 @@ def scratch(kind: str, pid: int, name: str = "abcd1234") -> Path:
     folder.mkdir(parents=True)
     (folder / "page-0000001.json").write_text('[{"text": "a customer said something"}]')
     return folder
+
+
+# ---- 4.2: a day cut by the retention keeps its complete archived copy -------------------------
+
+
+def test_a_refetch_cut_by_the_retention_keeps_the_complete_archived_copy(monkeypatch, tmp_path):
+    # The day exactly RETENTION_DAYS ago is cut by the retention for the pipeline (which
+    # uses the real clock). The simulator's clock starts at midnight, when the whole day was
+    # still served, and then moves into the day so that half of it is gone.
+    until_midnight = 86_400 - time.time() % 86_400
+    if until_midnight < 180:  # both runs must see the same UTC day cut, not one day later
+        time.sleep(until_midnight + 1)
+    today = datetime.now(UTC).date()
+    day = today - timedelta(days=RETENTION_DAYS)
+    seed = next(s for s in range(7, 200) if not SyntheticDataset(s).is_outage_day(day))
+    clock = {"now": datetime.combine(today, datetime.min.time(), UTC).timestamp()}
+    simulator = Simulator(
+        SimulatorConfig(seed=seed, messages_per_day=400, api_key=TEST_KEY, provider_id=TEST_PROVIDER,
+                        retry_after_seconds=0),
+        now=lambda: clock["now"],
+    )
+    simulator.start()
+    try:
+        point_at(monkeypatch, simulator)
+        home = tmp_path / "dagster_home"
+        home.mkdir()
+        env = {"DE_START_DATE": str(day), "DAGSTER_HOME": str(home)}
+        args = ("backfill", "--start", str(day), "--end", str(day))
+        full = served(simulator, day, day)
+        path = archive_file(archive_dir(), day)
+
+        status, _, err = finished(cli(*args, env=env))
+        assert status == 0, err[-3000:]
+        assert archived_records(path) == len(full) > 0
+
+        times = sorted(r["ts"] for r in full if isinstance(r, dict))
+        clock["now"] = times[len(times) // 2] / 1000 + RETENTION_DAYS * DAY_MS / 1000
+        cut_ms = int(clock["now"] * 1000) - RETENTION_DAYS * DAY_MS
+        partial = simulator.dataset.messages_between(cut_ms, simulator.dataset.day_bounds_ms(day)[1])
+        assert 0 < len(partial) < len(full)
+
+        status, _, err = finished(cli(*args, env=env))
+        assert status == 0, err[-3000:]
+    finally:
+        simulator.stop()
+
+    assert archived_records(path) == len(full)
+    stored = query(f"SELECT count(*) AS n FROM messages WHERE day = '{day}'")
+    assert stored.n[0] == len(unique_messages(full))
+    warnings = [line for line in err.splitlines() if "WARNING" in line and "kept the archived copy" in line]
+    assert len(warnings) == 1, err[-3000:]
+    assert str(day) in warnings[0] and f" {len(full)} " in warnings[0] and warnings[0].endswith(f" {len(partial)}")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with DagsterInstance.get() as instance:  # the runs' instance: the partition's metadata
+        records = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey("raw_messages"), asset_partitions=[str(day)]), limit=1
+        ).records
+    metadata = {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+    assert metadata["kept_archived_copy"] is True and metadata["partial_retention"] is True
+    assert (metadata["records"], metadata["records_refetched"]) == (len(full), len(partial))
 
 
 # ---- 4.7: `de-pipeline sql` reads the warehouse and nothing else ------------------------------

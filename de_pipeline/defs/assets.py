@@ -120,11 +120,18 @@ def raw_messages(
             client.stats.requests,
             client.stats.retries,
         )
-        written = archive.commit()
+        written = archive.commit(keep_larger=[d.day for d in partial])
     for day in written:
-        context.add_asset_metadata(
-            {"records": day.records, "simulated": source.simulated}, partition_key=day.day.isoformat()
-        )
+        metadata = {"records": day.records, "simulated": source.simulated}
+        if day.kept_archived_copy:
+            context.log.warning(
+                "%s: kept the archived copy of %d records; the retention-cut re-fetch returned only %d",
+                day.day,
+                day.records,
+                day.fetched,
+            )
+            metadata |= {"kept_archived_copy": True, "records_refetched": day.fetched}
+        context.add_asset_metadata(metadata, partition_key=day.day.isoformat())
     stats = client.stats
     return MaterializeResult(
         metadata={
