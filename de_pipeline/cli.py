@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import threading
 import warnings
@@ -141,7 +142,8 @@ def sql_command(args: argparse.Namespace) -> int:
     from de_pipeline.warehouse.query import query_frame
     from de_pipeline.warehouse.settings import WarehouseSettings
 
-    with reader(WarehouseSettings.from_env()) as connection:
+    # sealed: the warehouse is all it can read, and it writes no file (`export` does that)
+    with reader(WarehouseSettings.from_env(), sealed=True) as connection:
         frame = query_frame(connection, args.query)
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)
@@ -188,12 +190,17 @@ def session_command(args: argparse.Namespace) -> int:
     )
     for label, frame in (("missing", found.missing), ("only in warehouse", found.extra)):
         for row in frame.head(20).itertuples():
-            print(f"  {label}: {row.ts} {row.sessionid} {row.sendertype}: {_short(row.text)}")
+            print(
+                f"  {label}: {row.ts} {_visible(row.sessionid)} {_visible(row.sendertype)}: "
+                f"{_visible(_short(row.text))}"
+            )
     return 0
 
 
 def transcript_text(csid: str, first: date, last: date, transcript, timezone: str) -> str:
-    """The journey grouped by segment, each line with its time, sender type and name."""
+    """The journey grouped by segment, each line with its time, sender type and name. Chat
+    text is the vendor's: control characters in any field are shown escaped (see `_visible`)."""
+    csid = _visible(csid)
     if transcript.empty:
         return f"journey {csid}: no messages between {first} and {last} (unknown id, or outside the window)"
     lines = [f"journey {csid}: {len(transcript)} messages, {transcript.sessionid.nunique()} segments ({timezone})"]
@@ -201,11 +208,32 @@ def transcript_text(csid: str, first: date, last: date, transcript, timezone: st
     for row in transcript.itertuples():
         if row.sessionid != current:
             current = row.sessionid
-            lines.append(f"\n-- segment {row.sessionid} ({row.chattype or '?'}, {row.sessionchannel or '?'})")
+            lines.append(
+                f"\n-- segment {_visible(row.sessionid)} "
+                f"({_visible(row.chattype or '?')}, {_visible(row.sessionchannel or '?')})"
+            )
         moment = row.ts.tz_convert(timezone).strftime("%Y-%m-%d %H:%M:%S")
         sender = f"{row.sendertype or '?'}" + (f" {row.sendername}" if isinstance(row.sendername, str) else "")
-        lines.append(f"  {moment}  {sender}: {row.text if isinstance(row.text, str) else ''}")
+        lines.append(f"  {moment}  {_visible(sender)}: {_visible(row.text if isinstance(row.text, str) else '')}")
     return "\n".join(lines)
+
+
+# Characters a terminal acts on instead of showing: C0/C1 controls and DEL (ESC starts a
+# sequence that can clear the screen or retitle the window), line and paragraph separators,
+# and the bidirectional overrides that reorder what follows them.
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _visible(value: object) -> str:
+    """`value` as text that is safe to print: each control character shown as an escape
+    (ESC as `\\x1b`, a newline as `\\n`), so one message stays one line."""
+    return _INVISIBLE.sub(_escape, value if isinstance(value, str) else str(value))
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
 
 
 def _short(text: object, width: int = 80) -> str:

@@ -29,6 +29,7 @@ from de_pipeline.warehouse.archive import ArchiveWriter, archived
 from de_pipeline.warehouse.checks import CheckOutcome, message_checks, message_warnings, reconcile
 from de_pipeline.warehouse.connection import writer
 from de_pipeline.warehouse.days import DayBounds, day_bounds_table
+from de_pipeline.warehouse.files import remove_leftovers
 from de_pipeline.warehouse.messages import load_messages
 from de_pipeline.warehouse.summary import daily_metrics, top_rows
 from de_pipeline.warehouse.source import archive_source, claim_archive_source, claim_warehouse_source
@@ -74,6 +75,7 @@ def raw_messages(
             source.settings.base_url,
         )
     days = day_bounds(DAILY, context.partition_key_range)
+    remove_leftovers(settings.archive_dir, context.log)  # what killed runs left
     gone, partial, to_fetch = _split_by_retention(days)
     kept = archived(settings.archive_dir, [d.day for d in gone])
     if len(kept) < len(gone):
@@ -118,11 +120,18 @@ def raw_messages(
             client.stats.requests,
             client.stats.retries,
         )
-        written = archive.commit()
+        written = archive.commit(keep_larger=[d.day for d in partial])
     for day in written:
-        context.add_asset_metadata(
-            {"records": day.records, "simulated": source.simulated}, partition_key=day.day.isoformat()
-        )
+        metadata = {"records": day.records, "simulated": source.simulated}
+        if day.kept_archived_copy:
+            context.log.warning(
+                "%s: kept the archived copy of %d records; the retention-cut re-fetch returned only %d",
+                day.day,
+                day.records,
+                day.fetched,
+            )
+            metadata |= {"kept_archived_copy": True, "records_refetched": day.fetched}
+        context.add_asset_metadata(metadata, partition_key=day.day.isoformat())
     stats = client.stats
     return MaterializeResult(
         metadata={

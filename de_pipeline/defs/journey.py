@@ -3,12 +3,12 @@ warehouse, or replace the warehouse's rows of it (the `refresh_journey` job)."""
 
 # No `from __future__ import annotations`: Dagster reads the context and config annotations.
 
-import tempfile
+import logging
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from pathlib import Path
 
 from dagster import AssetMaterialization, Config, OpExecutionContext, job, op
 
@@ -21,6 +21,7 @@ from de_pipeline.warehouse.aggregates import AGGREGATES, JOURNEY_TABLES, refresh
 from de_pipeline.warehouse.archive import ArchiveWriter
 from de_pipeline.warehouse.connection import writer
 from de_pipeline.warehouse.days import DayBounds, calendar_days
+from de_pipeline.warehouse.files import owned_scratch_dir, remove_leftovers
 from de_pipeline.warehouse.messages import replace_journey
 from de_pipeline.warehouse.settings import WarehouseSettings
 
@@ -44,11 +45,14 @@ def fetched_journey(
     logger: Logger | None = None,
 ) -> Iterator[list[str]]:
     """The endpoint's answer for the journey, archived day by day in a scratch folder that
-    is removed afterwards; yields the archive files."""
-    with tempfile.TemporaryDirectory(prefix="de-journey-") as scratch:
-        scratch_settings = replace(settings, archive_dir=Path(scratch))
+    is removed afterwards; yields the archive files. The scratch folder lives in the raw
+    archive folder, named after this process, so a later run removes it if this one is
+    killed (and this one removes those of killed runs)."""
+    remove_leftovers(settings.archive_dir, logger or logging.getLogger(__name__))
+    scratch = owned_scratch_dir(settings.archive_dir, "journey")
+    try:
         with DigitalEngagementClient(source.settings, logger=logger) as client, ArchiveWriter(
-            scratch_settings, datetime.now(UTC)
+            replace(settings, archive_dir=scratch), datetime.now(UTC)
         ) as archive:
             for bounds in days:
                 for page in client.customer_session_pages(
@@ -58,6 +62,8 @@ def fetched_journey(
                 archive.end_day(bounds.day)
             archived = archive.commit()
         yield [str(day.path) for day in archived]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class RefreshJourneyConfig(Config):

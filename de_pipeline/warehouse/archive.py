@@ -5,15 +5,14 @@ holds one page); once a day is complete, one DuckDB statement writes its pages i
 `<archive>/day=YYYY-MM-DD/data.parquet` while the next day is fetched. A record belongs to
 the day whose window the API answered it for, so the archive does not depend on how days
 were grouped into runs. Each day's file is replaced whole, so re-fetching a day never
-mixes two fetches.
+mixes two fetches; a day that the vendor's retention has cut keeps its larger archived copy.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -22,6 +21,7 @@ from pathlib import Path
 import duckdb
 
 from de_pipeline.warehouse.connection import memory_budget, session_defaults
+from de_pipeline.warehouse.files import fsync_directory, owned_scratch_dir, replace_durably
 from de_pipeline.warehouse.schema import run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
 
@@ -55,9 +55,17 @@ def archive_files(archive_dir: Path, days: Iterable[date]) -> list[str]:
 
 @dataclass(frozen=True)
 class ArchivedDay:
+    """A day of the archive after a commit: `records` it holds, `fetched` by this fetch
+    (fewer when the larger archived copy was kept)."""
+
     day: date
     records: int
     path: Path
+    fetched: int
+
+    @property
+    def kept_archived_copy(self) -> bool:
+        return self.records != self.fetched
 
 
 class ArchiveWriter:
@@ -68,13 +76,13 @@ class ArchiveWriter:
     DuckDB releases the GIL, so that work overlaps with fetching the next day. `commit` waits
     for every day, and only then replaces the archive's files, so a failed fetch or write
     leaves the archive as it was. A day with no record gets an empty file, which says that
-    the day was fetched and held nothing.
+    the day was fetched and held nothing. The staging folder is named after this process
+    (see files.py), so a later run removes it if the process is killed.
     """
 
     def __init__(self, settings: WarehouseSettings, fetched_at: datetime) -> None:
         self._settings = settings
-        settings.archive_dir.mkdir(parents=True, exist_ok=True)
-        self._directory = Path(tempfile.mkdtemp(prefix=".staging-", dir=settings.archive_dir))
+        self._directory = owned_scratch_dir(settings.archive_dir, "staging")
         self._fetched_at = fetched_at
         self._pages: dict[date, list[str]] = {}
         self._page_count = 0
@@ -103,16 +111,24 @@ class ArchiveWriter:
         """Every page of `day` is staged: start writing its file."""
         self._days.append(self._writer.submit(self._write_day, day, self._pages.pop(day, [])))
 
-    def commit(self) -> list[ArchivedDay]:
-        """Wait for every day's file, then replace the archive's files with them."""
+    def commit(self, keep_larger: Collection[date] = ()) -> list[ArchivedDay]:
+        """Wait for every day's file, then replace the archive's files with them, each
+        flushed to disk first. A day in `keep_larger` (one the vendor's retention has cut)
+        keeps its archived file if that holds more records than the new one."""
         with memory_budget(self._settings):
             produced = [future.result() for future in self._days]
         result = []
         for day, path, count in produced:
             target = archive_file(self._settings.archive_dir, day)
+            held = self._records(target) if day in keep_larger and target.exists() else 0
+            if held > count:
+                os.remove(path)
+                result.append(ArchivedDay(day, held, target, fetched=count))
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
-            result.append(ArchivedDay(day, count, target))
+            replace_durably(path, target)
+            result.append(ArchivedDay(day, count, target, fetched=count))
+        fsync_directory(self._settings.archive_dir)  # new day=... folders
         return result
 
     def close(self) -> None:
@@ -125,6 +141,12 @@ class ArchiveWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _records(self, path: Path) -> int:
+        """How many records an archive file holds (from its Parquet footer)."""
+        return self._connection.execute(
+            "SELECT count(*) FROM read_parquet($path)", {"path": str(path)}
+        ).fetchone()[0]
 
     def _write_day(self, day: date, pages: list[str]) -> tuple[date, Path, int]:
         path = self._directory / f"{day.isoformat()}.parquet"

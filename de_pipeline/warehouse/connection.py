@@ -18,6 +18,10 @@ from de_pipeline.warehouse.schema import ensure_schema
 from de_pipeline.warehouse.settings import WarehouseSettings
 
 
+# DuckDB still opens the database file itself, and spills to its own temp folder beside it
+SEALED_CONFIG: dict[str, object] = {"enable_external_access": False}
+
+
 class WarehouseBusyError(RuntimeError):
     """Another process held the DuckDB file for longer than we were willing to wait."""
 
@@ -57,14 +61,22 @@ def writer(settings: WarehouseSettings) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 @contextmanager
-def reader(settings: WarehouseSettings) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection, for queries and checks."""
+def reader(settings: WarehouseSettings, *, sealed: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection, for queries and checks.
+
+    `sealed` (for analysts' ad-hoc SQL) also shuts DuckDB off from every other file (no
+    COPY TO, read_text, ATTACH, INSTALL) and locks its settings (no SET memory_limit), so
+    the query can read the warehouse and nothing else. The pipeline's own readers are not
+    sealed: they read the Parquet archive.
+    """
     if not settings.duckdb_path.exists():
         raise WarehouseMissingError(
             f"no warehouse at {settings.duckdb_path}: run `de-pipeline demo` or a backfill first"
         )
-    connection = _connect(settings, read_only=True)
+    connection = _connect(settings, read_only=True, extra_config=SEALED_CONFIG if sealed else None)
     try:
+        if sealed:  # after session_defaults, which sets the time zone
+            connection.execute("SET lock_configuration = true")
         yield connection
     finally:
         connection.close()
@@ -82,7 +94,9 @@ def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDB
     connection.execute("COMMIT")
 
 
-def _connect(settings: WarehouseSettings, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+def _connect(
+    settings: WarehouseSettings, *, read_only: bool, extra_config: dict[str, object] | None = None
+) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + settings.lock_timeout_seconds
     delay = 0.05
     while True:
@@ -90,7 +104,7 @@ def _connect(settings: WarehouseSettings, *, read_only: bool) -> duckdb.DuckDBPy
             connection = duckdb.connect(
                 str(settings.duckdb_path),
                 read_only=read_only,
-                config=settings.duckdb_config,
+                config={**settings.duckdb_config, **(extra_config or {})},
             )
         except duckdb.IOException as exc:
             if not _is_lock_conflict(exc):

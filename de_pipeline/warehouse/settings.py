@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+
+import duckdb
 
 from de_pipeline.env import Env, SettingsError
 
@@ -52,14 +55,10 @@ class WarehouseSettings:
             raise SettingsError(
                 f"DE_REDACTION_PATTERN={pattern!r} must contain LABEL where the entity label stands"
             )
-        try:
-            re.compile(pattern.replace("LABEL", "(?:X)"))
-        except re.error as exc:
-            raise SettingsError(f"DE_REDACTION_PATTERN is not a valid regular expression: {exc}") from None
         memory_limit = env.text("DE_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
         if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit, re.IGNORECASE):
             raise SettingsError(f"DE_DUCKDB_MEMORY_LIMIT={memory_limit!r} must look like 256MB or 2GB")
-        return cls(
+        settings = cls(
             duckdb_path=duckdb_path,
             archive_dir=archive_dir,
             timezone=env.timezone("DE_TIMEZONE"),
@@ -72,6 +71,13 @@ class WarehouseSettings:
                 "DE_UNPARSED_SESSIONID_THRESHOLD", 0.01, minimum=0.0, maximum=1.0
             ),
         )
+        # checked by the engine that runs it: RE2 refuses what Python's `re` accepts (look-behind)
+        complaint = _re2_complaint(settings.placeholder_regex)
+        if complaint is not None:
+            raise SettingsError(
+                f"DE_REDACTION_PATTERN={pattern!r} is not a regular expression DuckDB (RE2) can run: {complaint}"
+            )
+        return settings
 
     @property
     def duckdb_config(self) -> dict[str, str]:
@@ -93,3 +99,14 @@ class WarehouseSettings:
         """The RE2 pattern that finds the label inside one placeholder."""
         labels = sorted(self.entity_labels, key=len, reverse=True)
         return "(" + "|".join(labels) + ")"
+
+
+@lru_cache(maxsize=16)
+def _re2_complaint(regex: str) -> str | None:
+    """DuckDB's one-line complaint about `regex`, or None if its RE2 engine accepts it."""
+    with duckdb.connect() as connection:
+        try:
+            connection.execute("SELECT regexp_matches('', $regex)", {"regex": regex})
+        except duckdb.Error as exc:
+            return " ".join(str(exc).split()).removeprefix("Invalid Input Error: ")
+    return None

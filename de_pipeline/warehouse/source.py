@@ -7,6 +7,8 @@ from pathlib import Path
 
 import duckdb
 
+from de_pipeline.warehouse.files import write_text_durably
+
 ARCHIVE_SOURCE_FILE = "_source.txt"
 OVERRIDE_HINT = "set DE_ALLOW_SOURCE_CHANGE=1 to write anyway, or point {variable} elsewhere"
 
@@ -28,11 +30,11 @@ def claim_warehouse_source(
 
 def claim_archive_source(archive_dir: Path, source: str, *, allow_change: bool) -> None:
     """The same for the raw archive folder."""
-    _check(
-        archive_source(archive_dir), source, allow_change, f"the raw archive {archive_dir}", "DE_ARCHIVE_DIR"
-    )
-    archive_dir.mkdir(parents=True, exist_ok=True)
-    (archive_dir / ARCHIVE_SOURCE_FILE).write_text(source + "\n")
+    recorded = archive_source(archive_dir)
+    _check(recorded, source, allow_change, f"the raw archive {archive_dir}", "DE_ARCHIVE_DIR")
+    if recorded != source:
+        archive_dir.mkdir(parents=True, exist_ok=True)
+        write_text_durably(archive_dir / ARCHIVE_SOURCE_FILE, source + "\n")
 
 
 def archive_source(archive_dir: Path) -> str | None:
