@@ -30,6 +30,7 @@ from de_pipeline.api import (
 )
 from de_pipeline.api.settings import CUSTOMER_SESSION_PATH, MAX_WINDOW_MS, PROVIDER_PATH
 from de_pipeline.api.simulator import ScriptedResponse, Simulator
+from de_pipeline.env import Env, SettingsError
 from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER
 
 DAY_MS = 86_400_000
@@ -536,3 +537,17 @@ def test_api_error_is_the_base_of_every_typed_error():
         ApiStatusError,
     ):
         assert issubclass(error_type, ApiError)
+
+
+# ---- settings ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "Infinity", "1e999"])
+def test_a_number_setting_must_be_finite(value):
+    """float() accepts these; a timeout of inf was accepted, then crashed with OverflowError."""
+    with pytest.raises(SettingsError, match=rf"^DE_REQUEST_TIMEOUT={value} must be a finite number$"):
+        Env({"DE_REQUEST_TIMEOUT": value}).number("DE_REQUEST_TIMEOUT", 60.0, minimum=0.1)
+    environ = {"DE_API_BASE_URL": "https://api.example.com", "DE_API_KEY": TEST_KEY,
+               "DE_PROVIDER_ID": TEST_PROVIDER, "DE_REQUEST_TIMEOUT": value}  # fmt: skip
+    with pytest.raises(SettingsError, match="DE_REQUEST_TIMEOUT.*finite"):
+        ApiSettings.from_env(environ)
