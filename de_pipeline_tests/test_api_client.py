@@ -6,12 +6,15 @@ client asked is read from the server's own request record (`simulator.requests`)
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import orjson
 import pytest
@@ -28,6 +31,7 @@ from de_pipeline.api import (
     DigitalEngagementClient,
     Window,
 )
+from de_pipeline.api.errors import scrub
 from de_pipeline.api.settings import CUSTOMER_SESSION_PATH, MAX_WINDOW_MS, PROVIDER_PATH
 from de_pipeline.api.simulator import ScriptedResponse, Simulator
 from de_pipeline.env import Env, SettingsError
@@ -344,6 +348,60 @@ def test_a_non_json_body_echoing_the_key_never_shows_any_part_of_it(start_simula
     simulator.script([ScriptedResponse(200, b"y" * position + TEST_KEY.encode() + b" -- debug echo")])
     _, message = fail_once(simulator, settings_for(simulator), window, ApiResponseError, caplog)
     assert "not valid JSON" in message
+
+
+def lower_hex(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), text)
+
+
+def encodings(key: str) -> dict[str, str]:
+    """The ways a server may echo `key`: JSON-escaped (ensure_ascii or not, with or without
+    `\\/`, every character as `\\uXXXX`) and URL-encoded (quote, quote_plus, either hex case)."""
+    return {
+        "raw": key,
+        "json-ascii": json.dumps(key, ensure_ascii=True)[1:-1],
+        "json-utf8": json.dumps(key, ensure_ascii=False)[1:-1],
+        "json-escaped-slash": json.dumps(key)[1:-1].replace("/", "\\/"),
+        "json-all-u-escapes": "".join(f"\\u{ord(c):04x}" for c in key),
+        "json-u-escapes-upper": json.dumps(key)[1:-1].replace("/", "\\u002F").replace("+", "\\u002B"),
+        "quote": quote(key),
+        "quote-lower": lower_hex(quote(key)),
+        "quote-plus": quote_plus(key),
+        "quote-plus-lower": lower_hex(quote_plus(key)),
+    }
+
+
+# A bearer token of the token68 alphabet with every character that an encoding changes.
+TRICKY_KEY = "sk_live/AbC+9x=~Zq/8+Kw.-_=="
+
+
+def test_scrub_masks_every_encoding_of_the_key():
+    for key in (TRICKY_KEY, 'k\u00e9y "with" a \\ space/+%~\n'):
+        for name, form in encodings(key).items():
+            assert scrub(f"before {form} after", key) == "before *** after", name
+    assert scrub("nothing to hide", "") == "nothing to hide"
+
+
+@pytest.mark.parametrize("form", sorted(encodings(TRICKY_KEY)))
+@pytest.mark.parametrize("status", [400, 401, 500])
+def test_a_key_echoed_in_any_encoding_never_reaches_the_error(start_simulator, caplog, status, form):
+    """A key with `/` echoed as `\\/` (or `\\u002f`, `%2F`...) used to pass the raw-text mask."""
+    caplog.set_level(logging.DEBUG)
+    simulator = start_simulator(api_key=TRICKY_KEY, messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    echo = encodings(TRICKY_KEY)[form]
+    body = ('{"message": "token ' + echo + ' refused for this account"}').encode()
+    simulator.script([ScriptedResponse(status, body)] * 2)
+    settings = settings_for(simulator, api_key=TRICKY_KEY, max_retries=1)
+    with DigitalEngagementClient(settings, sleep=lambda _: None) as client:
+        with pytest.raises(ApiError) as info:
+            list(client.provider_pages(window))
+    message = str(info.value)
+    assert f"HTTP {status}" in message
+    assert "server said: token *** refused for this account" in message, message
+    for text in (message, caplog.text):
+        assert_secret_free(text, TRICKY_KEY)
+        assert not [name for name, form in encodings(TRICKY_KEY).items() if form in text]
 
 
 def test_retries_exhausted_raise_a_clear_error(start_simulator, caplog):

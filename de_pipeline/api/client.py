@@ -43,6 +43,7 @@ TRANSIENT_EXCEPTIONS = (
 # requests' .content reads in 10 KiB chunks; one read per MiB is ~40% cheaper for a page
 BODY_CHUNK_BYTES = 1 << 20
 SAME_PAGE_LIMIT = 3  # a server that ignores `offset` answers the same page forever
+PREVIEW_CHARS = 120  # how much of a body that is not JSON an error shows
 
 _log = logging.getLogger(__name__)
 
@@ -227,8 +228,12 @@ class DigitalEngagementClient:
             if "UTF8" in str(exc):
                 raise _NotUtf8 from None
             reason = str(exc).split(":", 1)[-1].split(".")[0].strip() or str(exc)
-            # scrub before cutting: a key straddling the cut must not leak its first characters
-            head = scrub(body.decode("utf-8", "replace"), self.settings.api_key)[:120]
+            # scrub before cutting: a key straddling the cut must not leak its first characters.
+            # An encoded key takes at most 12 bytes a character: scrubbing that much past the
+            # preview's (at most 4-byte) characters is enough, however long the body.
+            key = self.settings.api_key
+            start = body[: 4 * PREVIEW_CHARS + 12 * len(key)].decode("utf-8", "replace")
+            head = scrub(start, key)[:PREVIEW_CHARS]
             preview = server_message(head, self.settings.api_key) or "(empty body)"
             raise ApiResponseError(
                 describe, f"the body is not valid JSON ({reason}); it begins: {preview}"
@@ -262,6 +267,7 @@ class DigitalEngagementClient:
             self._throttle()
             self.stats.requests += 1
             retry_after: float | None = None
+            said = ""
             try:
                 response = self._session.request(
                     method,
@@ -287,6 +293,7 @@ class DigitalEngagementClient:
                 if response.status_code not in RETRYABLE_STATUSES:
                     raise self._status_error(response, describe, url)
                 failure = f"HTTP {response.status_code}"
+                said = server_message(response.content, self.settings.api_key)
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
             attempt += 1
             delay = retry_after if retry_after is not None else self._backoff(attempt)
@@ -296,6 +303,7 @@ class DigitalEngagementClient:
                     describe,
                     f"gave up after {attempt} attempts in {spent:.1f}s; last failure: {failure}"
                     + (f" with Retry-After {retry_after:g}s" if retry_after is not None else ""),
+                    said,
                 )
             self.stats.retries += 1
             self._log.warning(
