@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import ipaddress
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from de_pipeline.env import Env, SettingsError
+
+_log = logging.getLogger(__name__)
 
 PROVIDER_PATH = "/api/v1/redacted/provider"
 CUSTOMER_SESSION_PATH = "/api/v1/redacted/customersession"
@@ -47,7 +52,7 @@ class ApiSettings:
                 )
             return None
         return cls(
-            base_url=_checked_base_url(base_url),
+            base_url=_checked_base_url(base_url, env.flag("DE_ALLOW_INSECURE_HTTP")),
             api_key=env.required("DE_API_KEY", "the API key is needed with DE_API_BASE_URL"),
             provider_id=env.required(
                 "DE_PROVIDER_ID", "the provider (account) id is needed with DE_API_BASE_URL"
@@ -82,7 +87,9 @@ def transport_overrides(env: Env) -> dict[str, object]:
     }
 
 
-def _checked_base_url(value: str) -> str:
+def _checked_base_url(value: str, allow_insecure_http: bool) -> str:
+    """The base URL; plain http only to this machine, or when DE_ALLOW_INSECURE_HTTP says so
+    (the key would travel in clear text)."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SettingsError(
@@ -90,7 +97,31 @@ def _checked_base_url(value: str) -> str:
         )
     if parts.username or parts.password:
         raise SettingsError("DE_API_BASE_URL must not carry credentials; use DE_API_KEY")
-    return value.rstrip("/")
+    base_url = value.rstrip("/")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        if not allow_insecure_http:
+            raise SettingsError(
+                f"DE_API_BASE_URL={value!r} would send the API key unencrypted to another "
+                "machine: use https, or set DE_ALLOW_INSECURE_HTTP=1 to accept that"
+            )
+        _warn_insecure_http(base_url)
+    return base_url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":  # urlsplit gives the host in lower case
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8 and ::1
+    except ValueError:
+        return False
+
+
+@functools.cache  # settings are read for every run and asset: say it once per process and URL
+def _warn_insecure_http(base_url: str) -> None:
+    _log.warning(
+        "DE_ALLOW_INSECURE_HTTP=1: the API key goes unencrypted over plain http to %s", base_url
+    )
 
 
 def _checked_path(env: Env, name: str, default: str) -> str:
