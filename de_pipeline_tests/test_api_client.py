@@ -327,8 +327,10 @@ def test_another_permanent_status_is_not_retried(start_simulator, caplog):
         (b"", "not valid JSON"),
         (b'{"error": "an object, not a list"}', "JSON dict, not an array"),
         (b'"just a string"', "JSON str, not an array"),
+        (b"[" * 100_000, "not valid JSON"),
+        (b"[" * 10_000 + b"]" * 10_000, "not valid JSON (The JSON document was too deep"),
     ],
-    ids=["html", "truncated", "empty", "object", "string"],
+    ids=["html", "truncated", "empty", "object", "string", "unclosed-100k", "nested-10k"],
 )
 def test_a_200_body_that_is_not_a_json_array_is_a_response_error(start_simulator, caplog, body, problem):
     simulator = start_simulator(messages_per_day=300)
@@ -337,6 +339,7 @@ def test_a_200_body_that_is_not_a_json_array_is_a_response_error(start_simulator
     _, message = fail_once(simulator, settings_for(simulator), window, ApiResponseError, caplog)
     assert problem in message
     assert "offset 0" in message
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize("position", [0, 100, 110, 119, 300])

@@ -224,7 +224,7 @@ class DigitalEngagementClient:
             document = self._json.parse(body)
         except UnicodeDecodeError:
             raise _NotUtf8 from None
-        except ValueError as exc:  # simdjson: "TAPE_ERROR: The JSON document has ..."
+        except (ValueError, RuntimeError) as exc:  # "TAPE_ERROR: ...", "DEPTH_ERROR: ..."
             if "UTF8" in str(exc):
                 raise _NotUtf8 from None
             reason = str(exc).split(":", 1)[-1].split(".")[0].strip() or str(exc)
