@@ -35,7 +35,7 @@ from de_pipeline.api.errors import scrub
 from de_pipeline.api.settings import CUSTOMER_SESSION_PATH, MAX_WINDOW_MS, PROVIDER_PATH
 from de_pipeline.api.simulator import ScriptedResponse, Simulator
 from de_pipeline.env import Env, SettingsError
-from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER
+from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER, point_at
 
 DAY_MS = 86_400_000
 PAGE_CAP = 70
@@ -520,6 +520,32 @@ def test_retry_after_is_honoured(start_simulator, form):
     # the retry came after the wait, at the same offset
     assert [r.status for r in simulator.requests][:2] == [429, 200]
     assert simulator.requests[1].offset == 0
+
+
+# ---- bounds on what a hostile server can make the client do ----------------------------------
+
+
+def test_paging_stops_at_the_pages_per_window_cap(start_simulator, monkeypatch):
+    simulator = start_simulator(messages_per_day=800, max_page_size=PAGE_CAP)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    full_pages = -(-len(expected_payloads(simulator, window)) // PAGE_CAP)
+    assert full_pages > 4
+    point_at(monkeypatch, simulator)
+    monkeypatch.setenv("DE_MAX_PAGES_PER_WINDOW", str(full_pages))  # exactly enough
+    with DigitalEngagementClient(ApiSettings.from_env()) as client:
+        assert len(list(client.provider_pages(window))) == full_pages
+
+    monkeypatch.setenv("DE_MAX_PAGES_PER_WINDOW", "3")
+    seen = len(simulator.requests)
+    pages = []
+    with DigitalEngagementClient(ApiSettings.from_env()) as client:
+        with pytest.raises(ApiResponseError) as info:
+            pages.extend(client.provider_pages(window))
+    assert len(pages) == 3
+    assert len(simulator.requests) - seen == 4  # the fourth page was received, not kept
+    message = str(info.value)
+    assert "more than 3 pages" in message and "DE_MAX_PAGES_PER_WINDOW" in message
+    assert str(window) in message and "\n" not in message
 
 
 # ---- the customer-session endpoint ---------------------------------------------------------

@@ -173,6 +173,12 @@ class DigitalEngagementClient:
             body, rows, repaired = self._checked_array(body, describe)
             if rows == 0:
                 return
+            if number == self.settings.max_pages_per_window:
+                raise ApiResponseError(
+                    describe,
+                    f"the window has more than {number} pages and the server still sends more; "
+                    "raise DE_MAX_PAGES_PER_WINDOW if the account really holds that much",
+                )
             same_body_count = same_body_count + 1 if body == previous_body else 1
             if same_body_count >= SAME_PAGE_LIMIT:
                 raise ApiResponseError(

@@ -38,6 +38,10 @@ class ApiSettings:
     retry_max_seconds: float = 300.0
     backoff_base_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
+    # A 7-day window of an account with a million messages a day, served 100 rows a page, is
+    # 70,000 pages: no real account reaches this, and a server that never says `[]` stops here
+    # instead of filling the disk.
+    max_pages_per_window: int = 100_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings | None:
@@ -84,6 +88,9 @@ def transport_overrides(env: Env) -> dict[str, object]:
         "max_retries": env.integer("DE_MAX_RETRIES", defaults["max_retries"].default, minimum=0),
         "retry_max_seconds": env.number("DE_RETRY_MAX_SECONDS", 300.0, minimum=0),
         "backoff_base_seconds": env.number("DE_RETRY_BACKOFF_SECONDS", 0.5, minimum=0),
+        "max_pages_per_window": env.integer(
+            "DE_MAX_PAGES_PER_WINDOW", defaults["max_pages_per_window"].default, minimum=1
+        ),
     }
 
 
