@@ -6,6 +6,7 @@ client asked is read from the server's own request record (`simulator.requests`)
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -18,12 +19,14 @@ from urllib.parse import quote, quote_plus
 
 import orjson
 import pytest
+import requests
 
 from de_pipeline.api import (
     ApiAuthError,
     ApiBadRequestError,
     ApiError,
     ApiNotFoundError,
+    ApiRedirectError,
     ApiResponseError,
     ApiRetriesExhausted,
     ApiSettings,
@@ -546,6 +549,74 @@ def test_paging_stops_at_the_pages_per_window_cap(start_simulator, monkeypatch):
     message = str(info.value)
     assert "more than 3 pages" in message and "DE_MAX_PAGES_PER_WINDOW" in message
     assert str(window) in message and "\n" not in message
+
+
+# ---- redirects ---------------------------------------------------------------------------------
+
+
+def test_a_redirect_to_another_origin_is_refused_naming_both_urls(start_simulator, caplog):
+    """requests followed it, without the key; the other host's `[]` emptied the day."""
+    simulator = start_simulator(messages_per_day=300)
+    other = start_simulator(messages_per_day=300, api_key="other-origin-key")  # another port
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    target = f"{other.base_url}{PROVIDER_PATH}?token={TEST_KEY}"
+    simulator.script([ScriptedResponse(307, b"", {"Location": target})])
+    error, message = fail_once(simulator, settings_for(simulator), window, ApiRedirectError, caplog)
+    assert f"{simulator.base_url}{PROVIDER_PATH} redirects (HTTP 307) to" in message
+    assert f"{other.base_url}{PROVIDER_PATH}?token=***" in message
+    assert "DE_API_BASE_URL" in message
+    assert other.requests == []
+
+
+def test_a_redirect_from_https_to_http_is_refused(monkeypatch):
+    """The simulator speaks no TLS, so the https answer is made up at the adapter."""
+    sent: list[str] = []
+
+    def redirect_to_http(adapter, request, **kwargs):
+        sent.append(request.url)
+        response = requests.Response()
+        response.status_code = 308
+        response.headers["Location"] = "http://api.example.com" + PROVIDER_PATH
+        response.url = request.url
+        response.request = request
+        response.raw = io.BytesIO(b"")
+        return response
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", redirect_to_http)
+    settings = ApiSettings(base_url="https://api.example.com", api_key=TEST_KEY, provider_id=TEST_PROVIDER)
+    with DigitalEngagementClient(settings) as client:
+        with pytest.raises(ApiRedirectError) as info:
+            list(client.provider_pages(Window(1_700_000_000_000, 1_700_000_100_000)))
+    assert sent == ["https://api.example.com" + PROVIDER_PATH]
+    message = str(info.value)
+    assert f"https://api.example.com{PROVIDER_PATH} redirects (HTTP 308) to http://api.example.com" in message
+    assert_secret_free(message)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_same_origin_redirect_is_followed_with_the_same_method_and_body(start_simulator, status):
+    simulator = start_simulator(messages_per_day=300, max_page_size=500)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    moved = f"{PROVIDER_PATH}?moved=1"  # relative, on the same origin
+    simulator.script([ScriptedResponse(status, b"", {"Location": moved})])
+    with DigitalEngagementClient(settings_for(simulator)) as client:
+        fetched, _ = records_of(client.provider_pages(window))
+    assert fetched == expected_payloads(simulator, window)
+    first, redirected = simulator.requests[:2]
+    assert (first.status, redirected.status) == (status, 200)
+    assert redirected.method == "POST"  # not turned into a GET
+    assert (redirected.start_ms, redirected.end_ms, redirected.offset) == (window.start_ms, window.end_ms, 0)
+    assert client.stats.requests == len(simulator.requests)
+
+
+def test_a_redirect_loop_stops_after_a_few_hops(start_simulator, caplog):
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    simulator.script([ScriptedResponse(307, b"", {"Location": PROVIDER_PATH})] * 50)
+    with DigitalEngagementClient(settings_for(simulator)) as client:
+        with pytest.raises(ApiRedirectError, match=r"more than 5 redirects; the last to http://"):
+            list(client.provider_pages(window))
+    assert len(simulator.requests) == 6
 
 
 # ---- the customer-session endpoint ---------------------------------------------------------

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
@@ -25,6 +26,7 @@ from de_pipeline.api.errors import (
     ApiBadRequestError,
     ApiError,
     ApiNotFoundError,
+    ApiRedirectError,
     ApiResponseError,
     ApiRetriesExhausted,
     ApiStatusError,
@@ -42,6 +44,8 @@ TRANSIENT_EXCEPTIONS = (
 )
 # requests' .content reads in 10 KiB chunks; one read per MiB is ~40% cheaper for a page
 BODY_CHUNK_BYTES = 1 << 20
+MAX_REDIRECTS = 5  # same-origin ones; a loop stops here
+DEFAULT_PORTS = {"http": 80, "https": 443}
 SAME_PAGE_LIMIT = 3  # a server that ignores `offset` answers the same page forever
 PREVIEW_CHARS = 120  # how much of a body that is not JSON an error shows
 
@@ -271,22 +275,10 @@ class DigitalEngagementClient:
         attempt = 0
         while True:
             self._throttle()
-            self.stats.requests += 1
             retry_after: float | None = None
             said = ""
             try:
-                response = self._session.request(
-                    method,
-                    url,
-                    params=params or None,
-                    data=data,
-                    timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-                    stream=True,  # the body is read below, inside this retry guard
-                )
-                if response.status_code == 200:
-                    body = b"".join(response.iter_content(BODY_CHUNK_BYTES))
-                else:
-                    response.content  # noqa: B018 - reads the (short) error body now
+                response, body = self._exchange(method, url, params or None, data, describe)
             except TRANSIENT_EXCEPTIONS as exc:
                 failure = f"{type(exc).__name__}: {scrub(str(exc), self.settings.api_key)}"
             except requests.RequestException as exc:
@@ -297,9 +289,9 @@ class DigitalEngagementClient:
                 if response.status_code == 200:
                     return body
                 if response.status_code not in RETRYABLE_STATUSES:
-                    raise self._status_error(response, describe, url)
+                    raise self._status_error(response, body, describe, url)
                 failure = f"HTTP {response.status_code}"
-                said = server_message(response.content, self.settings.api_key)
+                said = server_message(body, self.settings.api_key)
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
             attempt += 1
             delay = retry_after if retry_after is not None else self._backoff(attempt)
@@ -322,9 +314,51 @@ class DigitalEngagementClient:
             )
             self._sleep(delay)
 
-    def _status_error(self, response: requests.Response, describe: str, url: str) -> ApiError:
+    def _exchange(
+        self, method: str, url: str, params: dict[str, Any] | None, data: bytes | None, describe: str
+    ) -> tuple[requests.Response, bytes]:
+        """One attempt: the final answer and its body, through same-origin redirects.
+
+        A redirect to another origin (scheme, host or port) is refused: the key must go only
+        where DE_API_BASE_URL says (requests would follow it, and the other host's `[]` would
+        empty the day). A same-origin one (a path moved) is followed, re-sending the same
+        method and body: each endpoint answers one method, so turning a POST into a GET, as
+        browsers do on 301-303, could only fail.
+        """
+        for _ in range(MAX_REDIRECTS + 1):
+            self.stats.requests += 1
+            response = self._session.request(
+                method,
+                url,
+                params=params,
+                data=data,
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                stream=True,  # the body is read here, inside the caller's retry guard
+                allow_redirects=False,
+            )
+            with response:
+                target = self._session.get_redirect_target(response)
+                if target is None:
+                    return response, b"".join(response.iter_content(BODY_CHUNK_BYTES))
+            target = urljoin(response.url, target)
+            key = self.settings.api_key
+            if not _same_origin(response.url, target):
+                raise ApiRedirectError(
+                    describe,
+                    f"{scrub(response.url, key)} redirects (HTTP {response.status_code}) to "
+                    f"{scrub(target, key)}, another origin; the key is only sent to the scheme, "
+                    "host and port of DE_API_BASE_URL: if the API moved, set it there",
+                )
+            url, params = target, None  # the new URL holds the query already
+        raise ApiRedirectError(
+            describe, f"more than {MAX_REDIRECTS} redirects; the last to {scrub(target, key)}"
+        )
+
+    def _status_error(
+        self, response: requests.Response, body: bytes, describe: str, url: str
+    ) -> ApiError:
         status = response.status_code
-        said = server_message(response.content, self.settings.api_key)
+        said = server_message(body, self.settings.api_key)
         if status == 400:
             return ApiBadRequestError(describe, "the server refused the request (HTTP 400)", said)
         if status == 401:
@@ -357,6 +391,19 @@ class DigitalEngagementClient:
             self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** (attempt - 1)
         )
         return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _same_origin(url: str, other: str) -> bool:
+    """Whether both URLs have the same scheme, host and port (an unparseable one has none)."""
+    try:
+        return _origin(url) == _origin(other)
+    except ValueError:  # a port that is not a number
+        return False
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port or DEFAULT_PORTS.get(parts.scheme)
 
 
 def _retry_after_seconds(value: str | None) -> float | None:

@@ -42,6 +42,10 @@ class ApiResponseError(ApiError):
     """A 200 whose body is not a JSON array."""
 
 
+class ApiRedirectError(ApiError):
+    """A redirect the client does not follow: to another origin, or one too many."""
+
+
 class ApiRetriesExhausted(ApiError):
     """A transient failure (429, 5xx, reset, timeout) outlasted the retry budget."""
 
