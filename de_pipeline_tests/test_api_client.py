@@ -11,6 +11,8 @@ import json
 import logging
 import re
 import time
+import tracemalloc
+import zlib
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from email.utils import formatdate
@@ -549,6 +551,38 @@ def test_paging_stops_at_the_pages_per_window_cap(start_simulator, monkeypatch):
     message = str(info.value)
     assert "more than 3 pages" in message and "DE_MAX_PAGES_PER_WINDOW" in message
     assert str(window) in message and "\n" not in message
+
+
+def gzip_bomb(decoded_bytes: int) -> bytes:
+    """A gzip body that decodes to a valid, empty JSON array of about `decoded_bytes` bytes."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: with a gzip header
+    blank = b" " * (1 << 20)
+    parts = [packer.compress(b"[")]
+    parts += [packer.compress(blank) for _ in range((decoded_bytes - 2) >> 20)]
+    return b"".join([*parts, packer.compress(b"]"), packer.flush()])
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(200, ApiResponseError), (400, ApiBadRequestError)], ids=["page", "error-answer"]
+)
+def test_a_gzip_bomb_is_not_decoded_past_the_cap(start_simulator, monkeypatch, caplog, status, error):
+    """A 407 KB gzip body used to grow the process by 800 MB."""
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    bomb = gzip_bomb(64 << 20)
+    assert len(bomb) < 100_000
+    simulator.script([ScriptedResponse(status, bomb, {"Content-Encoding": "gzip"})])
+    point_at(monkeypatch, simulator)
+    monkeypatch.setenv("DE_MAX_PAGE_BYTES", str(1 << 20))
+    tracemalloc.start()
+    try:
+        _, message = fail_once(simulator, ApiSettings.from_env(), window, error, caplog)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    if status == 200:
+        assert f"over {1 << 20} bytes once decoded (DE_MAX_PAGE_BYTES)" in message
+    assert peak < 16 << 20, f"{peak >> 20} MiB were allocated for a 1 MiB cap"
 
 
 # ---- redirects ---------------------------------------------------------------------------------

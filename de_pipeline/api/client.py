@@ -44,6 +44,7 @@ TRANSIENT_EXCEPTIONS = (
 )
 # requests' .content reads in 10 KiB chunks; one read per MiB is ~40% cheaper for a page
 BODY_CHUNK_BYTES = 1 << 20
+ERROR_BODY_BYTES = 64 << 10  # an error shows a few hundred characters of its body at most
 MAX_REDIRECTS = 5  # same-origin ones; a loop stops here
 DEFAULT_PORTS = {"http": 80, "https": 443}
 SAME_PAGE_LIMIT = 3  # a server that ignores `offset` answers the same page forever
@@ -339,7 +340,7 @@ class DigitalEngagementClient:
             with response:
                 target = self._session.get_redirect_target(response)
                 if target is None:
-                    return response, b"".join(response.iter_content(BODY_CHUNK_BYTES))
+                    return response, self._body(response, describe)
             target = urljoin(response.url, target)
             key = self.settings.api_key
             if not _same_origin(response.url, target):
@@ -353,6 +354,27 @@ class DigitalEngagementClient:
         raise ApiRedirectError(
             describe, f"more than {MAX_REDIRECTS} redirects; the last to {scrub(target, key)}"
         )
+
+    def _body(self, response: requests.Response, describe: str) -> bytes:
+        """The body, decoded (gzip and the like): a page's up to DE_MAX_PAGE_BYTES, an error
+        past it; an error answer's cut at ERROR_BODY_BYTES. Reading stops one chunk past the
+        limit, and urllib3 (>= 2.6) decodes no more than a chunk at a time: a gzip bomb costs
+        a chunk or two of memory, not its decoded size."""
+        limit = self.settings.max_page_bytes if response.status_code == 200 else ERROR_BODY_BYTES
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(BODY_CHUNK_BYTES):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                if response.status_code == 200:
+                    raise ApiResponseError(
+                        describe,
+                        f"the body is over {limit} bytes once decoded (DE_MAX_PAGE_BYTES); raise "
+                        "it, or lower DE_PAGE_SIZE, if pages of this account really are that big",
+                    )
+                break
+        return b"".join(chunks)[:limit]
 
     def _status_error(
         self, response: requests.Response, body: bytes, describe: str, url: str

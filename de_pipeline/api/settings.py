@@ -42,6 +42,7 @@ class ApiSettings:
     # 70,000 pages: no real account reaches this, and a server that never says `[]` stops here
     # instead of filling the disk.
     max_pages_per_window: int = 100_000
+    max_page_bytes: int = 64 << 20  # decoded; 1000 simulated messages are about 0.5 MB
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings | None:
@@ -90,6 +91,9 @@ def transport_overrides(env: Env) -> dict[str, object]:
         "backoff_base_seconds": env.number("DE_RETRY_BACKOFF_SECONDS", 0.5, minimum=0),
         "max_pages_per_window": env.integer(
             "DE_MAX_PAGES_PER_WINDOW", defaults["max_pages_per_window"].default, minimum=1
+        ),
+        "max_page_bytes": env.integer(
+            "DE_MAX_PAGE_BYTES", defaults["max_page_bytes"].default, minimum=1
         ),
     }
 
