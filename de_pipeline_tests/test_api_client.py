@@ -585,6 +585,32 @@ def test_a_gzip_bomb_is_not_decoded_past_the_cap(start_simulator, monkeypatch, c
     assert peak < 16 << 20, f"{peak >> 20} MiB were allocated for a 1 MiB cap"
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("drip_headers", [False, True], ids=["body", "headers-and-body"])
+def test_a_server_dripping_its_answer_is_cut_at_the_request_deadline(start_simulator, monkeypatch, caplog, drip_headers):
+    """One byte every 0.1 s never trips the per-read timeout: such a request was still being
+    read after 25 s. Each try is now cut after DE_REQUEST_DEADLINE_SECONDS and retried."""
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    drip = ScriptedResponse(200, b"[" + b" " * 200 + b"]", drip_seconds=0.1, drip_headers=drip_headers)
+    simulator.script([drip] * 3)  # 20 s or more each
+    point_at(monkeypatch, simulator)
+    monkeypatch.setenv("DE_REQUEST_DEADLINE_SECONDS", "1")
+    monkeypatch.setenv("DE_MAX_RETRIES", "2")
+    started = time.monotonic()
+    with DigitalEngagementClient(ApiSettings.from_env()) as client:
+        with pytest.raises(ApiRetriesExhausted) as info:
+            list(client.provider_pages(window))
+    elapsed = time.monotonic() - started
+    message = str(info.value)
+    assert "gave up after 3 attempts" in message
+    assert "last failure: no complete answer within 1s (DE_REQUEST_DEADLINE_SECONDS)" in message
+    assert client.stats.retries == 2 and len(simulator.requests) == 3
+    assert elapsed < 15, f"{elapsed:.1f}s for three tries of 1 s"
+    assert_secret_free(message)
+    assert_secret_free(caplog.text)
+
+
 # ---- redirects ---------------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ import orjson
 import requests
 import simdjson
 
+from de_pipeline.api.deadline import DeadlineAdapter, Watchdog
 from de_pipeline.api.errors import (
     ApiAuthError,
     ApiBadRequestError,
@@ -55,6 +56,10 @@ _log = logging.getLogger(__name__)
 
 class _NotUtf8(Exception):
     """The body is not valid UTF-8 (it will be repaired)."""
+
+
+class _TransientFailure(Exception):
+    """A try failed in a way a retry may fix (a reset, a timeout, the deadline)."""
 
 
 class Logger(Protocol):
@@ -110,6 +115,7 @@ class DigitalEngagementClient:
         self._clock = clock
         self._next_request_at = 0.0
         self._json = simdjson.Parser()
+        self._watchdog = Watchdog(settings.request_deadline_seconds)
         self._session = requests.Session()
         # requests re-reads proxy and CA settings from the environment on every request
         # (about 1 ms each, and a ~/.netrc would replace the bearer token): read them once
@@ -118,7 +124,7 @@ class DigitalEngagementClient:
         ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         if ca_bundle:
             self._session.verify = ca_bundle
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
+        adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers.update(
@@ -139,6 +145,7 @@ class DigitalEngagementClient:
 
     def close(self) -> None:
         self._session.close()
+        self._watchdog.close()
 
     def provider_pages(self, window: Window) -> Iterator[Page]:
         """Every message of the provider with `window.start_ms <= ts < window.end_ms`, by page."""
@@ -279,13 +286,9 @@ class DigitalEngagementClient:
             retry_after: float | None = None
             said = ""
             try:
-                response, body = self._exchange(method, url, params or None, data, describe)
-            except TRANSIENT_EXCEPTIONS as exc:
-                failure = f"{type(exc).__name__}: {scrub(str(exc), self.settings.api_key)}"
-            except requests.RequestException as exc:
-                raise ApiError(
-                    describe, f"the request failed: {scrub(str(exc), self.settings.api_key)}"
-                ) from None
+                response, body = self._attempt(method, url, params or None, data, describe)
+            except _TransientFailure as exc:
+                failure = str(exc)
             else:
                 if response.status_code == 200:
                     return body
@@ -315,10 +318,31 @@ class DigitalEngagementClient:
             )
             self._sleep(delay)
 
+    def _attempt(
+        self, method: str, url: str, params: dict[str, Any] | None, data: bytes | None, describe: str
+    ) -> tuple[requests.Response, bytes]:
+        """One try, cut short after DE_REQUEST_DEADLINE_SECONDS: the answer and its body.
+        _TransientFailure if it failed in a way a retry may fix."""
+        key = self.settings.api_key
+        with self._watchdog as watchdog:
+            try:
+                answer = self._exchange(method, url, params, data, describe)
+            except requests.RequestException as exc:
+                if not (watchdog.expired or isinstance(exc, TRANSIENT_EXCEPTIONS)):
+                    raise ApiError(describe, f"the request failed: {scrub(str(exc), key)}") from None
+                failure = f"{type(exc).__name__}: {scrub(str(exc), key)}"
+            else:
+                failure = ""
+        if watchdog.expired:  # whatever the cut left, even a body that looks complete
+            failure = f"no complete answer within {watchdog.seconds:g}s (DE_REQUEST_DEADLINE_SECONDS)"
+        if failure:
+            raise _TransientFailure(failure)
+        return answer
+
     def _exchange(
         self, method: str, url: str, params: dict[str, Any] | None, data: bytes | None, describe: str
     ) -> tuple[requests.Response, bytes]:
-        """One attempt: the final answer and its body, through same-origin redirects.
+        """The final answer and its body, through same-origin redirects.
 
         A redirect to another origin (scheme, host or port) is refused: the key must go only
         where DE_API_BASE_URL says (requests would follow it, and the other host's `[]` would

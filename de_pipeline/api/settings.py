@@ -33,7 +33,10 @@ class ApiSettings:
     customer_session_path: str = CUSTOMER_SESSION_PATH
     max_requests_per_second: float = 20.0
     connect_timeout: float = 10.0
-    read_timeout: float = 60.0
+    read_timeout: float = 60.0  # DE_REQUEST_TIMEOUT: the longest silence while reading
+    # DE_REQUEST_DEADLINE_SECONDS: the most one try may take, from connecting to the body's
+    # last byte (redirects included); it bounds a server that drips its answer byte by byte
+    request_deadline_seconds: float = 120.0
     max_retries: int = 8
     retry_max_seconds: float = 300.0
     backoff_base_seconds: float = 0.5
@@ -86,6 +89,9 @@ def transport_overrides(env: Env) -> dict[str, object]:
             "DE_MAX_REQUESTS_PER_SECOND", 20.0, minimum=0.1, maximum=10_000
         ),
         "read_timeout": env.number("DE_REQUEST_TIMEOUT", 60.0, minimum=0.1),
+        "request_deadline_seconds": env.number(
+            "DE_REQUEST_DEADLINE_SECONDS", defaults["request_deadline_seconds"].default, minimum=0.1
+        ),
         "max_retries": env.integer("DE_MAX_RETRIES", defaults["max_retries"].default, minimum=0),
         "retry_max_seconds": env.number("DE_RETRY_MAX_SECONDS", 300.0, minimum=0),
         "backoff_base_seconds": env.number("DE_RETRY_BACKOFF_SECONDS", 0.5, minimum=0),
