@@ -252,7 +252,7 @@ class DigitalEngagementClient:
             key = self.settings.api_key
             start = body[: 4 * PREVIEW_CHARS + 12 * len(key)].decode("utf-8", "replace")
             head = scrub(start, key)[:PREVIEW_CHARS]
-            preview = server_message(head, self.settings.api_key) or "(empty body)"
+            preview = server_message(head, key) or "(empty body)"
             raise ApiResponseError(
                 describe, f"the body is not valid JSON ({reason}); it begins: {preview}"
             ) from None
@@ -350,6 +350,7 @@ class DigitalEngagementClient:
         method and body: each endpoint answers one method, so turning a POST into a GET, as
         browsers do on 301-303, could only fail.
         """
+        key = self.settings.api_key
         for _ in range(MAX_REDIRECTS + 1):
             self.stats.requests += 1
             response = self._session.request(
@@ -366,7 +367,6 @@ class DigitalEngagementClient:
                 if target is None:
                     return response, self._body(response, describe)
             target = urljoin(response.url, target)
-            key = self.settings.api_key
             if not _same_origin(response.url, target):
                 raise ApiRedirectError(
                     describe,
