@@ -5,6 +5,7 @@ Shared by `api/`, `warehouse/` and `defs/`; it knows nothing of any of them.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from datetime import date
@@ -68,9 +69,9 @@ class Env:
             number = float(value)
         except ValueError:
             raise SettingsError(f"{name}={value!r} is not a number") from None
-        if number != number or (minimum is not None and number < minimum) or (
-            maximum is not None and number > maximum
-        ):
+        if not math.isfinite(number):  # float() accepts inf and nan; no setting means them
+            raise SettingsError(f"{name}={value} must be a finite number")
+        if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
             bounds = f"[{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
             raise SettingsError(f"{name}={value} must be in {bounds}")
         return number

@@ -6,21 +6,29 @@ client asked is read from the server's own request record (`simulator.requests`)
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+import re
 import time
+import tracemalloc
+import zlib
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import orjson
 import pytest
+import requests
 
 from de_pipeline.api import (
     ApiAuthError,
     ApiBadRequestError,
     ApiError,
     ApiNotFoundError,
+    ApiRedirectError,
     ApiResponseError,
     ApiRetriesExhausted,
     ApiSettings,
@@ -28,9 +36,11 @@ from de_pipeline.api import (
     DigitalEngagementClient,
     Window,
 )
+from de_pipeline.api.errors import scrub
 from de_pipeline.api.settings import CUSTOMER_SESSION_PATH, MAX_WINDOW_MS, PROVIDER_PATH
 from de_pipeline.api.simulator import ScriptedResponse, Simulator
-from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER
+from de_pipeline.env import Env, SettingsError
+from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER, point_at
 
 DAY_MS = 86_400_000
 PAGE_CAP = 70
@@ -322,8 +332,10 @@ def test_another_permanent_status_is_not_retried(start_simulator, caplog):
         (b"", "not valid JSON"),
         (b'{"error": "an object, not a list"}', "JSON dict, not an array"),
         (b'"just a string"', "JSON str, not an array"),
+        (b"[" * 100_000, "not valid JSON"),
+        (b"[" * 10_000 + b"]" * 10_000, "not valid JSON (The JSON document was too deep"),
     ],
-    ids=["html", "truncated", "empty", "object", "string"],
+    ids=["html", "truncated", "empty", "object", "string", "unclosed-100k", "nested-10k"],
 )
 def test_a_200_body_that_is_not_a_json_array_is_a_response_error(start_simulator, caplog, body, problem):
     simulator = start_simulator(messages_per_day=300)
@@ -332,6 +344,7 @@ def test_a_200_body_that_is_not_a_json_array_is_a_response_error(start_simulator
     _, message = fail_once(simulator, settings_for(simulator), window, ApiResponseError, caplog)
     assert problem in message
     assert "offset 0" in message
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize("position", [0, 100, 110, 119, 300])
@@ -343,6 +356,60 @@ def test_a_non_json_body_echoing_the_key_never_shows_any_part_of_it(start_simula
     simulator.script([ScriptedResponse(200, b"y" * position + TEST_KEY.encode() + b" -- debug echo")])
     _, message = fail_once(simulator, settings_for(simulator), window, ApiResponseError, caplog)
     assert "not valid JSON" in message
+
+
+def lower_hex(text: str) -> str:
+    return re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), text)
+
+
+def encodings(key: str) -> dict[str, str]:
+    """The ways a server may echo `key`: JSON-escaped (ensure_ascii or not, with or without
+    `\\/`, every character as `\\uXXXX`) and URL-encoded (quote, quote_plus, either hex case)."""
+    return {
+        "raw": key,
+        "json-ascii": json.dumps(key, ensure_ascii=True)[1:-1],
+        "json-utf8": json.dumps(key, ensure_ascii=False)[1:-1],
+        "json-escaped-slash": json.dumps(key)[1:-1].replace("/", "\\/"),
+        "json-all-u-escapes": "".join(f"\\u{ord(c):04x}" for c in key),
+        "json-u-escapes-upper": json.dumps(key)[1:-1].replace("/", "\\u002F").replace("+", "\\u002B"),
+        "quote": quote(key),
+        "quote-lower": lower_hex(quote(key)),
+        "quote-plus": quote_plus(key),
+        "quote-plus-lower": lower_hex(quote_plus(key)),
+    }
+
+
+# A bearer token of the token68 alphabet with every character that an encoding changes.
+TRICKY_KEY = "sk_live/AbC+9x=~Zq/8+Kw.-_=="
+
+
+def test_scrub_masks_every_encoding_of_the_key():
+    for key in (TRICKY_KEY, 'k\u00e9y "with" a \\ space/+%~\n'):
+        for name, form in encodings(key).items():
+            assert scrub(f"before {form} after", key) == "before *** after", name
+    assert scrub("nothing to hide", "") == "nothing to hide"
+
+
+@pytest.mark.parametrize("form", sorted(encodings(TRICKY_KEY)))
+@pytest.mark.parametrize("status", [400, 401, 500])
+def test_a_key_echoed_in_any_encoding_never_reaches_the_error(start_simulator, caplog, status, form):
+    """A key with `/` echoed as `\\/` (or `\\u002f`, `%2F`...) used to pass the raw-text mask."""
+    caplog.set_level(logging.DEBUG)
+    simulator = start_simulator(api_key=TRICKY_KEY, messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    echo = encodings(TRICKY_KEY)[form]
+    body = ('{"message": "token ' + echo + ' refused for this account"}').encode()
+    simulator.script([ScriptedResponse(status, body)] * 2)
+    settings = settings_for(simulator, api_key=TRICKY_KEY, max_retries=1)
+    with DigitalEngagementClient(settings, sleep=lambda _: None) as client:
+        with pytest.raises(ApiError) as info:
+            list(client.provider_pages(window))
+    message = str(info.value)
+    assert f"HTTP {status}" in message
+    assert "server said: token *** refused for this account" in message, message
+    for text in (message, caplog.text):
+        assert_secret_free(text, TRICKY_KEY)
+        assert not [name for name, form in encodings(TRICKY_KEY).items() if form in text]
 
 
 def test_retries_exhausted_raise_a_clear_error(start_simulator, caplog):
@@ -460,6 +527,158 @@ def test_retry_after_is_honoured(start_simulator, form):
     assert simulator.requests[1].offset == 0
 
 
+# ---- bounds on what a hostile server can make the client do ----------------------------------
+
+
+def test_paging_stops_at_the_pages_per_window_cap(start_simulator, monkeypatch):
+    simulator = start_simulator(messages_per_day=800, max_page_size=PAGE_CAP)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    full_pages = -(-len(expected_payloads(simulator, window)) // PAGE_CAP)
+    assert full_pages > 4
+    point_at(monkeypatch, simulator)
+    monkeypatch.setenv("DE_MAX_PAGES_PER_WINDOW", str(full_pages))  # exactly enough
+    with DigitalEngagementClient(ApiSettings.from_env()) as client:
+        assert len(list(client.provider_pages(window))) == full_pages
+
+    monkeypatch.setenv("DE_MAX_PAGES_PER_WINDOW", "3")
+    seen = len(simulator.requests)
+    pages = []
+    with DigitalEngagementClient(ApiSettings.from_env()) as client:
+        with pytest.raises(ApiResponseError) as info:
+            pages.extend(client.provider_pages(window))
+    assert len(pages) == 3
+    assert len(simulator.requests) - seen == 4  # the fourth page was received, not kept
+    message = str(info.value)
+    assert "more than 3 pages" in message and "DE_MAX_PAGES_PER_WINDOW" in message
+    assert str(window) in message and "\n" not in message
+
+
+def gzip_bomb(decoded_bytes: int) -> bytes:
+    """A gzip body that decodes to a valid, empty JSON array of about `decoded_bytes` bytes."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: with a gzip header
+    blank = b" " * (1 << 20)
+    parts = [packer.compress(b"[")]
+    parts += [packer.compress(blank) for _ in range((decoded_bytes - 2) >> 20)]
+    return b"".join([*parts, packer.compress(b"]"), packer.flush()])
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(200, ApiResponseError), (400, ApiBadRequestError)], ids=["page", "error-answer"]
+)
+def test_a_gzip_bomb_is_not_decoded_past_the_cap(start_simulator, monkeypatch, caplog, status, error):
+    """A 407 KB gzip body used to grow the process by 800 MB."""
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    bomb = gzip_bomb(64 << 20)
+    assert len(bomb) < 100_000
+    simulator.script([ScriptedResponse(status, bomb, {"Content-Encoding": "gzip"})])
+    point_at(monkeypatch, simulator)
+    monkeypatch.setenv("DE_MAX_PAGE_BYTES", str(1 << 20))
+    tracemalloc.start()
+    try:
+        _, message = fail_once(simulator, ApiSettings.from_env(), window, error, caplog)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    if status == 200:
+        assert f"over {1 << 20} bytes once decoded (DE_MAX_PAGE_BYTES)" in message
+    assert peak < 16 << 20, f"{peak >> 20} MiB were allocated for a 1 MiB cap"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("drip_headers", [False, True], ids=["body", "headers-and-body"])
+def test_a_server_dripping_its_answer_is_cut_at_the_request_deadline(start_simulator, monkeypatch, caplog, drip_headers):
+    """One byte every 0.1 s never trips the per-read timeout: such a request was still being
+    read after 25 s. Each try is now cut after DE_REQUEST_DEADLINE_SECONDS and retried."""
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    drip = ScriptedResponse(200, b"[" + b" " * 200 + b"]", drip_seconds=0.1, drip_headers=drip_headers)
+    simulator.script([drip] * 3)  # 20 s or more each
+    point_at(monkeypatch, simulator)
+    monkeypatch.setenv("DE_REQUEST_DEADLINE_SECONDS", "1")
+    monkeypatch.setenv("DE_MAX_RETRIES", "2")
+    started = time.monotonic()
+    with DigitalEngagementClient(ApiSettings.from_env()) as client:
+        with pytest.raises(ApiRetriesExhausted) as info:
+            list(client.provider_pages(window))
+    elapsed = time.monotonic() - started
+    message = str(info.value)
+    assert "gave up after 3 attempts" in message
+    assert "last failure: no complete answer within 1s (DE_REQUEST_DEADLINE_SECONDS)" in message
+    assert client.stats.retries == 2 and len(simulator.requests) == 3
+    assert elapsed < 15, f"{elapsed:.1f}s for three tries of 1 s"
+    assert_secret_free(message)
+    assert_secret_free(caplog.text)
+
+
+# ---- redirects ---------------------------------------------------------------------------------
+
+
+def test_a_redirect_to_another_origin_is_refused_naming_both_urls(start_simulator, caplog):
+    """requests followed it, without the key; the other host's `[]` emptied the day."""
+    simulator = start_simulator(messages_per_day=300)
+    other = start_simulator(messages_per_day=300, api_key="other-origin-key")  # another port
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    target = f"{other.base_url}{PROVIDER_PATH}?token={TEST_KEY}"
+    simulator.script([ScriptedResponse(307, b"", {"Location": target})])
+    error, message = fail_once(simulator, settings_for(simulator), window, ApiRedirectError, caplog)
+    assert f"{simulator.base_url}{PROVIDER_PATH} redirects (HTTP 307) to" in message
+    assert f"{other.base_url}{PROVIDER_PATH}?token=***" in message
+    assert "DE_API_BASE_URL" in message
+    assert other.requests == []
+
+
+def test_a_redirect_from_https_to_http_is_refused(monkeypatch):
+    """The simulator speaks no TLS, so the https answer is made up at the adapter."""
+    sent: list[str] = []
+
+    def redirect_to_http(adapter, request, **kwargs):
+        sent.append(request.url)
+        response = requests.Response()
+        response.status_code = 308
+        response.headers["Location"] = "http://api.example.com" + PROVIDER_PATH
+        response.url = request.url
+        response.request = request
+        response.raw = io.BytesIO(b"")
+        return response
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", redirect_to_http)
+    settings = ApiSettings(base_url="https://api.example.com", api_key=TEST_KEY, provider_id=TEST_PROVIDER)
+    with DigitalEngagementClient(settings) as client:
+        with pytest.raises(ApiRedirectError) as info:
+            list(client.provider_pages(Window(1_700_000_000_000, 1_700_000_100_000)))
+    assert sent == ["https://api.example.com" + PROVIDER_PATH]
+    message = str(info.value)
+    assert f"https://api.example.com{PROVIDER_PATH} redirects (HTTP 308) to http://api.example.com" in message
+    assert_secret_free(message)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_same_origin_redirect_is_followed_with_the_same_method_and_body(start_simulator, status):
+    simulator = start_simulator(messages_per_day=300, max_page_size=500)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    moved = f"{PROVIDER_PATH}?moved=1"  # relative, on the same origin
+    simulator.script([ScriptedResponse(status, b"", {"Location": moved})])
+    with DigitalEngagementClient(settings_for(simulator)) as client:
+        fetched, _ = records_of(client.provider_pages(window))
+    assert fetched == expected_payloads(simulator, window)
+    first, redirected = simulator.requests[:2]
+    assert (first.status, redirected.status) == (status, 200)
+    assert redirected.method == "POST"  # not turned into a GET
+    assert (redirected.start_ms, redirected.end_ms, redirected.offset) == (window.start_ms, window.end_ms, 0)
+    assert client.stats.requests == len(simulator.requests)
+
+
+def test_a_redirect_loop_stops_after_a_few_hops(start_simulator, caplog):
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    simulator.script([ScriptedResponse(307, b"", {"Location": PROVIDER_PATH})] * 50)
+    with DigitalEngagementClient(settings_for(simulator)) as client:
+        with pytest.raises(ApiRedirectError, match=r"more than 5 redirects; the last to http://"):
+            list(client.provider_pages(window))
+    assert len(simulator.requests) == 6
+
+
 # ---- the customer-session endpoint ---------------------------------------------------------
 
 
@@ -536,3 +755,17 @@ def test_api_error_is_the_base_of_every_typed_error():
         ApiStatusError,
     ):
         assert issubclass(error_type, ApiError)
+
+
+# ---- settings ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "Infinity", "1e999"])
+def test_a_number_setting_must_be_finite(value):
+    """float() accepts these; a timeout of inf was accepted, then crashed with OverflowError."""
+    with pytest.raises(SettingsError, match=rf"^DE_REQUEST_TIMEOUT={value} must be a finite number$"):
+        Env({"DE_REQUEST_TIMEOUT": value}).number("DE_REQUEST_TIMEOUT", 60.0, minimum=0.1)
+    environ = {"DE_API_BASE_URL": "https://api.example.com", "DE_API_KEY": TEST_KEY,
+               "DE_PROVIDER_ID": TEST_PROVIDER, "DE_REQUEST_TIMEOUT": value}  # fmt: skip
+    with pytest.raises(SettingsError, match="DE_REQUEST_TIMEOUT.*finite"):
+        ApiSettings.from_env(environ)

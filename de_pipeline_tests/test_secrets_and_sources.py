@@ -14,8 +14,10 @@ import duckdb
 import pytest
 from dagster import DagsterInstance
 
+from de_pipeline.api.settings import ApiSettings
 from de_pipeline.api.simulator import ScriptedResponse
 from de_pipeline.defs.runs import RunFailedError, run_range
+from de_pipeline.env import SettingsError
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.source import ARCHIVE_SOURCE_FILE
 from de_pipeline_tests.conftest import TEST_PROVIDER, point_at
@@ -155,6 +157,43 @@ def test_the_api_key_never_appears_anywhere(start_simulator, monkeypatch, dagste
         check(f"table {name}", key_pieces(query(f'SELECT * FROM "{name}"').to_csv()))
 
     assert not leaks, f"the API key leaked into: {leaks}"
+
+
+def real_api(base_url: str, **more: str) -> dict[str, str]:
+    return {"DE_API_BASE_URL": base_url, "DE_API_KEY": SECRET, "DE_PROVIDER_ID": TEST_PROVIDER} | more
+
+
+@pytest.mark.parametrize(
+    "base_url", ["http://api.example.com", "http://10.1.2.3:8080/", "http://[2001:db8::1]", "http://127.example.com"]
+)
+def test_plain_http_to_another_machine_is_refused(base_url):
+    with pytest.raises(SettingsError) as failure:
+        ApiSettings.from_env(real_api(base_url))
+    text = str(failure.value)
+    assert "DE_API_BASE_URL" in text and "DE_ALLOW_INSECURE_HTTP=1" in text and "https" in text
+    assert not key_pieces(text)
+
+
+@pytest.mark.parametrize(
+    "base_url", ["https://api.example.com", "http://127.0.0.1:8765", "http://127.3.2.1", "http://localhost:80",
+                 "http://LocalHost", "http://[::1]:8080"],
+)  # fmt: skip
+def test_https_and_loopback_http_need_no_flag_and_say_nothing(base_url, caplog):
+    settings = ApiSettings.from_env(real_api(base_url))
+    assert settings is not None and settings.base_url == base_url.rstrip("/")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_plain_http_allowed_by_the_flag_is_warned_about_once(caplog):
+    caplog.set_level(logging.DEBUG)
+    base_url = "http://insecure-but-allowed.example.com:8080"  # no other test warns about it
+    for _ in range(3):
+        settings = ApiSettings.from_env(real_api(base_url, DE_ALLOW_INSECURE_HTTP="1"))
+        assert settings is not None and settings.base_url == base_url
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert base_url in warnings[0] and "unencrypted" in warnings[0]
+    assert not key_pieces(caplog.text)
 
 
 # ---- simulated and real data never mix --------------------------------------------------------

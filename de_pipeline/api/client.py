@@ -15,16 +15,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
 import simdjson
 
+from de_pipeline.api.deadline import DeadlineAdapter, Watchdog
 from de_pipeline.api.errors import (
     ApiAuthError,
     ApiBadRequestError,
     ApiError,
     ApiNotFoundError,
+    ApiRedirectError,
     ApiResponseError,
     ApiRetriesExhausted,
     ApiStatusError,
@@ -42,13 +45,21 @@ TRANSIENT_EXCEPTIONS = (
 )
 # requests' .content reads in 10 KiB chunks; one read per MiB is ~40% cheaper for a page
 BODY_CHUNK_BYTES = 1 << 20
+ERROR_BODY_BYTES = 64 << 10  # an error shows a few hundred characters of its body at most
+MAX_REDIRECTS = 5  # same-origin ones; a loop stops here
+DEFAULT_PORTS = {"http": 80, "https": 443}
 SAME_PAGE_LIMIT = 3  # a server that ignores `offset` answers the same page forever
+PREVIEW_CHARS = 120  # how much of a body that is not JSON an error shows
 
 _log = logging.getLogger(__name__)
 
 
 class _NotUtf8(Exception):
     """The body is not valid UTF-8 (it will be repaired)."""
+
+
+class _TransientFailure(Exception):
+    """A try failed in a way a retry may fix (a reset, a timeout, the deadline)."""
 
 
 class Logger(Protocol):
@@ -104,6 +115,7 @@ class DigitalEngagementClient:
         self._clock = clock
         self._next_request_at = 0.0
         self._json = simdjson.Parser()
+        self._watchdog = Watchdog(settings.request_deadline_seconds)
         self._session = requests.Session()
         # requests re-reads proxy and CA settings from the environment on every request
         # (about 1 ms each, and a ~/.netrc would replace the bearer token): read them once
@@ -112,7 +124,7 @@ class DigitalEngagementClient:
         ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         if ca_bundle:
             self._session.verify = ca_bundle
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
+        adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers.update(
@@ -133,6 +145,7 @@ class DigitalEngagementClient:
 
     def close(self) -> None:
         self._session.close()
+        self._watchdog.close()
 
     def provider_pages(self, window: Window) -> Iterator[Page]:
         """Every message of the provider with `window.start_ms <= ts < window.end_ms`, by page."""
@@ -172,6 +185,12 @@ class DigitalEngagementClient:
             body, rows, repaired = self._checked_array(body, describe)
             if rows == 0:
                 return
+            if number == self.settings.max_pages_per_window:
+                raise ApiResponseError(
+                    describe,
+                    f"the window has more than {number} pages and the server still sends more; "
+                    "raise DE_MAX_PAGES_PER_WINDOW if the account really holds that much",
+                )
             same_body_count = same_body_count + 1 if body == previous_body else 1
             if same_body_count >= SAME_PAGE_LIMIT:
                 raise ApiResponseError(
@@ -223,13 +242,17 @@ class DigitalEngagementClient:
             document = self._json.parse(body)
         except UnicodeDecodeError:
             raise _NotUtf8 from None
-        except ValueError as exc:  # simdjson: "TAPE_ERROR: The JSON document has ..."
+        except (ValueError, RuntimeError) as exc:  # "TAPE_ERROR: ...", "DEPTH_ERROR: ..."
             if "UTF8" in str(exc):
                 raise _NotUtf8 from None
             reason = str(exc).split(":", 1)[-1].split(".")[0].strip() or str(exc)
-            # scrub before cutting: a key straddling the cut must not leak its first characters
-            head = scrub(body.decode("utf-8", "replace"), self.settings.api_key)[:120]
-            preview = server_message(head, self.settings.api_key) or "(empty body)"
+            # scrub before cutting: a key straddling the cut must not leak its first characters.
+            # An encoded key takes at most 12 bytes a character: scrubbing that much past the
+            # preview's (at most 4-byte) characters is enough, however long the body.
+            key = self.settings.api_key
+            start = body[: 4 * PREVIEW_CHARS + 12 * len(key)].decode("utf-8", "replace")
+            head = scrub(start, key)[:PREVIEW_CHARS]
+            preview = server_message(head, key) or "(empty body)"
             raise ApiResponseError(
                 describe, f"the body is not valid JSON ({reason}); it begins: {preview}"
             ) from None
@@ -260,33 +283,19 @@ class DigitalEngagementClient:
         attempt = 0
         while True:
             self._throttle()
-            self.stats.requests += 1
             retry_after: float | None = None
+            said = ""
             try:
-                response = self._session.request(
-                    method,
-                    url,
-                    params=params or None,
-                    data=data,
-                    timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-                    stream=True,  # the body is read below, inside this retry guard
-                )
-                if response.status_code == 200:
-                    body = b"".join(response.iter_content(BODY_CHUNK_BYTES))
-                else:
-                    response.content  # noqa: B018 - reads the (short) error body now
-            except TRANSIENT_EXCEPTIONS as exc:
-                failure = f"{type(exc).__name__}: {scrub(str(exc), self.settings.api_key)}"
-            except requests.RequestException as exc:
-                raise ApiError(
-                    describe, f"the request failed: {scrub(str(exc), self.settings.api_key)}"
-                ) from None
+                response, body = self._attempt(method, url, params or None, data, describe)
+            except _TransientFailure as exc:
+                failure = str(exc)
             else:
                 if response.status_code == 200:
                     return body
                 if response.status_code not in RETRYABLE_STATUSES:
-                    raise self._status_error(response, describe, url)
+                    raise self._status_error(response, body, describe, url)
                 failure = f"HTTP {response.status_code}"
+                said = server_message(body, self.settings.api_key)
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
             attempt += 1
             delay = retry_after if retry_after is not None else self._backoff(attempt)
@@ -296,6 +305,7 @@ class DigitalEngagementClient:
                     describe,
                     f"gave up after {attempt} attempts in {spent:.1f}s; last failure: {failure}"
                     + (f" with Retry-After {retry_after:g}s" if retry_after is not None else ""),
+                    said,
                 )
             self.stats.retries += 1
             self._log.warning(
@@ -308,9 +318,93 @@ class DigitalEngagementClient:
             )
             self._sleep(delay)
 
-    def _status_error(self, response: requests.Response, describe: str, url: str) -> ApiError:
+    def _attempt(
+        self, method: str, url: str, params: dict[str, Any] | None, data: bytes | None, describe: str
+    ) -> tuple[requests.Response, bytes]:
+        """One try, cut short after DE_REQUEST_DEADLINE_SECONDS: the answer and its body.
+        _TransientFailure if it failed in a way a retry may fix."""
+        key = self.settings.api_key
+        with self._watchdog as watchdog:
+            try:
+                answer = self._exchange(method, url, params, data, describe)
+            except requests.RequestException as exc:
+                if not (watchdog.expired or isinstance(exc, TRANSIENT_EXCEPTIONS)):
+                    raise ApiError(describe, f"the request failed: {scrub(str(exc), key)}") from None
+                failure = f"{type(exc).__name__}: {scrub(str(exc), key)}"
+            else:
+                failure = ""
+        if watchdog.expired:  # whatever the cut left, even a body that looks complete
+            failure = f"no complete answer within {watchdog.seconds:g}s (DE_REQUEST_DEADLINE_SECONDS)"
+        if failure:
+            raise _TransientFailure(failure)
+        return answer
+
+    def _exchange(
+        self, method: str, url: str, params: dict[str, Any] | None, data: bytes | None, describe: str
+    ) -> tuple[requests.Response, bytes]:
+        """The final answer and its body, through same-origin redirects.
+
+        A redirect to another origin (scheme, host or port) is refused: the key must go only
+        where DE_API_BASE_URL says (requests would follow it, and the other host's `[]` would
+        empty the day). A same-origin one (a path moved) is followed, re-sending the same
+        method and body: each endpoint answers one method, so turning a POST into a GET, as
+        browsers do on 301-303, could only fail.
+        """
+        key = self.settings.api_key
+        for _ in range(MAX_REDIRECTS + 1):
+            self.stats.requests += 1
+            response = self._session.request(
+                method,
+                url,
+                params=params,
+                data=data,
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                stream=True,  # the body is read here, inside the caller's retry guard
+                allow_redirects=False,
+            )
+            with response:
+                target = self._session.get_redirect_target(response)
+                if target is None:
+                    return response, self._body(response, describe)
+            target = urljoin(response.url, target)
+            if not _same_origin(response.url, target):
+                raise ApiRedirectError(
+                    describe,
+                    f"{scrub(response.url, key)} redirects (HTTP {response.status_code}) to "
+                    f"{scrub(target, key)}, another origin; the key is only sent to the scheme, "
+                    "host and port of DE_API_BASE_URL: if the API moved, set it there",
+                )
+            url, params = target, None  # the new URL holds the query already
+        raise ApiRedirectError(
+            describe, f"more than {MAX_REDIRECTS} redirects; the last to {scrub(target, key)}"
+        )
+
+    def _body(self, response: requests.Response, describe: str) -> bytes:
+        """The body, decoded (gzip and the like): a page's up to DE_MAX_PAGE_BYTES, an error
+        past it; an error answer's cut at ERROR_BODY_BYTES. Reading stops one chunk past the
+        limit, and urllib3 (>= 2.6) decodes no more than a chunk at a time: a gzip bomb costs
+        a chunk or two of memory, not its decoded size."""
+        limit = self.settings.max_page_bytes if response.status_code == 200 else ERROR_BODY_BYTES
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(BODY_CHUNK_BYTES):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                if response.status_code == 200:
+                    raise ApiResponseError(
+                        describe,
+                        f"the body is over {limit} bytes once decoded (DE_MAX_PAGE_BYTES); raise "
+                        "it, or lower DE_PAGE_SIZE, if pages of this account really are that big",
+                    )
+                break
+        return b"".join(chunks)[:limit]
+
+    def _status_error(
+        self, response: requests.Response, body: bytes, describe: str, url: str
+    ) -> ApiError:
         status = response.status_code
-        said = server_message(response.content, self.settings.api_key)
+        said = server_message(body, self.settings.api_key)
         if status == 400:
             return ApiBadRequestError(describe, "the server refused the request (HTTP 400)", said)
         if status == 401:
@@ -343,6 +437,19 @@ class DigitalEngagementClient:
             self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** (attempt - 1)
         )
         return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _same_origin(url: str, other: str) -> bool:
+    """Whether both URLs have the same scheme, host and port (an unparseable one has none)."""
+    try:
+        return _origin(url) == _origin(other)
+    except ValueError:  # a port that is not a number
+        return False
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port or DEFAULT_PORTS.get(parts.scheme)
 
 
 def _retry_after_seconds(value: str | None) -> float | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 
 _TAGS = re.compile(r"<[^>]*>")
@@ -40,6 +42,10 @@ class ApiResponseError(ApiError):
     """A 200 whose body is not a JSON array."""
 
 
+class ApiRedirectError(ApiError):
+    """A redirect the client does not follow: to another origin, or one too many."""
+
+
 class ApiRetriesExhausted(ApiError):
     """A transient failure (429, 5xx, reset, timeout) outlasted the retry budget."""
 
@@ -49,13 +55,52 @@ def server_message(body: bytes | str, secret: str) -> str:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     match = re.search(r'"(?:error|message|detail)"\s*:\s*"((?:[^"\\]|\\.)*)"', text)
     if match:
-        text = match.group(1)
+        text = _json_string(match.group(1))
     text = _SPACE.sub(" ", _TAGS.sub(" ", scrub(text, secret))).strip()
     if len(text) > MAX_SERVER_MESSAGE:
         text = text[:MAX_SERVER_MESSAGE] + "..."
     return text
 
 
+def _json_string(escaped: str) -> str:
+    """The text of a JSON string's inside, escapes decoded (as is if they are invalid)."""
+    try:
+        text = json.loads(f'"{escaped}"', strict=False)
+    except ValueError:
+        return escaped
+    return text.encode("utf-8", "replace").decode("utf-8")  # a lone \ud800 becomes "?"
+
+
 def scrub(text: str, secret: str) -> str:
-    """`text` with every occurrence of `secret` masked."""
-    return text.replace(secret, "***") if secret else text
+    """`text` with every occurrence of `secret` masked: raw, JSON-escaped (any mix of `\\/`,
+    `\\uXXXX` and the short escapes) or URL-encoded (`%XX` in either case, `+` for a space)."""
+    return _secret_pattern(secret).sub("***", text) if secret else text
+
+
+# Every character the JSON grammar may write as a short escape.
+_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "/": "\\/", "\b": "\\b", "\f": "\\f", "\n": "\\n",
+                 "\r": "\\r", "\t": "\\t"}  # fmt: skip
+
+
+@functools.lru_cache(maxsize=8)
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    """A pattern matching `secret` with each character in any of its encodings."""
+    return re.compile("".join(_character_pattern(char) for char in secret))
+
+
+def _character_pattern(char: str) -> str:
+    utf16 = char.encode("utf-16-be", "surrogatepass")
+    forms = {
+        re.escape(char),
+        "".join(r"\\u" + _any_case(utf16[i : i + 2].hex()) for i in range(0, len(utf16), 2)),
+        "".join("%" + _any_case(f"{byte:02x}") for byte in char.encode("utf-8", "surrogatepass")),
+    }
+    if char in _JSON_ESCAPES:
+        forms.add(re.escape(_JSON_ESCAPES[char]))
+    if char == " ":
+        forms.add(r"\+")
+    return "(?:" + "|".join(sorted(forms)) + ")"
+
+
+def _any_case(hex_digits: str) -> str:
+    return "".join(f"[{d}{d.upper()}]" if d.isalpha() else d for d in hex_digits)

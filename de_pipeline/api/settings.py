@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import ipaddress
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from de_pipeline.env import Env, SettingsError
+
+_log = logging.getLogger(__name__)
 
 PROVIDER_PATH = "/api/v1/redacted/provider"
 CUSTOMER_SESSION_PATH = "/api/v1/redacted/customersession"
@@ -28,11 +33,19 @@ class ApiSettings:
     customer_session_path: str = CUSTOMER_SESSION_PATH
     max_requests_per_second: float = 20.0
     connect_timeout: float = 10.0
-    read_timeout: float = 60.0
+    read_timeout: float = 60.0  # DE_REQUEST_TIMEOUT: the longest silence while reading
+    # DE_REQUEST_DEADLINE_SECONDS: the most one try may take, from connecting to the body's
+    # last byte (redirects included); it bounds a server that drips its answer byte by byte
+    request_deadline_seconds: float = 120.0
     max_retries: int = 8
     retry_max_seconds: float = 300.0
     backoff_base_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
+    # A 7-day window of an account with a million messages a day, served 100 rows a page, is
+    # 70,000 pages: no real account reaches this, and a server that never says `[]` stops here
+    # instead of filling the disk.
+    max_pages_per_window: int = 100_000
+    max_page_bytes: int = 64 << 20  # decoded; 1000 simulated messages are about 0.5 MB
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings | None:
@@ -47,7 +60,7 @@ class ApiSettings:
                 )
             return None
         return cls(
-            base_url=_checked_base_url(base_url),
+            base_url=_checked_base_url(base_url, env.flag("DE_ALLOW_INSECURE_HTTP")),
             api_key=env.required("DE_API_KEY", "the API key is needed with DE_API_BASE_URL"),
             provider_id=env.required(
                 "DE_PROVIDER_ID", "the provider (account) id is needed with DE_API_BASE_URL"
@@ -76,13 +89,24 @@ def transport_overrides(env: Env) -> dict[str, object]:
             "DE_MAX_REQUESTS_PER_SECOND", 20.0, minimum=0.1, maximum=10_000
         ),
         "read_timeout": env.number("DE_REQUEST_TIMEOUT", 60.0, minimum=0.1),
+        "request_deadline_seconds": env.number(
+            "DE_REQUEST_DEADLINE_SECONDS", defaults["request_deadline_seconds"].default, minimum=0.1
+        ),
         "max_retries": env.integer("DE_MAX_RETRIES", defaults["max_retries"].default, minimum=0),
         "retry_max_seconds": env.number("DE_RETRY_MAX_SECONDS", 300.0, minimum=0),
         "backoff_base_seconds": env.number("DE_RETRY_BACKOFF_SECONDS", 0.5, minimum=0),
+        "max_pages_per_window": env.integer(
+            "DE_MAX_PAGES_PER_WINDOW", defaults["max_pages_per_window"].default, minimum=1
+        ),
+        "max_page_bytes": env.integer(
+            "DE_MAX_PAGE_BYTES", defaults["max_page_bytes"].default, minimum=1
+        ),
     }
 
 
-def _checked_base_url(value: str) -> str:
+def _checked_base_url(value: str, allow_insecure_http: bool) -> str:
+    """The base URL; plain http only to this machine, or when DE_ALLOW_INSECURE_HTTP says so
+    (the key would travel in clear text)."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SettingsError(
@@ -90,7 +114,31 @@ def _checked_base_url(value: str) -> str:
         )
     if parts.username or parts.password:
         raise SettingsError("DE_API_BASE_URL must not carry credentials; use DE_API_KEY")
-    return value.rstrip("/")
+    base_url = value.rstrip("/")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        if not allow_insecure_http:
+            raise SettingsError(
+                f"DE_API_BASE_URL={value!r} would send the API key unencrypted to another "
+                "machine: use https, or set DE_ALLOW_INSECURE_HTTP=1 to accept that"
+            )
+        _warn_insecure_http(base_url)
+    return base_url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":  # urlsplit gives the host in lower case
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8 and ::1
+    except ValueError:
+        return False
+
+
+@functools.cache  # settings are read for every run and asset: say it once per process and URL
+def _warn_insecure_http(base_url: str) -> None:
+    _log.warning(
+        "DE_ALLOW_INSECURE_HTTP=1: the API key goes unencrypted over plain http to %s", base_url
+    )
 
 
 def _checked_path(env: Env, name: str, default: str) -> str:

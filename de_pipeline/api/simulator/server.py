@@ -58,12 +58,16 @@ class SimulatorConfig:
 
 @dataclass(frozen=True)
 class ScriptedResponse:
-    """An answer the server gives instead of the next data page (for tests). A Content-Length
-    header longer than the body makes the server drop the connection mid-body."""
+    """An answer of the server; tests script them to replace the next data pages. A
+    Content-Length header longer than the body makes the server drop the connection
+    mid-body; `drip_seconds` sends the body (with `drip_headers`, the status line and
+    headers too) one byte at a time, that many seconds apart."""
 
     status: int = 200
     body: bytes = b"[]"
     headers: dict[str, str] = field(default_factory=dict)
+    drip_seconds: float = 0.0
+    drip_headers: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,7 @@ class Simulator:
 
     # ---- answering ----------------------------------------------------------------------
 
-    def answer(self, method: str, target: str, headers: Any, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+    def answer(self, method: str, target: str, headers: Any, body: bytes) -> ScriptedResponse:
         parts = urlsplit(target)
         query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
         path = parts.path
@@ -160,8 +164,8 @@ class Simulator:
                   "customersessionid": csid}  # fmt: skip
         fault = self._next_fault()
         if fault is not None:
-            status, payload, extra = fault
-            return self._record(method, path, status, payload, extra, **record)
+            self._record(method, path, fault.status, fault.body, **record)
+            return fault
         sequence = self._sequence(path, csid, start_ms, end_ms)
         page = sequence[offset : offset + page_size]
         payload = b"[" + b",".join(page) + b"]"
@@ -201,11 +205,10 @@ class Simulator:
         limit = values["limit"] or self.config.default_page_size
         return start_ms, end_ms, min(limit, self.config.max_page_size), values["offset"]
 
-    def _next_fault(self) -> tuple[int, bytes, dict[str, str]] | None:
+    def _next_fault(self) -> ScriptedResponse | None:
         with self._lock:
             if self._scripted:
-                scripted = self._scripted.pop(0)
-                return scripted.status, scripted.body, scripted.headers
+                return self._scripted.pop(0)
             if not self.config.hostile:
                 return None
             kind = HOSTILE_CYCLE[self._data_requests % len(HOSTILE_CYCLE)]
@@ -213,16 +216,18 @@ class Simulator:
         if kind == "ok":
             return None
         if kind == "reset":
-            return 0, b"", {}
+            return ScriptedResponse(0, b"")
         if kind == "429-retry-after":
-            return 429, _error("slow down"), {"Retry-After": str(self.config.retry_after_seconds)}
+            return ScriptedResponse(
+                429, _error("slow down"), {"Retry-After": str(self.config.retry_after_seconds)}
+            )
         if kind == "429":
-            return 429, _error("rate limited"), {}
+            return ScriptedResponse(429, _error("rate limited"))
         status, style = int(kind[:3]), kind[4:]
         if style == "html":
             body = b"<html><head><title>Service Unavailable</title></head><body><h1>503</h1></body></html>"
-            return status, body, {"Content-Type": "text/html"}
-        return status, b"upstream error, try again", {"Content-Type": "text/plain"}
+            return ScriptedResponse(status, body, {"Content-Type": "text/html"})
+        return ScriptedResponse(status, b"upstream error, try again", {"Content-Type": "text/plain"})
 
     def _sequence(self, path: str, csid: str | None, start_ms: int, end_ms: int) -> list[bytes]:
         """The messages the window serves, in order: retention applied, hostile repeats added."""
@@ -249,17 +254,11 @@ class Simulator:
         return sequence
 
     def _record(
-        self,
-        method: str,
-        path: str,
-        status: int,
-        payload: bytes,
-        headers: dict[str, str] | None = None,
-        **details: Any,
-    ) -> tuple[int, bytes, dict[str, str]]:
+        self, method: str, path: str, status: int, payload: bytes, **details: Any
+    ) -> ScriptedResponse:
         with self._lock:
             self.requests.append(RequestRecord(method, path, status, **details))
-        return status, payload, headers or {}
+        return ScriptedResponse(status, payload)
 
 
 def _with_repeats(sequence: list[bytes], every: int) -> list[bytes]:
@@ -276,6 +275,21 @@ def _with_repeats(sequence: list[bytes], every: int) -> list[bytes]:
 
 def _error(message: str) -> bytes:
     return orjson.dumps({"error": message})
+
+
+class _Drip:
+    """A writer that sends one byte at a time, `seconds` apart: a slow or hostile server."""
+
+    def __init__(self, stream: Any, seconds: float) -> None:
+        self._stream = stream
+        self._seconds = seconds
+
+    def write(self, data: bytes) -> int:
+        for index in range(len(data)):
+            self._stream.write(data[index : index + 1])
+            self._stream.flush()
+            time.sleep(self._seconds)
+        return len(data)
 
 
 class _Server(ThreadingHTTPServer):
@@ -296,19 +310,28 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle(self.rfile.read(length) if length else b"")
 
     def _handle(self, body: bytes) -> None:
-        status, payload, headers = self.simulator.answer(self.command, self.path, self.headers, body)
-        if status == 0:  # a dropped connection
+        answer = self.simulator.answer(self.command, self.path, self.headers, body)
+        if answer.status == 0:  # a dropped connection
             self.close_connection = True
             return
-        headers = dict(headers)
+        headers = dict(answer.headers)
+        payload = answer.body
         declared_length = int(headers.pop("Content-Length", len(payload)))
-        self.send_response(status)
-        self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
-        self.send_header("Content-Length", str(declared_length))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
+        stream = self.wfile
+        try:
+            if answer.drip_headers:
+                self.wfile = _Drip(stream, answer.drip_seconds)
+            self.send_response(answer.status)
+            self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
+            self.send_header("Content-Length", str(declared_length))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            (_Drip(stream, answer.drip_seconds) if answer.drip_seconds else stream).write(payload)
+        except OSError:  # the client hung up on a dripping answer
+            self.close_connection = True
+        finally:
+            self.wfile = stream
         if declared_length > len(payload):  # the body is cut short: drop the connection
             self.close_connection = True
 
