@@ -50,6 +50,7 @@ def _keyed(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.set_index(keys).sort_index()
 
 
+@pytest.mark.dates
 def test_sentiment_trends(built):
     built, path = built
     keys = ["day", "sessionchannel", "sendertype", "chattype"]

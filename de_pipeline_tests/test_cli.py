@@ -48,6 +48,7 @@ def test_demo_prints_every_table_and_the_headlines(tmp_path):
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.dates
 def test_sql_formats(warehouse, capsys):
     assert main(["sql", "SELECT day, count(*) AS n FROM messages GROUP BY day ORDER BY day", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))

@@ -77,6 +77,7 @@ def simulator(start_simulator, monkeypatch):
     return simulator
 
 
+@pytest.mark.dates
 def test_journeys_match_the_served_messages(simulator):
     day = crossing_day(simulator)
     first, last = day - timedelta(days=1), day + timedelta(days=1)

@@ -28,6 +28,7 @@ def materialisations(results, asset):
     return [m for result in results for m in result.asset_materializations_for_node(asset)]
 
 
+@pytest.mark.dates
 def test_messages_hold_every_unique_served_message(hostile):
     first, last = recent_days(4)
     results = run_range(first, last)
@@ -76,6 +77,7 @@ def test_rejected_records_are_accounted_for(hostile):
     assert rejected.reason.notna().all()
 
 
+@pytest.mark.dates
 def test_messages_at_the_edges_of_a_day_land_in_that_day(hostile):
     first, last = recent_days(2)
     run_range(first, last)
@@ -87,6 +89,7 @@ def test_messages_at_the_edges_of_a_day_land_in_that_day(hostile):
         assert set(edge.day.dt.date) == {day}
 
 
+@pytest.mark.dates
 def test_rerun_changes_nothing(hostile):
     first, last = recent_days(3)
     run_range(first, last)

@@ -74,6 +74,7 @@ def scratch(kind: str, pid: int, name: str = "abcd1234") -> Path:
 # ---- 4.2: a day cut by the retention keeps its complete archived copy -------------------------
 
 
+@pytest.mark.dates
 def test_a_refetch_cut_by_the_retention_keeps_the_complete_archived_copy(monkeypatch, tmp_path):
     # The day exactly RETENTION_DAYS ago is cut by the retention for the pipeline (which
     # uses the real clock). The simulator's clock starts at midnight, when the whole day was

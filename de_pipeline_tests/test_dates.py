@@ -1,0 +1,68 @@
+"""The tests that depend on today's date (marked `dates`) pass with the clock set to a
+weekend and to a daylight-saving change, not only on the day they were written.
+
+libfaketime (Debian's `faketime`, installed by .ci/run) starts the clock of the pytest
+process at the chosen moment, and every process it starts goes on from there
+(FAKETIME_DONT_RESET), so the pipeline, the embedded simulator, DuckDB and Dagster all see
+the chosen day. It works even where the whole run is already under a faked clock.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from de_pipeline.api.simulator import SyntheticDataset
+
+TESTS = Path(__file__).resolve().parent
+CLOCKS = {
+    # yesterday (the 18th) is a Friday; the 16th, in the recent days, is a simulated outage
+    "saturday": datetime(2026, 12, 19, 12, 0, tzinfo=UTC),
+    # yesterday is a Saturday and an outage day of the default seed, and today - 2 a Friday
+    "sunday": datetime(2026, 11, 29, 12, 0, tzinfo=UTC),
+    # the US spring-forward day, half an hour after the change (07:00 UTC); the 9th is an outage
+    "dst-change": datetime(2027, 3, 14, 7, 30, tzinfo=UTC),
+}
+
+
+def test_the_chosen_days_are_the_awkward_ones():
+    dataset = SyntheticDataset(7)
+    assert CLOCKS["saturday"].weekday() == 5 and dataset.is_outage_day(datetime(2026, 12, 16).date())
+    assert CLOCKS["sunday"].weekday() == 6 and dataset.is_outage_day(datetime(2026, 11, 28).date())
+    assert dataset.is_outage_day(datetime(2027, 3, 9).date())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("clock", CLOCKS, ids=list(CLOCKS))
+def test_date_sensitive_tests_pass_with_the_clock_on(clock: str, tmp_path: Path):
+    faketime = shutil.which("faketime")
+    if faketime is None:
+        pytest.skip("faketime is not installed (apt-get install faketime); .ci/run installs it")
+    start = f"@{CLOCKS[clock]:%Y-%m-%d %H:%M:%S}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DE_", "DAGSTER_HOME"))}
+    env |= {"TZ": "UTC", "FAKETIME_DONT_RESET": "1"}
+    command = [
+        faketime, "-f", start,
+        sys.executable, "-m", "pytest", str(TESTS), "-m", "dates", "-q", "-x",
+        "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "pytest"),
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=TESTS.parent)
+    summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-2000:]
+    assert done.returncode == 0, f"on {CLOCKS[clock]:%A %Y-%m-%d %H:%M} UTC: {summary}\n{done.stdout[-4000:]}"
+    assert " passed" in summary and "failed" not in summary and "skipped" not in summary, summary
+    assert _today_under(faketime, start) == f"{CLOCKS[clock]:%Y-%m-%d}"
+
+
+def _today_under(faketime: str, start: str) -> str:
+    """What `date.today()` says under the same clock: the fake clock really took."""
+    out = subprocess.run(
+        [faketime, "-f", start, sys.executable, "-c", "import datetime; print(datetime.date.today())"],
+        env=os.environ | {"TZ": "UTC"}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return out.stdout.strip()
