@@ -103,7 +103,7 @@ def demo_command(args: argparse.Namespace) -> int:
     for name in ("DE_API_BASE_URL", "DE_API_KEY"):
         if os.environ.pop(name, None) is not None:
             print(f"demo: ignoring {name}; the demo always reads the embedded simulator")
-    from de_pipeline.defs.runs import last_complete_day
+    from de_pipeline.runner import last_complete_day
 
     last = last_complete_day()
     return _materialise(last - timedelta(days=args.days - 1), last, "all_assets")
@@ -114,7 +114,7 @@ def backfill_command(args: argparse.Namespace) -> int:
 
 
 def _materialise(first: date, last: date, job_name: str) -> int:
-    from de_pipeline.defs.runs import run_range
+    from de_pipeline.runner import run_range
     from de_pipeline.warehouse.connection import reader
     from de_pipeline.warehouse.settings import WarehouseSettings
     from de_pipeline.warehouse.summary import headlines, table_sizes
@@ -170,7 +170,7 @@ def export_command(args: argparse.Namespace) -> int:
 
 def session_command(args: argparse.Namespace) -> int:
     from de_pipeline.api import resolve_source
-    from de_pipeline.defs.journey import fetched_journey, journey_days
+    from de_pipeline.ingest import fetched_journey, journey_days
     from de_pipeline.warehouse.journeys import compare_journey
     from de_pipeline.warehouse.settings import WarehouseSettings
 

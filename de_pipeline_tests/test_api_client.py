@@ -37,12 +37,11 @@ from de_pipeline.api import (
     Window,
 )
 from de_pipeline.api.errors import scrub
-from de_pipeline.api.settings import CUSTOMER_SESSION_PATH, MAX_WINDOW_MS, PROVIDER_PATH
+from de_pipeline.api.settings import CUSTOMER_SESSION_PATH, DAY_MS, MAX_WINDOW_MS, PROVIDER_PATH
 from de_pipeline.api.simulator import ScriptedResponse, Simulator
 from de_pipeline.env import Env, SettingsError
 from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER, point_at
 
-DAY_MS = 86_400_000
 PAGE_CAP = 70
 # A key that is easy to spot anywhere it might leak.
 RECOGNISABLE_KEY = "WRONG-key-7c41e2-recognisable-SECRET"

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from de_pipeline.api.simulator import ScriptedResponse
-from de_pipeline.defs.runs import RunFailedError, run_range
+from de_pipeline.runner import RunFailedError, run_range
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import point_at

@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from de_pipeline.defs.runs import run_range
+from de_pipeline.runner import run_range
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import SESSIONID, dump, recent_days, served, table, unique_messages, usable
 

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from de_pipeline.api.simulator import Simulator, SimulatorConfig
-from de_pipeline.defs.runs import run_range
+from de_pipeline.runner import run_range
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import recent_days
 

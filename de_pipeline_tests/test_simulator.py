@@ -16,12 +16,11 @@ import orjson
 import pytest
 import requests
 
-from de_pipeline.api.settings import CUSTOMER_SESSION_PATH, MAX_WINDOW_MS, PROVIDER_PATH
+from de_pipeline.api.settings import CUSTOMER_SESSION_PATH, DAY_MS, MAX_WINDOW_MS, PROVIDER_PATH
 from de_pipeline.api.simulator import ScriptedResponse, Simulator, SimulatorConfig, SyntheticDataset
 from de_pipeline.api.simulator import vocabulary as words
 from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER
 
-DAY_MS = 86_400_000
 LABELS = ("GPE", "DATE", "TIME", "ORG", "PERSON", "MONEY", "EMAIL", "NUMERIC", "ID")
 _L = "|".join(LABELS)
 WRAPPINGS = {

@@ -18,10 +18,10 @@ import orjson
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
-from de_pipeline.api import RETENTION_DAYS
+from de_pipeline.api import DAY_MS, RETENTION_DAYS
 from de_pipeline.api.simulator import ScriptedResponse, Simulator, SimulatorConfig, SyntheticDataset
 from de_pipeline.cli import main
-from de_pipeline.defs.runs import run_range
+from de_pipeline.runner import run_range
 from de_pipeline.env import SettingsError
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.files import HOST
@@ -29,7 +29,6 @@ from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER, point_at
 from de_pipeline_tests.helpers import busy_day, query, served, unique_messages
 
-DAY_MS = 86_400_000
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:

@@ -14,11 +14,12 @@ from de_pipeline.api.errors import (
     ApiRetriesExhausted,
     ApiStatusError,
 )
-from de_pipeline.api.settings import MAX_WINDOW_MS, RETENTION_DAYS, ApiSettings
+from de_pipeline.api.settings import DAY_MS, MAX_WINDOW_MS, RETENTION_DAYS, ApiSettings
 from de_pipeline.api.source import SIMULATOR_SOURCE, ApiSource, resolve_source
 from de_pipeline.api.windows import Window, split_window
 
 __all__ = [
+    "DAY_MS",
     "MAX_WINDOW_MS",
     "RETENTION_DAYS",
     "SIMULATOR_SOURCE",

@@ -15,7 +15,8 @@ _log = logging.getLogger(__name__)
 
 PROVIDER_PATH = "/api/v1/redacted/provider"
 CUSTOMER_SESSION_PATH = "/api/v1/redacted/customersession"
-MAX_WINDOW_MS = 7 * 24 * 3600 * 1000  # the API refuses windows longer than 7 days
+DAY_MS = 86_400_000  # 24 hours; a calendar day in DE_TIMEZONE may have 23 or 25
+MAX_WINDOW_MS = 7 * DAY_MS  # the API refuses windows longer than 7 days
 RETENTION_DAYS = 365  # the vendor keeps message history for one year
 
 

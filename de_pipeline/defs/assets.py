@@ -6,53 +6,37 @@ metadata. A run covers at most 7 days (one legal API window).
 
 # No `from __future__ import annotations`: Dagster reads the context and config annotations.
 
-import time
-from datetime import UTC, datetime
-
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
-    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
-from de_pipeline.api import RETENTION_DAYS, DigitalEngagementClient, Window
+from de_pipeline.api import Window
 from de_pipeline.defs.partitions import BACKFILL_POLICY, DAILY, day_bounds
 from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
+from de_pipeline.ingest import fetch_days
 from de_pipeline.warehouse.aggregates import AGGREGATES, refresh_aggregate
-from de_pipeline.warehouse.archive import ArchiveWriter, archived
 from de_pipeline.warehouse.checks import CheckOutcome, message_checks, message_warnings, reconcile
 from de_pipeline.warehouse.connection import writer
 from de_pipeline.warehouse.days import DayBounds, day_bounds_table
-from de_pipeline.warehouse.files import remove_leftovers
 from de_pipeline.warehouse.messages import load_messages
 from de_pipeline.warehouse.summary import daily_metrics, top_rows
-from de_pipeline.warehouse.source import archive_source, claim_archive_source, claim_warehouse_source
+from de_pipeline.warehouse.provenance import archive_source, claim_warehouse_source
 
 API_POOL = "digital_engagement_api"
 WAREHOUSE_POOL = "duckdb_warehouse"  # DuckDB allows one writing process: limit 1
 GROUP = "digital_engagement"
-PROGRESS_EVERY_PAGES = 100
 PREVIEW_ROWS = 10
-DAY_MS = 86_400_000
 
 
 def _window_text(days: list[DayBounds]) -> str:
     return f"{days[0].day} .. {days[-1].day} ({Window(days[0].start_ms, days[-1].end_ms)})"
-
-
-def _split_by_retention(days: list[DayBounds]) -> tuple[list[DayBounds], list[DayBounds], list[DayBounds]]:
-    """(gone, partial, served): days wholly past the vendor's retention, days it cuts, the rest."""
-    cutoff_ms = int(time.time() * 1000) - RETENTION_DAYS * DAY_MS
-    gone = [d for d in days if d.end_ms <= cutoff_ms]
-    partial = [d for d in days if d.start_ms < cutoff_ms < d.end_ms]
-    served = [d for d in days if d.start_ms >= cutoff_ms]
-    return gone, partial, served
 
 
 @asset(
@@ -69,80 +53,20 @@ def raw_messages(
     (the replayable raw archive)."""
     settings = warehouse.settings()
     source = api.source()
-    if source.simulated:
-        context.log.info(
-            "DE_API_BASE_URL is not set: reading the embedded simulator at %s (simulated data)",
-            source.settings.base_url,
-        )
     days = day_bounds(DAILY, context.partition_key_range)
-    remove_leftovers(settings.archive_dir, context.log)  # what killed runs left
-    gone, partial, to_fetch = _split_by_retention(days)
-    kept = archived(settings.archive_dir, [d.day for d in gone])
-    if len(kept) < len(gone):
-        missing = [str(d.day) for d in gone if d.day not in kept]
-        raise Failure(
-            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} older than the vendor's "
-            f"{RETENTION_DAYS}-day retention and not in the raw archive: the API would answer "
-            "nothing, and an empty day would be stored as if it were real. Start the range later."
-        )
-    to_fetch = partial + to_fetch
-    claim_archive_source(settings.archive_dir, source.label, allow_change=warehouse.allow_source_change())
-    for day in kept:
-        context.log.info("%s is past the vendor's retention: keeping its archived copy", day)
-        context.add_asset_metadata({"kept_from_archive": True}, partition_key=day.isoformat())
-    for bounds in partial:
-        context.log.warning(
-            "%s is cut by the vendor's %d-day retention: its earliest messages are gone, the day is partial",
-            bounds.day,
-            RETENTION_DAYS,
-        )
-        context.add_asset_metadata({"partial_retention": True}, partition_key=bounds.day.isoformat())
-    if not to_fetch:
-        return MaterializeResult(metadata={"window": _window_text(days), "source": source.label})
-
-    fetched_at = datetime.now(UTC)
-    with DigitalEngagementClient(source.settings, logger=context.log) as client, ArchiveWriter(
-        settings, fetched_at
-    ) as archive:
-        # one day's window at a time: a record belongs to the day the API answered it for
-        for number, bounds in enumerate(to_fetch, 1):
-            window = Window(bounds.start_ms, bounds.end_ms)
-            context.log.info("window %d of %d: %s %s", number, len(to_fetch), bounds.day, window)
-            for page in client.provider_pages(window):
-                archive.add(bounds.day, page.body)
-                if client.stats.pages % PROGRESS_EVERY_PAGES == 0:
-                    context.log.info("page %d: %d records so far", client.stats.pages, client.stats.rows)
-            archive.end_day(bounds.day)
-        context.log.info(
-            "fetched %d records in %d pages (%d requests, %d retries); finishing the archive",
-            client.stats.rows,
-            client.stats.pages,
-            client.stats.requests,
-            client.stats.retries,
-        )
-        written = archive.commit(keep_larger=[d.day for d in partial])
-    for day in written:
-        metadata = {"records": day.records, "simulated": source.simulated}
-        if day.kept_archived_copy:
-            context.log.warning(
-                "%s: kept the archived copy of %d records; the retention-cut re-fetch returned only %d",
-                day.day,
-                day.records,
-                day.fetched,
-            )
-            metadata |= {"kept_archived_copy": True, "records_refetched": day.fetched}
-        context.add_asset_metadata(metadata, partition_key=day.day.isoformat())
-    stats = client.stats
+    done = fetch_days(source, settings, days, allow_source_change=warehouse.allow_source_change(), log=context.log)
+    for day, metadata in done.day_metadata(source.simulated).items():
+        context.add_asset_metadata(metadata, partition_key=day.isoformat())
     return MaterializeResult(
         metadata={
-            "window": _window_text(to_fetch),
+            "window": _window_text(days),
             "source": source.label,
             "simulated": source.simulated,
-            "records_fetched": stats.rows,
-            "api_requests": stats.requests,
-            "api_retries": stats.retries,
-            "pages": stats.pages,
-            "pages_with_repaired_utf8": stats.repaired_pages,
+            "records_fetched": done.stats.rows,
+            "api_requests": done.stats.requests,
+            "api_retries": done.stats.retries,
+            "pages": done.stats.pages,
+            "pages_with_repaired_utf8": done.stats.repaired_pages,
             "archive": MetadataValue.path(str(settings.archive_dir)),
         }
     )

@@ -3,67 +3,17 @@ warehouse, or replace the warehouse's rows of it (the `refresh_journey` job)."""
 
 # No `from __future__ import annotations`: Dagster reads the context and config annotations.
 
-import logging
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import date
 
 from dagster import AssetMaterialization, Config, OpExecutionContext, job, op
 
-from de_pipeline.api import ApiSource, DigitalEngagementClient, Window
-from de_pipeline.api.client import Logger
 from de_pipeline.defs.assets import WAREHOUSE_POOL
 from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
 from de_pipeline.env import SettingsError
+from de_pipeline.ingest import fetched_journey, journey_days
 from de_pipeline.warehouse.aggregates import AGGREGATES, JOURNEY_TABLES, refresh_aggregate
-from de_pipeline.warehouse.archive import ArchiveWriter
 from de_pipeline.warehouse.connection import writer
-from de_pipeline.warehouse.days import DayBounds, calendar_days
-from de_pipeline.warehouse.files import owned_scratch_dir, remove_leftovers
 from de_pipeline.warehouse.messages import replace_journey
-from de_pipeline.warehouse.settings import WarehouseSettings
-
-MAX_JOURNEY_DAYS = 31
-
-
-def journey_days(start: date, end: date, timezone: str) -> list[DayBounds]:
-    if end < start:
-        raise SettingsError(f"the window ends ({end}) before it starts ({start})")
-    if (end - start).days >= MAX_JOURNEY_DAYS:
-        raise SettingsError(f"a journey window covers at most {MAX_JOURNEY_DAYS} days ({start} .. {end})")
-    return calendar_days(start, end, timezone)
-
-
-@contextmanager
-def fetched_journey(
-    source: ApiSource,
-    settings: WarehouseSettings,
-    customersessionid: str,
-    days: list[DayBounds],
-    logger: Logger | None = None,
-) -> Iterator[list[str]]:
-    """The endpoint's answer for the journey, archived day by day in a scratch folder that
-    is removed afterwards; yields the archive files. The scratch folder lives in the raw
-    archive folder, named after this process, so a later run removes it if this one is
-    killed (and this one removes those of killed runs)."""
-    remove_leftovers(settings.archive_dir, logger or logging.getLogger(__name__))
-    scratch = owned_scratch_dir(settings.archive_dir, "journey")
-    try:
-        with DigitalEngagementClient(source.settings, logger=logger) as client, ArchiveWriter(
-            replace(settings, archive_dir=scratch), datetime.now(UTC)
-        ) as archive:
-            for bounds in days:
-                for page in client.customer_session_pages(
-                    customersessionid, Window(bounds.start_ms, bounds.end_ms)
-                ):
-                    archive.add(bounds.day, page.body)
-                archive.end_day(bounds.day)
-            archived = archive.commit()
-        yield [str(day.path) for day in archived]
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 class RefreshJourneyConfig(Config):

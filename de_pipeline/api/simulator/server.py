@@ -25,13 +25,13 @@ import orjson
 
 from de_pipeline.api.settings import (
     CUSTOMER_SESSION_PATH,
+    DAY_MS,
     MAX_WINDOW_MS,
     PROVIDER_PATH,
     RETENTION_DAYS,
 )
 from de_pipeline.api.simulator.dataset import SyntheticDataset
 
-DAY_MS = 86_400_000
 # Hostile mode answers requests in this repeating order ("ok" = serve the page).
 HOSTILE_CYCLE = (
     "ok", "429-retry-after", "ok", "ok", "503-html", "ok", "429", "ok",

@@ -11,18 +11,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from dagster import DagsterInstance, ExecuteInProcessResult, Failure, InitLoggerContext, logger
+from dagster import DagsterInstance, ExecuteInProcessResult, InitLoggerContext, logger
 
 from de_pipeline.api import ApiAuthError, ApiBadRequestError, ApiNotFoundError
 from de_pipeline.defs.definitions import defs
 from de_pipeline.defs.partitions import DAILY, MAX_PARTITIONS_PER_RUN
 from de_pipeline.defs.schedules import range_tags
 from de_pipeline.env import SettingsError
+from de_pipeline.ingest import RetentionError
 from de_pipeline.pool_slots import PoolWatch, free_stale_slots, process_tags
 from de_pipeline.warehouse.archive import ArchiveMissingError
 from de_pipeline.warehouse.connection import MemoryBudgetError
 from de_pipeline.warehouse.settings import WarehouseSettings
-from de_pipeline.warehouse.source import SourceMismatchError
+from de_pipeline.warehouse.provenance import SourceMismatchError
 
 # Errors a user fixes by changing a setting, a key or the range: the console shows their
 # one line, not Dagster's stack trace (the run's event log keeps it; DE_DEBUG=1 prints it).
@@ -34,7 +35,7 @@ USER_ERRORS = (
     SourceMismatchError,
     ArchiveMissingError,
     MemoryBudgetError,
-    Failure,  # raised by the assets for a range past the vendor's retention
+    RetentionError,
 )
 
 

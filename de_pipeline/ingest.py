@@ -1,0 +1,177 @@
+"""Fetch and archive: days of the API into the raw archive, one day's window at a time.
+
+Shared by the `raw_messages` asset, the `refresh_journey` job and `de-pipeline session`.
+It knows the API client and the archive writer; it knows nothing of Dagster.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from typing import Any
+
+from de_pipeline.api import DAY_MS, RETENTION_DAYS, ApiSource, ClientStats, DigitalEngagementClient, Page, Window
+from de_pipeline.api.client import Logger
+from de_pipeline.warehouse.archive import ArchivedDay, ArchiveWriter, archived
+from de_pipeline.env import SettingsError
+from de_pipeline.warehouse.days import DayBounds, calendar_days
+from de_pipeline.warehouse.files import owned_scratch_dir, remove_leftovers
+from de_pipeline.warehouse.provenance import claim_archive_source
+from de_pipeline.warehouse.settings import WarehouseSettings
+
+_log = logging.getLogger(__name__)
+PROGRESS_EVERY_PAGES = 100
+MAX_JOURNEY_DAYS = 31
+
+
+class RetentionError(RuntimeError):
+    """Days past the vendor's retention that the raw archive does not hold."""
+
+
+@dataclass(frozen=True)
+class RetentionSplit:
+    """A run's days by the vendor's retention, at one moment."""
+
+    gone: list[DayBounds]  # wholly past it: the API answers nothing
+    partial: list[DayBounds]  # cut by it: the earliest messages are gone
+    served: list[DayBounds]  # wholly inside it
+
+    @classmethod
+    def of(cls, days: list[DayBounds], now_ms: int) -> RetentionSplit:
+        cutoff_ms = now_ms - RETENTION_DAYS * DAY_MS
+        return cls(
+            gone=[d for d in days if d.end_ms <= cutoff_ms],
+            partial=[d for d in days if d.start_ms < cutoff_ms < d.end_ms],
+            served=[d for d in days if d.start_ms >= cutoff_ms],
+        )
+
+
+@dataclass
+class Ingest:
+    """What one fetch did: per day, the archive's record counts and notes; in total, the
+    client's counters."""
+
+    days: list[DayBounds]
+    fetched: list[ArchivedDay] = field(default_factory=list)
+    kept_from_archive: list[date] = field(default_factory=list)
+    partial: list[date] = field(default_factory=list)
+    stats: ClientStats = field(default_factory=ClientStats)
+
+    def day_metadata(self, simulated: bool) -> dict[date, dict[str, Any]]:
+        """Per-partition metadata: records, and what the retention did to the day."""
+        metadata: dict[date, dict[str, Any]] = {day: {"kept_from_archive": True} for day in self.kept_from_archive}
+        for day in self.fetched:
+            metadata[day.day] = {"records": day.records, "simulated": simulated}
+            if day.day in self.partial:
+                metadata[day.day]["partial_retention"] = True
+            if day.kept_archived_copy:
+                metadata[day.day] |= {"kept_archived_copy": True, "records_refetched": day.fetched}
+        return metadata
+
+
+def fetch_days(
+    source: ApiSource,
+    settings: WarehouseSettings,
+    days: list[DayBounds],
+    *,
+    allow_source_change: bool,
+    log: Logger,
+    now: Callable[[], float] = time.time,
+) -> Ingest:
+    """Fetch each day's window into the raw archive. A day past the vendor's retention keeps
+    its archived copy (a RetentionError if there is none); a day the retention cuts keeps
+    the larger of its archived copy and the re-fetch."""
+    if source.simulated:
+        log.info("DE_API_BASE_URL is not set: reading the embedded simulator at %s (simulated data)",
+                 source.settings.base_url)  # fmt: skip
+    remove_leftovers(settings.archive_dir, log)  # what killed runs left
+    split = RetentionSplit.of(days, int(now() * 1000))
+    result = Ingest(days, partial=[d.day for d in split.partial])
+    result.kept_from_archive = archived(settings.archive_dir, [d.day for d in split.gone])
+    missing = [str(d.day) for d in split.gone if d.day not in result.kept_from_archive]
+    if missing:
+        raise RetentionError(
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} older than the vendor's "
+            f"{RETENTION_DAYS}-day retention and not in the raw archive: the API would answer "
+            "nothing, and an empty day would be stored as if it were real. Start the range later."
+        )
+    claim_archive_source(settings.archive_dir, source.label, allow_change=allow_source_change)
+    for day in result.kept_from_archive:
+        log.info("%s is past the vendor's retention: keeping its archived copy", day)
+    for bounds in split.partial:
+        log.warning("%s is cut by the vendor's %d-day retention: its earliest messages are gone, the day is partial",
+                    bounds.day, RETENTION_DAYS)  # fmt: skip
+    to_fetch = split.partial + split.served
+    if not to_fetch:
+        return result
+    with DigitalEngagementClient(source.settings, logger=log) as client:
+        result.stats = client.stats
+        result.fetched = _archive(settings, to_fetch, lambda w: client.provider_pages(w), client.stats, log,
+                                  keep_larger=result.partial)  # fmt: skip
+    for day in result.fetched:
+        if day.kept_archived_copy:
+            log.warning("%s: kept the archived copy of %d records; the retention-cut re-fetch returned only %d",
+                        day.day, day.records, day.fetched)  # fmt: skip
+    return result
+
+
+def journey_days(start: date, end: date, timezone: str) -> list[DayBounds]:
+    """The days (both included) to look for one journey in."""
+    if end < start:
+        raise SettingsError(f"the window ends ({end}) before it starts ({start})")
+    if (end - start).days >= MAX_JOURNEY_DAYS:
+        raise SettingsError(f"a journey window covers at most {MAX_JOURNEY_DAYS} days ({start} .. {end})")
+    return calendar_days(start, end, timezone)
+
+
+@contextmanager
+def fetched_journey(
+    source: ApiSource,
+    settings: WarehouseSettings,
+    customersessionid: str,
+    days: list[DayBounds],
+    log: Logger = _log,
+) -> Iterator[list[str]]:
+    """The customer-session endpoint's answer for one journey, archived day by day in a
+    scratch folder of the raw archive (named after this process, so a later run removes it
+    if this one is killed); yields the archive files, and removes the folder afterwards."""
+    remove_leftovers(settings.archive_dir, log)
+    scratch = owned_scratch_dir(settings.archive_dir, "journey")
+    try:
+        with DigitalEngagementClient(source.settings, logger=log) as client:
+            pages = lambda window: client.customer_session_pages(customersessionid, window)  # noqa: E731
+            archived_days = _archive(replace(settings, archive_dir=scratch), days, pages, client.stats, log)
+        yield [str(day.path) for day in archived_days]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _archive(
+    settings: WarehouseSettings,
+    days: list[DayBounds],
+    pages_of: Callable[[Window], Iterable[Page]],
+    stats: ClientStats,
+    log: Logger,
+    *,
+    keep_larger: Iterable[date] = (),
+) -> list[ArchivedDay]:
+    """One day's window at a time into the archive: a record belongs to the day the API
+    answered it for. Nothing replaces an archived day until every day is fetched."""
+    with ArchiveWriter(settings, datetime.now(UTC)) as archive:
+        for number, bounds in enumerate(days, 1):
+            window = Window(bounds.start_ms, bounds.end_ms)
+            log.info("window %d of %d: %s %s", number, len(days), bounds.day, window)
+            for page in pages_of(window):
+                archive.add(bounds.day, page.body)
+                if stats.pages % PROGRESS_EVERY_PAGES == 0:
+                    log.info("page %d: %d records so far", stats.pages, stats.rows)
+            archive.end_day(bounds.day)
+        log.info("fetched %d records in %d pages (%d requests, %d retries); finishing the archive",
+                 stats.rows, stats.pages, stats.requests, stats.retries)  # fmt: skip
+        return archive.commit(keep_larger=list(keep_larger))
+
