@@ -178,7 +178,7 @@ def session_command(args: argparse.Namespace) -> int:
     end = args.end or date.today()
     days = journey_days(args.start or end - timedelta(days=6), end, settings.timezone)
     csid = args.customersessionid
-    with fetched_journey(resolve_source(), settings, csid, days) as files:
+    with fetched_journey(resolve_source(timezone=settings.timezone), settings, csid, days) as files:
         found = compare_journey(settings, csid, files, days)
     print(transcript_text(csid, days[0].day, days[-1].day, found.transcript, settings.timezone))
     if found.warehouse_messages is None:
@@ -243,8 +243,9 @@ def _short(text: object, width: int = 80) -> str:
 
 def simulate_command(args: argparse.Namespace) -> int:
     from de_pipeline.api.simulator import Simulator, simulator_config_from_env
+    from de_pipeline.warehouse.settings import timezone_from_env
 
-    config = simulator_config_from_env()
+    config = simulator_config_from_env(timezone=timezone_from_env())
     simulator = Simulator(config)
     base_url = simulator.start(port=args.port)
     print(f"simulator serving on {base_url} ({config.messages_per_day} messages/day, seed {config.seed},"

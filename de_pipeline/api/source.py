@@ -21,12 +21,13 @@ class ApiSource:
     simulated: bool
 
 
-def resolve_source(environ: Mapping[str, str] | None = None) -> ApiSource:
-    """The real API when DE_API_BASE_URL is set; otherwise the embedded simulator, started now."""
+def resolve_source(environ: Mapping[str, str] | None = None, *, timezone: str = "UTC") -> ApiSource:
+    """The real API when DE_API_BASE_URL is set; otherwise the embedded simulator, started now,
+    whose local days are those of `timezone` (the warehouse's DE_TIMEZONE)."""
     settings = ApiSettings.from_env(environ)
     if settings is not None:
         return ApiSource(settings, settings.source, simulated=False)
-    config = simulator_config_from_env(environ)
+    config = simulator_config_from_env(environ, timezone=timezone)
     simulator = embedded_simulator(config)
     settings = ApiSettings(
         base_url=simulator.base_url,

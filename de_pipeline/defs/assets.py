@@ -54,7 +54,7 @@ def raw_messages(
     settings = warehouse.settings()
     source = api.source()
     days = day_bounds(DAILY, context.partition_key_range)
-    done = fetch_days(source, settings, days, allow_source_change=warehouse.allow_source_change(), log=context.log)
+    done = fetch_days(source, settings, days, allow_source_change=settings.allow_source_change, log=context.log)
     for day, metadata in done.day_metadata(source.simulated).items():
         context.add_asset_metadata(metadata, partition_key=day.isoformat())
     return MaterializeResult(
@@ -113,7 +113,7 @@ def messages(context: AssetExecutionContext, warehouse: Warehouse) -> Materializ
             claim_warehouse_source(
                 connection,
                 source,
-                allow_change=warehouse.allow_source_change(),
+                allow_change=settings.allow_source_change,
                 where=str(settings.duckdb_path),
             )
         load = load_messages(connection, days, settings)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,20 +12,39 @@ from dagster import BackfillPolicy, DailyPartitionsDefinition, PartitionKeyRange
 from de_pipeline.api.settings import RETENTION_DAYS
 from de_pipeline.env import Env, SettingsError
 from de_pipeline.warehouse.days import DayBounds, calendar_days
+from de_pipeline.warehouse.settings import timezone_from_env
 
 MAX_PARTITIONS_PER_RUN = 7  # one run is one legal API window
 
 
+@dataclass(frozen=True)
+class CalendarSettings:
+    """The partitions' calendar: DE_TIMEZONE (read by the warehouse settings, which own it),
+    DE_START_DATE and DE_LOOKBACK_DAYS."""
+
+    timezone: str
+    start: date  # the first partition
+    lookback_days: int  # days before yesterday that each daily run re-fetches
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CalendarSettings:
+        env = Env(environ)
+        timezone = timezone_from_env(environ)
+        today = datetime.now(ZoneInfo(timezone)).date()
+        # default: as far back as the vendor's retention reaches
+        start = env.day("DE_START_DATE") or today - timedelta(days=RETENTION_DAYS - 1)
+        if start >= today:
+            raise SettingsError(f"DE_START_DATE={start} must be before today ({today} in {timezone})")
+        lookback = env.integer("DE_LOOKBACK_DAYS", 2, minimum=0, maximum=MAX_PARTITIONS_PER_RUN - 1)
+        return cls(timezone, start, lookback)
+
+
 def daily_partitions(environ: Mapping[str, str] | None = None) -> DailyPartitionsDefinition:
-    """Days from DE_START_DATE (default: as far back as the vendor's retention reaches) to
-    yesterday, in DE_TIMEZONE."""
-    env = Env(environ)
-    timezone = env.timezone("DE_TIMEZONE")
-    today = datetime.now(ZoneInfo(timezone)).date()
-    start = env.day("DE_START_DATE") or today - timedelta(days=RETENTION_DAYS - 1)
-    if start >= today:
-        raise SettingsError(f"DE_START_DATE={start} must be before today ({today} in {timezone})")
-    return DailyPartitionsDefinition(start_date=start.isoformat(), timezone=timezone, end_offset=0)
+    """Days from DE_START_DATE to yesterday, in DE_TIMEZONE."""
+    calendar = CalendarSettings.from_env(environ)
+    return DailyPartitionsDefinition(
+        start_date=calendar.start.isoformat(), timezone=calendar.timezone, end_offset=0
+    )
 
 
 DAILY = daily_partitions()

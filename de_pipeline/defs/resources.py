@@ -9,15 +9,14 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 
 from de_pipeline.api import ApiSource, resolve_source
-from de_pipeline.env import Env
-from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.settings import WarehouseSettings, timezone_from_env
 
 
 class DigitalEngagementApi(ConfigurableResource):
     """The vendor's API when DE_API_BASE_URL is set, otherwise the embedded simulator."""
 
     def source(self) -> ApiSource:
-        return resolve_source()
+        return resolve_source(timezone=timezone_from_env())
 
 
 class Warehouse(ConfigurableResource):
@@ -25,6 +24,3 @@ class Warehouse(ConfigurableResource):
 
     def settings(self) -> WarehouseSettings:
         return WarehouseSettings.from_env()
-
-    def allow_source_change(self) -> bool:
-        return Env().flag("DE_ALLOW_SOURCE_CHANGE")

@@ -7,16 +7,10 @@ from datetime import timedelta
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
 from de_pipeline.defs.jobs import all_assets_job
-from de_pipeline.defs.partitions import DAILY, MAX_PARTITIONS_PER_RUN
-from de_pipeline.env import Env
+from de_pipeline.defs.partitions import DAILY, CalendarSettings
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
-
-
-def lookback_days() -> int:
-    """DE_LOOKBACK_DAYS (default 2): days before yesterday that each daily run re-fetches."""
-    return Env().integer("DE_LOOKBACK_DAYS", 2, minimum=0, maximum=MAX_PARTITIONS_PER_RUN - 1)
 
 
 def range_tags(first_key: str, last_key: str) -> dict[str, str]:
@@ -32,6 +26,6 @@ def range_tags(first_key: str, last_key: str) -> dict[str, str]:
 )
 def daily_refresh(context: ScheduleEvaluationContext) -> RunRequest:
     yesterday = (context.scheduled_execution_time - timedelta(days=1)).date()
-    first = max(yesterday - timedelta(days=lookback_days()), DAILY.start.date())
+    first = max(yesterday - timedelta(days=CalendarSettings.from_env().lookback_days), DAILY.start.date())
     first_key, last_key = first.isoformat(), yesterday.isoformat()
     return RunRequest(run_key=f"{first_key}..{last_key}", tags=range_tags(first_key, last_key))

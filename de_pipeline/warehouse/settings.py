@@ -23,6 +23,12 @@ DEFAULT_PLACEHOLDER_PATTERN = r"\[LABEL\]|<LABEL>|\{LABEL\}|#LABEL#|\*{4}LABEL\*
 DEFAULT_MEMORY_LIMIT = "128MB"
 
 
+def timezone_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """DE_TIMEZONE: the zone whose calendar days are the partitions, the warehouse's `day`
+    and the simulator's local days (default UTC)."""
+    return Env(environ).timezone("DE_TIMEZONE")
+
+
 @dataclass(frozen=True)
 class WarehouseSettings:
     duckdb_path: Path
@@ -34,6 +40,7 @@ class WarehouseSettings:
     memory_limit: str = DEFAULT_MEMORY_LIMIT
     lock_timeout_seconds: float = 120.0
     unparsed_sessionid_threshold: float = 0.01
+    allow_source_change: bool = False  # write another source's data into this warehouse
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WarehouseSettings:
@@ -61,7 +68,7 @@ class WarehouseSettings:
         settings = cls(
             duckdb_path=duckdb_path,
             archive_dir=archive_dir,
-            timezone=env.timezone("DE_TIMEZONE"),
+            timezone=timezone_from_env(environ),
             low_confidence=env.number("DE_LOW_CONFIDENCE", 0.5, minimum=0.0, maximum=1.0),
             placeholder_pattern=pattern,
             custom_labels=custom_labels,
@@ -70,6 +77,7 @@ class WarehouseSettings:
             unparsed_sessionid_threshold=env.number(
                 "DE_UNPARSED_SESSIONID_THRESHOLD", 0.01, minimum=0.0, maximum=1.0
             ),
+            allow_source_change=env.flag("DE_ALLOW_SOURCE_CHANGE"),
         )
         # checked by the engine that runs it: RE2 refuses what Python's `re` accepts (look-behind)
         complaint = _re2_complaint(settings.placeholder_regex)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from de_pipeline.api.settings import CUSTOMER_SESSION_PATH, PROVIDER_PATH
+from de_pipeline.api.settings import transport_overrides
 from de_pipeline.api.simulator.dataset import SyntheticDataset
 from de_pipeline.api.simulator.server import (
     RequestRecord,
@@ -29,18 +29,23 @@ _embedded: dict[SimulatorConfig, Simulator] = {}
 _embedded_lock = threading.Lock()
 
 
-def simulator_config_from_env(environ: Mapping[str, str] | None = None) -> SimulatorConfig:
-    """The simulator's data (DE_SIM_*) and the transport settings the client will use."""
+def simulator_config_from_env(
+    environ: Mapping[str, str] | None = None, *, timezone: str = "UTC"
+) -> SimulatorConfig:
+    """The simulator's data (DE_SIM_*), speaking the same dialect as the client will: the
+    epoch unit and paths come from the client's settings (read and checked there), and the
+    local days from the warehouse's time zone, which the caller passes."""
     env = Env(environ)
+    transport = transport_overrides(env)
     return SimulatorConfig(
         seed=env.integer("DE_SIM_SEED", 7),
         messages_per_day=env.integer("DE_SIM_MESSAGES_PER_DAY", 2000, minimum=0),
         hostile=env.flag("DE_SIM_HOSTILE"),
         max_page_size=env.integer("DE_SIM_PAGE_CAP", 500, minimum=1),
-        timezone=env.timezone("DE_TIMEZONE"),
-        epoch_unit=env.choice("DE_EPOCH_UNIT", "s", ("s", "ms")),
-        provider_path=env.text("DE_PROVIDER_PATH", PROVIDER_PATH),
-        customer_session_path=env.text("DE_CUSTOMER_SESSION_PATH", CUSTOMER_SESSION_PATH),
+        timezone=timezone,
+        epoch_unit=transport["epoch_unit"],
+        provider_path=transport["provider_path"],
+        customer_session_path=transport["customer_session_path"],
     )
 
 

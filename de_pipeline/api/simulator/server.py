@@ -1,4 +1,4 @@
-"""An HTTP server on 127.0.0.1 that speaks API_CONTRACT.md, awkward parts included.
+"""An HTTP server on 127.0.0.1 that speaks the API as docs/api.md describes it, awkward parts included.
 
 - 401/403 for a bad key or provider, 400 for a bad parameter or a window over 7 days,
   404 for an unknown path;

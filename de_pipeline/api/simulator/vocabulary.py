@@ -1,7 +1,7 @@
 """The words of the synthetic contact centre: intents, phrases, channels, people.
 
 Tokens such as `%DATE%` mark redacted entities; the generator wraps each one in one of the
-placeholder styles of API_CONTRACT.md.
+placeholder styles of docs/api.md.
 """
 
 from __future__ import annotations
