@@ -7,7 +7,7 @@ from datetime import date
 
 import duckdb
 
-from de_pipeline.warehouse.archive import archive_files
+from de_pipeline.warehouse.archive import archive_day, archive_files
 from de_pipeline.warehouse.connection import transaction
 from de_pipeline.warehouse.days import DayBounds, day_bounds_table
 from de_pipeline.warehouse.schema import run_sql
@@ -42,15 +42,38 @@ class MessagesLoad:
         return sum(getattr(day, field) for day in self.days)
 
 
+class ArchiveParseError(RuntimeError):
+    """The records parsed from archive files are not all the records the files hold."""
+
+
 def parse_records(
     connection: duckdb.DuckDBPyConnection,
     files: list[str],
     days: list[DayBounds],
     settings: WarehouseSettings,
 ) -> None:
-    """Parse archive files of `days` into the temp table `parsed` (see parse_records.sql)."""
+    """Parse archive files of `days` into the temp table `parsed` (see parse_records.sql).
+    Every record of the files is parsed, or this raises: a day whose archive file holds
+    records never comes out empty."""
     day_bounds_table(connection, days)
+    # each file's day, from its own folder (not hive partitioning: see parse_records.sql)
+    connection.execute(
+        "CREATE OR REPLACE TEMP TABLE archived_files AS "
+        "SELECT unnest($files::VARCHAR[]) AS file, unnest($days::DATE[]) AS day",
+        {"files": files, "days": [archive_day(file) for file in files]},
+    )
     run_sql(connection, "parse_records", {"files": files, "timezone": settings.timezone})
+    parsed, held = connection.execute(
+        "SELECT (SELECT count(*) FROM parsed), "
+        "(SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata($files::VARCHAR[]))",
+        {"files": files},
+    ).fetchone()
+    if parsed != held:
+        raise ArchiveParseError(
+            f"parsed {parsed:,} of the {held:,} records in the raw archive files {', '.join(files)} "
+            f"for {days[0].day} .. {days[-1].day}: a file outside the days of the run, or not where "
+            "the archive puts it? Nothing was stored"
+        )
 
 
 def load_messages(
