@@ -1,7 +1,32 @@
--- conversation_segments for the journeys with a message in $first_day..$last_day.
--- Needs journey_messages (journey_candidates.sql). Built in steps that DuckDB can spill:
--- as one query, a week of 355k messages a day ran out of the 128MB budget. The per-segment
--- aggregate runs on one thread, which halves the hash-table partitions held at once.
+-- conversation_segments for one daily step of a run (aggregates.day_steps): the days
+-- $first_day..$last_day, and the journeys of journey_candidates (journey_candidates.sql)
+-- whose `touched` day is in $touched_from..$last_day. $touched_from is the day before the
+-- run for its first step, the step's own day after that, so that the steps share out the
+-- run's journeys: a run holds one day's journeys at a time (a week at once ran out of the
+-- 128MB budget at 300k messages a day). Built in statements that DuckDB can spill; the
+-- per-segment aggregate runs on one thread, which halves the hash-table partitions held.
+
+-- the days holding the step's journeys' messages, as constants the scan below can skip by
+SET VARIABLE journey_days = (
+    SELECT [min(first_seen), max(last_seen)] FROM journey_candidates
+    WHERE touched BETWEEN $touched_from AND $last_day
+);
+
+CREATE OR REPLACE TEMP TABLE journey_messages AS
+SELECT
+    day, customersessionid, sessionid, conversation_id, segment_id, ts,
+    -- message order inside a journey: by ts, and a tie on the millisecond broken by the
+    -- message, so that "the first message's chattype" never depends on row order
+    ts_ms::HUGEINT * 18446744073709551616 + hash(message_key) AS message_order,
+    sendertype, sendername, chattype, workflow, topic, sentiment, sessionchannel
+FROM messages
+WHERE day BETWEEN getvariable('journey_days')[1] AND getvariable('journey_days')[2]
+  AND sessionid IS NOT NULL
+  AND customersessionid IN (
+      SELECT customersessionid FROM journey_candidates
+      WHERE touched BETWEEN $touched_from AND $last_day
+  );
+
 SET threads = 1;
 
 CREATE OR REPLACE TEMP TABLE segment_stats AS

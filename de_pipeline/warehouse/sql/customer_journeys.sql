@@ -1,13 +1,15 @@
--- customer_journeys from conversation_segments. conversation_segments.sql rebuilt the
--- journeys with a message in $first_day - 1 .. $last_day; they started between
--- $first_day - 2 and $last_day (journeys last less than a day), so every journey that
--- started in those days is rebuilt here, from its segments.
+-- customer_journeys from conversation_segments. A run's conversation_segments rebuilt the
+-- journeys with a message in the day before the run or in its days; they started from two
+-- days before the run (journeys last less than a day), so every journey that started from
+-- then on is rebuilt here, from its segments. Day by day (aggregates.day_steps): a step
+-- rebuilds the journeys that started from $started_from to $last_day, where $started_from is
+-- two days before the run for its first step and the step's own day after that.
 CREATE OR REPLACE TEMP TABLE rebuilt_journeys AS
 SELECT DISTINCT customersessionid FROM conversation_segments
-WHERE day BETWEEN CAST($first_day AS DATE) - 2 AND $last_day;
+WHERE day BETWEEN $started_from AND $last_day;
 
 DELETE FROM customer_journeys
-WHERE day BETWEEN CAST($first_day AS DATE) - 2 AND $last_day
+WHERE day BETWEEN $started_from AND $last_day
    OR customersessionid IN (SELECT customersessionid FROM rebuilt_journeys);
 
 -- One thread: on two, this insert ran out of the 128MB budget with a week of 355k
@@ -24,7 +26,7 @@ WITH segments AS (
 ),
 loaded_days AS (
     SELECT DISTINCT day FROM messages
-    WHERE day BETWEEN CAST($first_day AS DATE) - 1 AND CAST($last_day AS DATE) + 1
+    WHERE day BETWEEN CAST($started_from AS DATE) + 1 AND CAST($last_day AS DATE) + 1
 )
 SELECT
     any_value(day) AS day,
