@@ -9,14 +9,19 @@ from typing import Any
 import duckdb
 
 from de_pipeline.warehouse.connection import transaction
+from de_pipeline.warehouse.days import in_steps
 from de_pipeline.warehouse.schema import run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
 
 AGGREGATES = ("sentiment_trends", "intent_confidence", "redaction_entity_counts")
 # Keyed by the day a journey started; a run also completes journeys that cross into its days.
 JOURNEY_TABLES = ("conversation_segments", "customer_journeys")
-# SQL that a table's own file needs first, once per run (temp tables), by table.
-PRELUDES = {"conversation_segments": "journey_candidates"}
+# SQL run once per run before a journey table's daily steps: the journeys the run
+# rebuilds, and the removal of their old rows.
+PRELUDES = {"conversation_segments": "journey_candidates", "customer_journeys": "rebuilt_journeys"}
+# How many days before the run the journeys that a journey table rebuilds reach: those with
+# a message in the day before the run, and those that started two days before it.
+JOURNEYS_REACH_BACK = {"conversation_segments": 1, "customer_journeys": 2}
 
 
 def refresh_aggregate(
@@ -28,9 +33,9 @@ def refresh_aggregate(
 ) -> int:
     """Recompute `table` for the days from `messages` in one transaction; returns its rows.
 
-    Inside it, the table's SQL runs once per day (`day_steps`), so DuckDB holds about one
-    day's messages at a time, whatever the length of the run, and the rows are the same as
-    from one step over the whole run.
+    Inside it, the table's SQL runs once per step of the run (`day_steps`: one day), so
+    DuckDB holds about one day's messages at a time, whatever the length of the run, and
+    the rows are the same as from one step over the whole run.
     """
     params = {
         "first_day": first_day,
@@ -51,20 +56,17 @@ def refresh_aggregate(
 
 
 def day_steps(table: str, first_day: date, last_day: date) -> Iterator[dict[str, Any]]:
-    """The parameters of each daily step of a run over first_day..last_day.
+    """The parameters of each step of a run over first_day..last_day (days.in_steps).
 
-    A daily aggregate's day depends on that day's messages only. The journey tables also
-    rebuild journeys just before the run (journey_candidates.sql, customer_journeys.sql):
-    the first step takes those too, each later step the journeys of its own day. So every
-    journey is rebuilt once, from the same messages or segments as by one step over the
-    whole run.
+    A daily aggregate's step replaces its days (first_day..last_day). A journey table's
+    run replaces the rows of the run's journeys first (PRELUDES), then each step builds
+    the journeys of step_from..step_to (the day they were touched or started), the first
+    step also those just before the run. So every journey is built once, from the same
+    messages or segments as by one step over the whole run.
     """
-    day = first_day
-    while day <= last_day:
-        step: dict[str, Any] = {"first_day": day, "last_day": day}
-        if table == "conversation_segments":  # journeys first seen in the run from this day
-            step["touched_from"] = first_day - timedelta(days=1) if day == first_day else day
-        if table == "customer_journeys":  # journeys that started from this day
-            step["started_from"] = first_day - timedelta(days=2) if day == first_day else day
-        yield step
-        day += timedelta(days=1)
+    for first, last in in_steps(first_day, last_day):
+        if table in JOURNEYS_REACH_BACK:
+            reach = JOURNEYS_REACH_BACK[table] if first == first_day else 0
+            yield {"step_from": first - timedelta(days=reach), "step_to": last}
+        else:
+            yield {"first_day": first, "last_day": last}

@@ -9,7 +9,7 @@ import duckdb
 
 from de_pipeline.warehouse.archive import archive_day, archive_files
 from de_pipeline.warehouse.connection import transaction
-from de_pipeline.warehouse.days import DayBounds, day_bounds_table
+from de_pipeline.warehouse.days import DayBounds, day_bounds_table, in_steps
 from de_pipeline.warehouse.schema import run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
 
@@ -81,13 +81,14 @@ def load_messages(
 ) -> MessagesLoad:
     """Replace the days' rows in one transaction: all of the new rows, or none of them.
 
-    Inside it, the days are parsed and stored one at a time, so DuckDB holds one day's
-    records, whatever the length of the run: parsing and deduplicating a week at once ran
-    out of the 128MB budget at 300,000 messages a day. The result is the same as for the
-    whole range at once: a message belongs to its archive day (parse_records.sql), and
+    Inside it, the days are parsed and stored a step at a time (days.in_steps: one day), so
+    DuckDB holds one day's records, whatever the length of the run: parsing and
+    deduplicating a week at once ran out of the 128MB budget at 300,000 messages a day. The
+    rows are the same: a message belongs to its archive day (parse_records.sql), and
     message_key includes its ts, so no key spans two days.
     """
-    files = archive_files(settings.archive_dir, [bounds.day for bounds in days])
+    dates = [bounds.day for bounds in days]
+    files = dict(zip(dates, archive_files(settings.archive_dir, dates), strict=True))
     span = {"first_day": days[0].day, "last_day": days[-1].day}
     per_day = []
     with transaction(connection):
@@ -95,12 +96,13 @@ def load_messages(
         connection.execute(
             "DELETE FROM rejected_messages WHERE archive_day BETWEEN $first_day AND $last_day", span
         )
-        for bounds, file in zip(days, files, strict=True):
-            parse_records(connection, [file], [bounds], settings)
+        for first, last in in_steps(span["first_day"], span["last_day"]):
+            step = [bounds for bounds in days if first <= bounds.day <= last]
+            parse_records(connection, [files[bounds.day] for bounds in step], step, settings)
             run_sql(connection, "messages")
             run_sql(connection, "rejected_messages")
-            one_day = {"first_day": bounds.day, "last_day": bounds.day}
-            per_day.extend(MessagesDay(*row) for row in connection.execute(DAY_COUNTS, one_day).fetchall())
+            step_span = {"first_day": first, "last_day": last}
+            per_day.extend(MessagesDay(*row) for row in connection.execute(DAY_COUNTS, step_span).fetchall())
             connection.execute("DROP TABLE parsed")
         reasons = dict(
             connection.execute(

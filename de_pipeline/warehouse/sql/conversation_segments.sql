@@ -1,15 +1,15 @@
--- conversation_segments for one daily step of a run (aggregates.day_steps): the days
--- $first_day..$last_day, and the journeys of journey_candidates (journey_candidates.sql)
--- whose `touched` day is in $touched_from..$last_day. $touched_from is the day before the
--- run for its first step, the step's own day after that, so that the steps share out the
--- run's journeys: a run holds one day's journeys at a time (a week at once ran out of the
--- 128MB budget at 300k messages a day). Built in statements that DuckDB can spill; the
--- per-segment aggregate runs on one thread, which halves the hash-table partitions held.
+-- conversation_segments, one daily step of a run (aggregates.day_steps): the journeys of
+-- journey_candidates.sql whose `touched` day is in $step_from..$step_to, from their
+-- messages. Steps share out the run's journeys, so each is built once, from the messages a
+-- single step over the whole run would read, while DuckDB holds one day's journeys (a week
+-- at once ran out of the 128MB budget at 300k messages a day). journey_candidates.sql
+-- removed the rows they replace. Built in statements that DuckDB can spill; the per-segment
+-- aggregate runs on one thread, which halves the hash-table partitions held at once.
 
 -- the days holding the step's journeys' messages, as constants the scan below can skip by
 SET VARIABLE journey_days = (
     SELECT [min(first_seen), max(last_seen)] FROM journey_candidates
-    WHERE touched BETWEEN $touched_from AND $last_day
+    WHERE touched BETWEEN $step_from AND $step_to
 );
 
 CREATE OR REPLACE TEMP TABLE journey_messages AS
@@ -24,7 +24,7 @@ WHERE day BETWEEN getvariable('journey_days')[1] AND getvariable('journey_days')
   AND sessionid IS NOT NULL
   AND customersessionid IN (
       SELECT customersessionid FROM journey_candidates
-      WHERE touched BETWEEN $touched_from AND $last_day
+      WHERE touched BETWEEN $step_from AND $step_to
   );
 
 SET threads = 1;
@@ -62,10 +62,6 @@ FROM (
     FROM journey_messages WHERE topic IS NOT NULL GROUP BY ALL
 )
 QUALIFY row_number() OVER (PARTITION BY customersessionid, sessionid ORDER BY n DESC, topic) = 1;
-
-DELETE FROM conversation_segments
-WHERE day BETWEEN $first_day AND $last_day
-   OR customersessionid IN (SELECT customersessionid FROM journey_messages);
 
 INSERT INTO conversation_segments
 SELECT

@@ -1,16 +1,7 @@
--- customer_journeys from conversation_segments. A run's conversation_segments rebuilt the
--- journeys with a message in the day before the run or in its days; they started from two
--- days before the run (journeys last less than a day), so every journey that started from
--- then on is rebuilt here, from its segments. Day by day (aggregates.day_steps): a step
--- rebuilds the journeys that started from $started_from to $last_day, where $started_from is
--- two days before the run for its first step and the step's own day after that.
-CREATE OR REPLACE TEMP TABLE rebuilt_journeys AS
-SELECT DISTINCT customersessionid FROM conversation_segments
-WHERE day BETWEEN $started_from AND $last_day;
-
-DELETE FROM customer_journeys
-WHERE day BETWEEN $started_from AND $last_day
-   OR customersessionid IN (SELECT customersessionid FROM rebuilt_journeys);
+-- customer_journeys, one daily step of a run (aggregates.day_steps): the journeys of
+-- rebuilt_journeys.sql that started in $step_from..$step_to, from their segments. Steps
+-- share out the run's journeys, so each is built once, as by one step over the whole run;
+-- rebuilt_journeys.sql removed the rows they replace.
 
 -- One thread: on two, this insert ran out of the 128MB budget with a week of 355k
 -- messages a day (each thread holds its own partitions of the grouping).
@@ -22,11 +13,13 @@ WITH segments AS (
         *,
         lag(kind) OVER (PARTITION BY customersessionid ORDER BY position) AS previous_kind
     FROM conversation_segments
-    WHERE customersessionid IN (SELECT customersessionid FROM rebuilt_journeys)
+    WHERE customersessionid IN (
+        SELECT customersessionid FROM rebuilt_journeys WHERE day BETWEEN $step_from AND $step_to
+    )
 ),
 loaded_days AS (
     SELECT DISTINCT day FROM messages
-    WHERE day BETWEEN CAST($started_from AS DATE) + 1 AND CAST($last_day AS DATE) + 1
+    WHERE day BETWEEN CAST($first_day AS DATE) - 1 AND CAST($last_day AS DATE) + 1
 )
 SELECT
     any_value(day) AS day,
