@@ -13,7 +13,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from de_pipeline.defs.runs import run_range
+from de_pipeline.defs.runs import RunFailedError, run_range
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.days import calendar_days
 from de_pipeline.warehouse.messages import ArchiveParseError, parse_records
@@ -158,6 +158,23 @@ def test_parsing_fewer_records_than_an_archive_file_holds_is_an_error(hostile):
         before = day - timedelta(days=1)
         with pytest.raises(ArchiveParseError, match=r"parsed 0 of the [\d,]+ records in the raw archive"):
             parse_records(connection, [file], calendar_days(before, before, "UTC"), settings)
+
+
+def test_a_run_that_fails_on_its_last_day_keeps_every_day(hostile):
+    first, last = recent_days(3)
+    run_range(first, last)
+    settings = WarehouseSettings.from_env()
+    with duckdb.connect(str(settings.duckdb_path)) as connection:  # a day that a rebuild would restore
+        connection.execute("DELETE FROM messages WHERE day = $first", {"first": first})
+    before = {name: dump(name) for name in TABLES}
+    archive_file(settings.archive_dir, last).write_bytes(b"not parquet: a truncated copy")
+
+    with pytest.raises(RunFailedError, match="messages"):
+        run_range(first, last, job_name="rebuild_from_archive")
+
+    # the days are stored one at a time, in one transaction: the first two were not kept
+    assert {name: dump(name) for name in TABLES} == before
+    assert first not in set(table("messages").day.dt.date)
 
 
 def test_definitions_load_with_placeholder_environment(tmp_path):
