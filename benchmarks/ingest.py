@@ -5,10 +5,10 @@
     python benchmarks/ingest.py --days 2 --per-day 2000 --repeat 1   # a quick smoke run
 
 Flags: --days, --per-day, --repeat (default 3), --skip-dlt, --memory-sweep (with
---sweep-volumes), --long-texts/--no-long-texts (texts of up to a few hundred characters, as
-in a real export, instead of the simulator's short ones; default on for the sweep only),
---incremental/--no-incremental (with --incremental-per-day, --incremental-runs), --workdir,
---keep. BENCH_PROFILE=FILE writes a cProfile of each de-pipeline child to FILE.
+--sweep-volumes, --memory-limit), --long-texts/--no-long-texts (texts of up to a few
+hundred characters, as in a real export, instead of the simulator's short ones; default on
+for the sweep only), --incremental/--no-incremental (with --incremental-per-day,
+--incremental-runs), --workdir, --keep. BENCH_PROFILE=FILE writes a cProfile of each de-pipeline child to FILE.
 
 One simulator of the API runs in its own child process, serves pages of at most 1000 rows
 (SimulatorConfig max_page_size=1000) and is shared by every contender; every day it serves
@@ -278,6 +278,7 @@ class Spec:
     last: str
     workdir: str
     page_size: int = PAGE_SIZE
+    memory_limit: str | None = None  # DE_DUCKDB_MEMORY_LIMIT; None: the pipeline's default
 
     def days(self) -> list[date]:
         first, last = date.fromisoformat(self.first), date.fromisoformat(self.last)
@@ -324,6 +325,8 @@ def child_environment(spec: Spec) -> dict[str, str]:
             "DLT_DATA_DIR": str(workdir / "dlt-data"),
         }
     )
+    if spec.memory_limit:
+        env["DE_DUCKDB_MEMORY_LIMIT"] = spec.memory_limit
     return env
 
 
@@ -624,8 +627,10 @@ def scratch(base: str | None, keep: bool) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def run_contender(name: str, endpoint: Endpoint, days: list[date], workdir: Path, keep: bool) -> RunResult:
-    spec = Spec(endpoint, days[0].isoformat(), days[-1].isoformat(), str(workdir))
+def run_contender(
+    name: str, endpoint: Endpoint, days: list[date], workdir: Path, keep: bool, memory_limit: str | None = None
+) -> RunResult:
+    spec = Spec(endpoint, days[0].isoformat(), days[-1].isoformat(), str(workdir), memory_limit=memory_limit)
     try:
         return run_child(f"_{name}", spec)
     finally:
@@ -715,9 +720,9 @@ def print_comparison(runs: dict[str, list[RunResult]], serving: Serving) -> None
               f"read_json store {median([r.details['store_s'] for r in limit]):.2f}s (medians)")  # fmt: skip
 
 
-def print_split(results: list[RunResult]) -> None:
+def print_split(results: list[RunResult], what: str = "") -> None:
     wall = median([r.wall_s for r in results])
-    print(f"\nwhere de-pipeline's time goes (median seconds of {len(results)} runs; wall {wall:.2f}s)")
+    print(f"\nwhere de-pipeline's time goes{what} (median seconds of {len(results)} runs; wall {wall:.2f}s)")
     for part in results[0].details["split"]:
         seconds = median([r.details["split"][part] for r in results])
         print(f"  {part:<22} {seconds:8.2f}s {100 * seconds / wall:5.1f}%")
@@ -725,14 +730,17 @@ def print_split(results: list[RunResult]) -> None:
 
 def memory_sweep(args: argparse.Namespace, days: list[date], workdir: Path) -> None:
     volumes = [int(v) for v in args.sweep_volumes.split(",")]
-    print(f"\nmemory sweep: de-pipeline only, {len(days)} days, peak RSS median of {args.repeat} runs")
+    budget = args.memory_limit or "the default"
+    print(f"\nmemory sweep: de-pipeline only, {len(days)} days, DE_DUCKDB_MEMORY_LIMIT {budget}, "
+          f"peak RSS median of {args.repeat} runs")  # fmt: skip
     print(f"{'per_day':>8} {'messages':>10} {'wall_s':>8} {'msg/s':>10} {'peak_rss_MiB':>12}")
     peaks: list[float] = []
     for volume in volumes:
         with SimulatorProcess(volume, long_texts=args.long_texts) as endpoint:
             warm_simulator(endpoint, days)
             results = [
-                run_contender("de-pipeline", endpoint, days, workdir / f"sweep-{volume}-r{n + 1}", args.keep)
+                run_contender("de-pipeline", endpoint, days, workdir / f"sweep-{volume}-r{n + 1}",
+                              args.keep, args.memory_limit)  # fmt: skip
                 for n in range(args.repeat)
             ]
         peaks.append(median([r.peak_rss_mib for r in results]))
@@ -743,6 +751,7 @@ def memory_sweep(args: argparse.Namespace, days: list[date], workdir: Path) -> N
           f"target <= {TARGET_SWEEP_GROWTH}: {mark(growth <= TARGET_SWEEP_GROWTH)}")
     print(f"  largest peak {max(peaks):.0f} MiB   target <= {TARGET_PEAK_MIB:.0f}: "
           f"{mark(max(peaks) <= TARGET_PEAK_MIB)}")
+    print_split(results, f" at {volumes[-1]:,} a day")
 
 
 def incremental(args: argparse.Namespace, workdir: Path) -> None:
@@ -796,6 +805,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="the simulator writes texts of up to a few hundred characters, like a "
                         "real export (default: on with --memory-sweep, off otherwise, so that "
                         "throughput stays comparable with earlier runs)")
+    parser.add_argument("--memory-limit",
+                        help="DE_DUCKDB_MEMORY_LIMIT for de-pipeline in the sweep (default: its own, 128MB)")
     parser.add_argument("--incremental", action=argparse.BooleanOptionalAction, default=True,
                         help="time re-materialising one day of the aggregates (default on)")
     parser.add_argument("--incremental-per-day", type=int,
