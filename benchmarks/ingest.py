@@ -1,13 +1,14 @@
 """Ingest benchmark: de-pipeline next to the fastest possible load and next to dlt.
 
     python benchmarks/ingest.py --days 14 --per-day 50000            # the comparison
-    python benchmarks/ingest.py --days 14 --memory-sweep             # peak RSS at 5k/50k/200k a day
+    python benchmarks/ingest.py --days 7 --memory-sweep              # peak RSS at 5k/50k/200k/300k a day
     python benchmarks/ingest.py --days 2 --per-day 2000 --repeat 1   # a quick smoke run
 
 Flags: --days, --per-day, --repeat (default 3), --skip-dlt, --memory-sweep (with
---sweep-volumes), --incremental/--no-incremental (with --incremental-per-day,
---incremental-runs), --workdir, --keep. BENCH_PROFILE=FILE writes a cProfile of each
-de-pipeline child to FILE.
+--sweep-volumes, --memory-limit), --long-texts/--no-long-texts (texts of up to a few
+hundred characters, as in a real export, instead of the simulator's short ones; default on
+for the sweep only), --incremental/--no-incremental (with --incremental-per-day,
+--incremental-runs), --workdir, --keep. BENCH_PROFILE=FILE writes a cProfile of each de-pipeline child to FILE.
 
 One simulator of the API runs in its own child process, serves pages of at most 1000 rows
 (SimulatorConfig max_page_size=1000) and is shared by every contender; every day it serves
@@ -128,14 +129,15 @@ class Endpoint:
 class SimulatorProcess:
     """The API simulator in a child process, for the `with` block; stops when stdin closes."""
 
-    def __init__(self, per_day: int) -> None:
+    def __init__(self, per_day: int, long_texts: bool = False) -> None:
         self.per_day = per_day
+        self.long_texts = long_texts
         self._process: subprocess.Popen[str] | None = None
         self.endpoint: Endpoint | None = None
 
     def __enter__(self) -> Endpoint:
         self._process = subprocess.Popen(
-            [sys.executable, __file__, "_simulator", str(self.per_day)],
+            [sys.executable, __file__, "_simulator", str(self.per_day), str(int(self.long_texts))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -158,12 +160,16 @@ class SimulatorProcess:
                 self._process.wait()
 
 
-def simulator_child(per_day: int) -> None:
+def simulator_child(per_day: int, long_texts: bool) -> None:
     """Serve the simulator until stdin closes. Prints its endpoint as one JSON line."""
     from de_pipeline.api.simulator import Simulator, SimulatorConfig
 
     config = SimulatorConfig(
-        seed=SEED, messages_per_day=per_day, max_page_size=PAGE_SIZE, default_page_size=PAGE_SIZE
+        seed=SEED,
+        messages_per_day=per_day,
+        max_page_size=PAGE_SIZE,
+        default_page_size=PAGE_SIZE,
+        long_texts=long_texts,
     )
     simulator = Simulator(config)
     base_url = simulator.start()
@@ -272,6 +278,7 @@ class Spec:
     last: str
     workdir: str
     page_size: int = PAGE_SIZE
+    memory_limit: str | None = None  # DE_DUCKDB_MEMORY_LIMIT; None: the pipeline's default
 
     def days(self) -> list[date]:
         first, last = date.fromisoformat(self.first), date.fromisoformat(self.last)
@@ -318,6 +325,8 @@ def child_environment(spec: Spec) -> dict[str, str]:
             "DLT_DATA_DIR": str(workdir / "dlt-data"),
         }
     )
+    if spec.memory_limit:
+        env["DE_DUCKDB_MEMORY_LIMIT"] = spec.memory_limit
     return env
 
 
@@ -618,8 +627,10 @@ def scratch(base: str | None, keep: bool) -> Iterator[Path]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def run_contender(name: str, endpoint: Endpoint, days: list[date], workdir: Path, keep: bool) -> RunResult:
-    spec = Spec(endpoint, days[0].isoformat(), days[-1].isoformat(), str(workdir))
+def run_contender(
+    name: str, endpoint: Endpoint, days: list[date], workdir: Path, keep: bool, memory_limit: str | None = None
+) -> RunResult:
+    spec = Spec(endpoint, days[0].isoformat(), days[-1].isoformat(), str(workdir), memory_limit=memory_limit)
     try:
         return run_child(f"_{name}", spec)
     finally:
@@ -630,7 +641,8 @@ def run_contender(name: str, endpoint: Endpoint, days: list[date], workdir: Path
 def print_header(args: argparse.Namespace, days: list[date]) -> None:
     packages = ", ".join(f"{p} {version(p)}" for p in ("dagster", "duckdb", "dlt", "orjson"))
     print(f"de-pipeline ingest benchmark: {len(days)} days ({days[0]} .. {days[-1]}), "
-          f"{PAGE_SIZE}-row pages, repeat {args.repeat}")  # fmt: skip
+          f"{PAGE_SIZE}-row pages, repeat {args.repeat}, "
+          f"{'long' if args.long_texts else 'short'} texts")  # fmt: skip
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; {packages}")
 
 
@@ -655,7 +667,7 @@ def compare(args: argparse.Namespace, days: list[date], workdir: Path) -> None:
     elif args.skip_dlt:
         print("dlt: SKIPPED (--skip-dlt)")
     runs: dict[str, list[RunResult]] = {name: [] for name in contenders}
-    with SimulatorProcess(args.per_day) as endpoint:
+    with SimulatorProcess(args.per_day, long_texts=args.long_texts) as endpoint:
         warm_s = warm_simulator(endpoint, days)
         serving = measure_serving(endpoint, days)
         print_serving(warm_s, serving, args.per_day)
@@ -708,9 +720,9 @@ def print_comparison(runs: dict[str, list[RunResult]], serving: Serving) -> None
               f"read_json store {median([r.details['store_s'] for r in limit]):.2f}s (medians)")  # fmt: skip
 
 
-def print_split(results: list[RunResult]) -> None:
+def print_split(results: list[RunResult], what: str = "") -> None:
     wall = median([r.wall_s for r in results])
-    print(f"\nwhere de-pipeline's time goes (median seconds of {len(results)} runs; wall {wall:.2f}s)")
+    print(f"\nwhere de-pipeline's time goes{what} (median seconds of {len(results)} runs; wall {wall:.2f}s)")
     for part in results[0].details["split"]:
         seconds = median([r.details["split"][part] for r in results])
         print(f"  {part:<22} {seconds:8.2f}s {100 * seconds / wall:5.1f}%")
@@ -718,14 +730,17 @@ def print_split(results: list[RunResult]) -> None:
 
 def memory_sweep(args: argparse.Namespace, days: list[date], workdir: Path) -> None:
     volumes = [int(v) for v in args.sweep_volumes.split(",")]
-    print(f"\nmemory sweep: de-pipeline only, {len(days)} days, peak RSS median of {args.repeat} runs")
+    budget = args.memory_limit or "the default"
+    print(f"\nmemory sweep: de-pipeline only, {len(days)} days, DE_DUCKDB_MEMORY_LIMIT {budget}, "
+          f"peak RSS median of {args.repeat} runs")  # fmt: skip
     print(f"{'per_day':>8} {'messages':>10} {'wall_s':>8} {'msg/s':>10} {'peak_rss_MiB':>12}")
     peaks: list[float] = []
     for volume in volumes:
-        with SimulatorProcess(volume) as endpoint:
+        with SimulatorProcess(volume, long_texts=args.long_texts) as endpoint:
             warm_simulator(endpoint, days)
             results = [
-                run_contender("de-pipeline", endpoint, days, workdir / f"sweep-{volume}-r{n + 1}", args.keep)
+                run_contender("de-pipeline", endpoint, days, workdir / f"sweep-{volume}-r{n + 1}",
+                              args.keep, args.memory_limit)  # fmt: skip
                 for n in range(args.repeat)
             ]
         peaks.append(median([r.peak_rss_mib for r in results]))
@@ -736,6 +751,7 @@ def memory_sweep(args: argparse.Namespace, days: list[date], workdir: Path) -> N
           f"target <= {TARGET_SWEEP_GROWTH}: {mark(growth <= TARGET_SWEEP_GROWTH)}")
     print(f"  largest peak {max(peaks):.0f} MiB   target <= {TARGET_PEAK_MIB:.0f}: "
           f"{mark(max(peaks) <= TARGET_PEAK_MIB)}")
+    print_split(results, f" at {volumes[-1]:,} a day")
 
 
 def incremental(args: argparse.Namespace, workdir: Path) -> None:
@@ -748,7 +764,7 @@ def incremental(args: argparse.Namespace, workdir: Path) -> None:
     histories = {7: recent_days(7), 90: recent_days(90)}
     walls: dict[tuple[str, int], list[float]] = {}
     steps: dict[tuple[str, int], list[float]] = {}
-    with SimulatorProcess(per_day) as endpoint:
+    with SimulatorProcess(per_day, long_texts=args.long_texts) as endpoint:
         specs = {}
         for length, days in histories.items():
             spec = Spec(endpoint, days[0].isoformat(), days[-1].isoformat(), str(workdir / f"history-{length}"))
@@ -784,7 +800,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--skip-dlt", action="store_true", help="do not run dlt")
     parser.add_argument("--memory-sweep", action="store_true",
                         help="only de-pipeline's peak RSS at each of --sweep-volumes messages a day")
-    parser.add_argument("--sweep-volumes", default="5000,50000,200000", help="for --memory-sweep")
+    parser.add_argument("--sweep-volumes", default="5000,50000,200000,300000", help="for --memory-sweep")
+    parser.add_argument("--long-texts", action=argparse.BooleanOptionalAction,
+                        help="the simulator writes texts of up to a few hundred characters, like a "
+                        "real export (default: on with --memory-sweep, off otherwise, so that "
+                        "throughput stays comparable with earlier runs)")
+    parser.add_argument("--memory-limit",
+                        help="DE_DUCKDB_MEMORY_LIMIT for de-pipeline in the sweep (default: its own, 128MB)")
     parser.add_argument("--incremental", action=argparse.BooleanOptionalAction, default=True,
                         help="time re-materialising one day of the aggregates (default on)")
     parser.add_argument("--incremental-per-day", type=int,
@@ -794,12 +816,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="timed runs per child in the incremental test (default 3)")
     parser.add_argument("--workdir", help="where scratch files go (default: the system temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch files")  # fmt: skip
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.long_texts is None:
+        args.long_texts = args.memory_sweep
+    return args
 
 
 def main(argv: Sequence[str]) -> int:
     if argv and argv[0] == "_simulator":
-        simulator_child(int(argv[1]))
+        simulator_child(int(argv[1]), argv[2:3] == ["1"])
         return 0
     if argv and argv[0] == "_aggregates":
         report(aggregates_child(Spec.from_json(argv[1]), int(argv[2]), *argv[3:4]))

@@ -9,9 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import orjson
+
 from de_pipeline.runner import run_range
+from de_pipeline.warehouse import days as warehouse_days
 from de_pipeline_tests.conftest import point_at
-from de_pipeline_tests.helpers import query, served, table, unique_messages
+from de_pipeline_tests.helpers import dump, query, served, table, unique_messages
 
 SEED = 5
 PER_DAY = 1200
@@ -132,3 +135,58 @@ def test_a_journey_that_crosses_a_run_boundary_is_completed_by_the_next_run(simu
     # every journey of the first day is closed now that its next day is loaded
     still_open = query(f"SELECT count(*) AS n FROM customer_journeys WHERE day = '{day}' AND open_at_load").n[0]
     assert still_open == 0
+
+
+def test_a_run_day_by_day_gives_the_rows_of_one_step_over_the_run(start_simulator, monkeypatch, tmp_path):
+    simulator = start_simulator(seed=SEED, messages_per_day=300)
+    point_at(monkeypatch, simulator)
+    last = date.today() - timedelta(days=1)
+    first = last - timedelta(days=3)  # the run; two days before it are loaded first
+
+    def at(day: date, hours: float) -> int:
+        return simulator.dataset.day_bounds_ms(day)[0] + int(hours * 3_600_000)
+
+    def message(csid: str, ts: int, sessionid: str | None) -> tuple[int, bytes]:
+        record = {"text": f"journey {csid}", "ts": ts, "sendertype": "customer", "chattype": "bot",
+                  "customersessionid": csid, "sessionchannel": "sms", "sentiment": 0.25, "topic": "refund"}
+        if sessionid:
+            record["sessionid"] = sessionid
+        return ts, orjson.dumps(record)
+
+    day = timedelta(days=1)
+    simulator.dataset.inject([  # journeys at the edges of the steps (before any request)
+        # lasts three days, though journeys are assumed to last less than one
+        message("long.1", at(first - day, 12), "9001.1"),
+        message("long.1", at(first + day, 12), "9001.2"),
+        message("long.1", at(first + 2 * day, 12), "9001.3"),
+        # touched on the run's first day by a message without a sessionid; its segments
+        # start the next day, the day of the second step
+        message("late.2", at(first, 23.9), None),
+        message("late.2", at(first + day, 0.1), "9002.1"),
+        # from the day before the run into its first day
+        message("early.3", at(first - day, 23.5), "9003.1"),
+        message("early.3", at(first, 0.5), "9003.2"),
+        # started two days before the run, and continues in its last two days
+        message("gap.4", at(first - 2 * day, 8), "9004.1"),
+        message("gap.4", at(last - day, 8), "9004.2"),
+        message("gap.4", at(last, 8), "9004.3"),
+    ])  # fmt: skip
+
+    built = {}
+    for days_per_step in (1, 7):
+        monkeypatch.setattr(warehouse_days, "DAYS_PER_STEP", days_per_step)
+        monkeypatch.setenv("DE_DUCKDB_PATH", str(tmp_path / f"steps-of-{days_per_step}.duckdb"))
+        run_range(first - 2 * day, first - day)
+        run_range(first, last)  # one run of 4 days: 4 steps, or one
+        built[days_per_step] = {name: dump(name) for name in TABLES}
+
+    assert built[1] == built[7]
+    journeys = {row[1] for row in built[1]["customer_journeys"]}
+    assert {"long.1", "late.2", "early.3", "gap.4"} <= journeys and len(journeys) > 100
+    assert len(built[1]["messages"]) > 1000
+
+
+TABLES = (
+    "messages", "rejected_messages", "sentiment_trends", "intent_confidence",
+    "redaction_entity_counts", "conversation_segments", "customer_journeys",
+)  # fmt: skip

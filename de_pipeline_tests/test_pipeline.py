@@ -7,12 +7,29 @@ import os
 import subprocess
 import sys
 
+from datetime import timedelta
+
+import duckdb
 import pandas as pd
 import pytest
 
-from de_pipeline.runner import run_range
+from de_pipeline.runner import RunFailedError, run_range
+from de_pipeline.warehouse.archive import archive_file
+from de_pipeline.warehouse.days import calendar_days
+from de_pipeline.warehouse.messages import ArchiveParseError, parse_records
+from de_pipeline.warehouse.schema import ensure_schema
+from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import point_at
-from de_pipeline_tests.helpers import SESSIONID, dump, recent_days, served, table, unique_messages, usable
+from de_pipeline_tests.helpers import (
+    SESSIONID,
+    busy_day,
+    dump,
+    recent_days,
+    served,
+    table,
+    unique_messages,
+    usable,
+)
 
 TABLES = ("messages", "rejected_messages", "sentiment_trends", "intent_confidence", "redaction_entity_counts")
 
@@ -109,6 +126,58 @@ def test_a_day_without_messages_is_a_real_empty_day(start_simulator, monkeypatch
     assert table("messages").empty
     meta = materialisations(results, "messages")
     assert sorted(m.partition for m in meta) == [first.isoformat(), last.isoformat()]
+
+
+def test_an_archive_under_a_folder_named_like_a_partition_keeps_every_record(hostile, monkeypatch, tmp_path):
+    # DuckDB's hive partitioning took the first day= of the path: 2020-01-01 for every record
+    monkeypatch.setenv("DE_ARCHIVE_DIR", str(tmp_path / "day=2020-01-01" / "archive"))
+    last = busy_day(7)  # the hostile simulator's seed
+    first = last - timedelta(days=1)
+    results = run_range(first, last)
+    records = served(hostile, first, last)
+    expected = unique_messages(records)
+    stored = table("messages")
+
+    assert len(stored) == len(expected) > 0
+    assert set(zip(stored.sessionid.fillna(""), stored.ts_ms, stored.text.fillna(""))) == set(
+        zip(expected.sessionid.fillna(""), expected.ts, expected.text.fillna(""))
+    )
+    assert set(stored.day.dt.date) == {first, last}
+    assert len(table("rejected_messages")) == len(records) - len(usable(records)) > 0
+    archived = sum(m.metadata["records_archived"].value for m in materialisations(results, "messages"))
+    fetched = materialisations(results, "raw_messages")[0].metadata["records_fetched"].value
+    assert archived == fetched >= len(records)  # the hostile API repeats rows across pages
+
+
+def test_parsing_fewer_records_than_an_archive_file_holds_is_an_error(hostile):
+    day = busy_day(7)
+    run_range(day, day)
+    settings = WarehouseSettings.from_env()
+    file = str(archive_file(settings.archive_dir, day))
+    with duckdb.connect() as connection:
+        ensure_schema(connection)
+        parse_records(connection, [file], calendar_days(day, day, "UTC"), settings)  # all of them: fine
+        # the file's records belong to `day`; parsed for another day, the join keeps none
+        before = day - timedelta(days=1)
+        with pytest.raises(ArchiveParseError, match=r"parsed 0 of the [\d,]+ records in the raw archive"):
+            parse_records(connection, [file], calendar_days(before, before, "UTC"), settings)
+
+
+def test_a_run_that_fails_on_its_last_day_keeps_every_day(hostile):
+    first, last = recent_days(3)
+    run_range(first, last)
+    settings = WarehouseSettings.from_env()
+    with duckdb.connect(str(settings.duckdb_path)) as connection:  # a day that a rebuild would restore
+        connection.execute("DELETE FROM messages WHERE day = $first", {"first": first})
+    before = {name: dump(name) for name in TABLES}
+    archive_file(settings.archive_dir, last).write_bytes(b"not parquet: a truncated copy")
+
+    with pytest.raises(RunFailedError, match="messages"):
+        run_range(first, last, job_name="rebuild_from_archive")
+
+    # the days are stored one at a time, in one transaction: the first two were not kept
+    assert {name: dump(name) for name in TABLES} == before
+    assert first not in set(table("messages").day.dt.date)
 
 
 def test_definitions_load_with_placeholder_environment(tmp_path):

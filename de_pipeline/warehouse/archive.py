@@ -34,6 +34,18 @@ def archive_file(archive_dir: Path, day: date) -> Path:
     return archive_dir / f"day={day.isoformat()}" / "data.parquet"
 
 
+def archive_day(path: str | Path) -> date:
+    """The day of an archive file (see `archive_file`): its own folder's name, whatever the
+    folders above it are called."""
+    folder = Path(path).parent.name
+    try:
+        if folder.startswith("day="):
+            return date.fromisoformat(folder.removeprefix("day="))
+    except ValueError:
+        pass
+    raise ValueError(f"{path} is not a raw archive file (<archive>/day=YYYY-MM-DD/data.parquet)")
+
+
 def archived(archive_dir: Path, days: Iterable[date]) -> list[date]:
     """Those of `days` that the archive holds."""
     return [day for day in days if archive_file(archive_dir, day).exists()]

@@ -8,6 +8,12 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
+# The asset steps of a run work on this many days at a time, inside the run's one
+# transaction, so that DuckDB holds one day's rows whatever the length of the run (a week
+# at once ran out of the 128MB budget at 300,000 messages a day). The rows do not depend
+# on it.
+DAYS_PER_STEP = 1
+
 
 @dataclass(frozen=True)
 class DayBounds:
@@ -40,3 +46,13 @@ def day_bounds_table(connection: duckdb.DuckDBPyConnection, days: list[DayBounds
         "INSERT INTO day_bounds VALUES (?, ?, ?)",
         [(bounds.day, bounds.start_ms, bounds.end_ms) for bounds in days],
     )
+
+
+def in_steps(first: date, last: date) -> list[tuple[date, date]]:
+    """first..last (included) as the (first, last) days of consecutive steps of DAYS_PER_STEP."""
+    steps = []
+    while first <= last:
+        end = min(first + timedelta(days=DAYS_PER_STEP - 1), last)
+        steps.append((first, end))
+        first = end + timedelta(days=1)
+    return steps

@@ -7,9 +7,9 @@ from datetime import date
 
 import duckdb
 
-from de_pipeline.warehouse.archive import archive_files
+from de_pipeline.warehouse.archive import archive_day, archive_files
 from de_pipeline.warehouse.connection import transaction
-from de_pipeline.warehouse.days import DayBounds, day_bounds_table
+from de_pipeline.warehouse.days import DayBounds, day_bounds_table, in_steps
 from de_pipeline.warehouse.schema import run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
 
@@ -42,32 +42,68 @@ class MessagesLoad:
         return sum(getattr(day, field) for day in self.days)
 
 
+class ArchiveParseError(RuntimeError):
+    """The records parsed from archive files are not all the records the files hold."""
+
+
 def parse_records(
     connection: duckdb.DuckDBPyConnection,
     files: list[str],
     days: list[DayBounds],
     settings: WarehouseSettings,
 ) -> None:
-    """Parse archive files of `days` into the temp table `parsed` (see parse_records.sql)."""
+    """Parse archive files of `days` into the temp table `parsed` (see parse_records.sql).
+    Every record of the files is parsed, or this raises: a day whose archive file holds
+    records never comes out empty."""
     day_bounds_table(connection, days)
+    # each file's day, from its own folder (not hive partitioning: see parse_records.sql)
+    connection.execute(
+        "CREATE OR REPLACE TEMP TABLE archived_files AS "
+        "SELECT unnest($files::VARCHAR[]) AS file, unnest($days::DATE[]) AS day",
+        {"files": files, "days": [archive_day(file) for file in files]},
+    )
     run_sql(connection, "parse_records", {"files": files, "timezone": settings.timezone})
+    parsed, held = connection.execute(
+        "SELECT (SELECT count(*) FROM parsed), "
+        "(SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata($files::VARCHAR[]))",
+        {"files": files},
+    ).fetchone()
+    if parsed != held:
+        raise ArchiveParseError(
+            f"parsed {parsed:,} of the {held:,} records in the raw archive files {', '.join(files)} "
+            f"for {days[0].day} .. {days[-1].day}: a file outside the days of the run, or not where "
+            "the archive puts it? Nothing was stored"
+        )
 
 
 def load_messages(
     connection: duckdb.DuckDBPyConnection, days: list[DayBounds], settings: WarehouseSettings
 ) -> MessagesLoad:
-    """Replace the days' rows in one transaction: all of the new rows, or none of them."""
-    files = archive_files(settings.archive_dir, [bounds.day for bounds in days])
+    """Replace the days' rows in one transaction: all of the new rows, or none of them.
+
+    Inside it, the days are parsed and stored a step at a time (days.in_steps: one day), so
+    DuckDB holds one day's records, whatever the length of the run: parsing and
+    deduplicating a week at once ran out of the 128MB budget at 300,000 messages a day. The
+    rows are the same: a message belongs to its archive day (parse_records.sql), and
+    message_key includes its ts, so no key spans two days.
+    """
+    dates = [bounds.day for bounds in days]
+    files = dict(zip(dates, archive_files(settings.archive_dir, dates), strict=True))
     span = {"first_day": days[0].day, "last_day": days[-1].day}
+    per_day = []
     with transaction(connection):
         connection.execute("DELETE FROM messages WHERE day BETWEEN $first_day AND $last_day", span)
         connection.execute(
             "DELETE FROM rejected_messages WHERE archive_day BETWEEN $first_day AND $last_day", span
         )
-        parse_records(connection, files, days, settings)
-        run_sql(connection, "messages")
-        run_sql(connection, "rejected_messages")
-        per_day = [MessagesDay(*row) for row in connection.execute(DAY_COUNTS, span).fetchall()]
+        for first, last in in_steps(span["first_day"], span["last_day"]):
+            step = [bounds for bounds in days if first <= bounds.day <= last]
+            parse_records(connection, [files[bounds.day] for bounds in step], step, settings)
+            run_sql(connection, "messages")
+            run_sql(connection, "rejected_messages")
+            step_span = {"first_day": first, "last_day": last}
+            per_day.extend(MessagesDay(*row) for row in connection.execute(DAY_COUNTS, step_span).fetchall())
+            connection.execute("DROP TABLE parsed")
         reasons = dict(
             connection.execute(
                 "SELECT reason, count(*) FROM rejected_messages "
@@ -75,7 +111,6 @@ def load_messages(
                 span,
             ).fetchall()
         )
-        connection.execute("DROP TABLE parsed")
     return MessagesLoad(per_day, reasons)
 
 

@@ -63,10 +63,12 @@ class SyntheticDataset:
         *,
         hostile: bool = False,
         timezone: str = "UTC",
+        long_texts: bool = False,
     ) -> None:
         self.seed = seed
         self.messages_per_day = messages_per_day
         self.hostile = hostile
+        self.long_texts = long_texts
         self.zone = ZoneInfo(timezone)
         self._started: OrderedDict[date, list[_Journey]] = OrderedDict()
         self._days: OrderedDict[date, DayRecords] = OrderedDict()
@@ -167,6 +169,8 @@ class _DayGenerator:
         self.start_ms, self.end_ms = dataset.day_bounds_ms(day)
         self.next_day_empty = dataset.is_outage_day(day + timedelta(days=1))
         self.day_mood = self._day_mood()
+        # long texts draw from their own generator: the journeys stay those of the default
+        self.text_rng = Random(stable_seed(dataset.seed, "long texts", day.toordinal()))
 
     def journeys(self) -> list[_Journey]:
         if self.dataset.is_outage_day(self.day) or self.dataset.messages_per_day <= 0:
@@ -281,6 +285,7 @@ class _JourneyBuilder:
         self.generator = generator
         self.rng = generator.rng
         self.hostile = generator.dataset.hostile
+        self.text_rng = generator.text_rng if generator.dataset.long_texts else None
         self.csid = csid
         self.channel = channel
         self.channel_info = channel_info
@@ -404,6 +409,21 @@ class _JourneyBuilder:
     def redacted(self, line: str) -> str:
         return _TOKEN.sub(lambda m: self.rng.choice(words.PLACEHOLDER_STYLES).format(m.group(1)), line)
 
+    def lengthened(self, text: str, sendertype: str) -> str:
+        """`text` with up to a few sentences of detail (long-texts mode): customers and agents
+        write from a few words to a few hundred characters, bots keep their short lines."""
+        rng = self.text_rng
+        assert rng is not None
+        sentences = words.LONG_TEXT_DETAILS.get(sendertype, ())
+        if not sentences:
+            return text
+        extra = min(int(rng.expovariate(0.8)), 4)  # none in 45% of messages, 4 in 4%
+        details = [
+            _TOKEN.sub(lambda m: rng.choice(words.PLACEHOLDER_STYLES).format(m.group(1)), line)
+            for line in rng.sample(sentences, extra)
+        ]
+        return " ".join([text, *details])
+
     def add(
         self,
         *,
@@ -418,6 +438,8 @@ class _JourneyBuilder:
         rng = self.rng
         self.now_ms += rng.randint(gap[0] * 1000, gap[1] * 1000)
         ts = self.now_ms
+        if self.text_rng is not None:
+            text = self.lengthened(text, sendertype)
         message: dict[str, Any] = {
             "text": text,
             "timestamp": datetime.fromtimestamp(ts / 1000, UTC).isoformat(" ", "milliseconds")[:23]

@@ -45,6 +45,8 @@ class SimulatorConfig:
     messages_per_day: int = 2000
     hostile: bool = False
     timezone: str = "UTC"
+    # texts of a few hundred characters, like a real export's (benchmarks); off for tests
+    long_texts: bool = False
     api_key: str = field(default="simulator-key", repr=False)
     provider_id: str = "simulator-provider"
     epoch_unit: str = "s"
@@ -96,7 +98,11 @@ class Simulator:
         self.config = config
         self.now = now
         self.dataset = SyntheticDataset(
-            config.seed, config.messages_per_day, hostile=config.hostile, timezone=config.timezone
+            config.seed,
+            config.messages_per_day,
+            hostile=config.hostile,
+            timezone=config.timezone,
+            long_texts=config.long_texts,
         )
         self.requests: list[RequestRecord] = []
         self._scripted: list[ScriptedResponse] = []

@@ -189,6 +189,30 @@ BOT_NAME = "Acme Assistant"
 WORKFLOWS = ("Support Triage", "Orders Bot", "Billing Bot")
 SURVEY_WORKFLOW = "CSAT Survey"
 
+# Long-texts mode (SimulatorConfig.long_texts): sentences appended to customer and agent
+# messages, so that texts run from a few words to a few hundred characters.
+LONG_TEXT_DETAILS: dict[str, tuple[str, ...]] = {
+    "customer": (
+        "I already tried restarting the app and logging out and back in, but nothing changed.",
+        "This is really frustrating because I need it sorted before the weekend, I'm travelling to %GPE%.",
+        "Your colleague %PERSON% told me on %DATE% that someone would get back to me within 48 hours.",
+        "I have been a customer for years and have never had a problem like this before.",
+        "The confirmation email I got at %EMAIL% says something completely different from your website.",
+        "Could you please check the notes on my account, reference %ID%, before asking me again?",
+        "I paid %MONEY% with my card ending %NUMERIC% and the money has already left my account.",
+        "Honestly I just want to know what is happening and when, a clear answer would be enough.",
+    ),
+    "agent": (
+        "I completely understand how frustrating this must be, and I'm sorry for the trouble.",
+        "I've added a note to your account so that anyone you speak to next can see the whole history.",
+        "You should receive a confirmation at %EMAIL% within the next few minutes; please check spam too.",
+        "Refunds usually take three to five working days to appear, depending on your bank.",
+        "Our records show the last update from the courier in %GPE% at %TIME% on %DATE%.",
+        "If anything else comes up, just reply to this conversation and we'll pick it up from here.",
+        "I've escalated this to our %ORG% team with priority, reference %ID%.",
+    ),
+}
+
 # Hostile mode: values that a real export may carry.
 MALFORMED_SESSIONIDS = ("abc", "12", "12.x", "", "1.2.3", "-3.4", " 7.1")
 ODD_TEXTS = (

@@ -1,7 +1,7 @@
 -- One day's pages, exactly as the API returned them, into that day's Parquet file.
 -- Each page was fetched for the day's window; its records belong to the day, whatever their
--- `ts` says (parse_records.sql rejects a ts outside it). The day itself is the folder name
--- (day=YYYY-MM-DD), read back with hive partitioning.
+-- `ts` says (parse_records.sql rejects a ts outside it). The day itself is the file's own
+-- folder name (day=YYYY-MM-DD, see archive.archive_day).
 COPY (
     SELECT
         CAST(json AS VARCHAR) AS raw,

@@ -1,7 +1,32 @@
--- conversation_segments for the journeys with a message in $first_day..$last_day.
--- Needs journey_messages (journey_candidates.sql). Built in steps that DuckDB can spill:
--- as one query, a week of 355k messages a day ran out of the 128MB budget. The per-segment
+-- conversation_segments, one daily step of a run (aggregates.day_steps): the journeys of
+-- journey_candidates.sql whose `touched` day is in $step_from..$step_to, from their
+-- messages. Steps share out the run's journeys, so each is built once, from the messages a
+-- single step over the whole run would read, while DuckDB holds one day's journeys (a week
+-- at once ran out of the 128MB budget at 300k messages a day). journey_candidates.sql
+-- removed the rows they replace. Built in statements that DuckDB can spill; the per-segment
 -- aggregate runs on one thread, which halves the hash-table partitions held at once.
+
+-- the days holding the step's journeys' messages, as constants the scan below can skip by
+SET VARIABLE journey_days = (
+    SELECT [min(first_seen), max(last_seen)] FROM journey_candidates
+    WHERE touched BETWEEN $step_from AND $step_to
+);
+
+CREATE OR REPLACE TEMP TABLE journey_messages AS
+SELECT
+    day, customersessionid, sessionid, conversation_id, segment_id, ts,
+    -- message order inside a journey: by ts, and a tie on the millisecond broken by the
+    -- message, so that "the first message's chattype" never depends on row order
+    ts_ms::HUGEINT * 18446744073709551616 + hash(message_key) AS message_order,
+    sendertype, sendername, chattype, workflow, topic, sentiment, sessionchannel
+FROM messages
+WHERE day BETWEEN getvariable('journey_days')[1] AND getvariable('journey_days')[2]
+  AND sessionid IS NOT NULL
+  AND customersessionid IN (
+      SELECT customersessionid FROM journey_candidates
+      WHERE touched BETWEEN $step_from AND $step_to
+  );
+
 SET threads = 1;
 
 CREATE OR REPLACE TEMP TABLE segment_stats AS
@@ -37,10 +62,6 @@ FROM (
     FROM journey_messages WHERE topic IS NOT NULL GROUP BY ALL
 )
 QUALIFY row_number() OVER (PARTITION BY customersessionid, sessionid ORDER BY n DESC, topic) = 1;
-
-DELETE FROM conversation_segments
-WHERE day BETWEEN $first_day AND $last_day
-   OR customersessionid IN (SELECT customersessionid FROM journey_messages);
 
 INSERT INTO conversation_segments
 SELECT

@@ -1,14 +1,7 @@
--- customer_journeys from conversation_segments. conversation_segments.sql rebuilt the
--- journeys with a message in $first_day - 1 .. $last_day; they started between
--- $first_day - 2 and $last_day (journeys last less than a day), so every journey that
--- started in those days is rebuilt here, from its segments.
-CREATE OR REPLACE TEMP TABLE rebuilt_journeys AS
-SELECT DISTINCT customersessionid FROM conversation_segments
-WHERE day BETWEEN CAST($first_day AS DATE) - 2 AND $last_day;
-
-DELETE FROM customer_journeys
-WHERE day BETWEEN CAST($first_day AS DATE) - 2 AND $last_day
-   OR customersessionid IN (SELECT customersessionid FROM rebuilt_journeys);
+-- customer_journeys, one daily step of a run (aggregates.day_steps): the journeys of
+-- rebuilt_journeys.sql that started in $step_from..$step_to, from their segments. Steps
+-- share out the run's journeys, so each is built once, as by one step over the whole run;
+-- rebuilt_journeys.sql removed the rows they replace.
 
 -- One thread: on two, this insert ran out of the 128MB budget with a week of 355k
 -- messages a day (each thread holds its own partitions of the grouping).
@@ -20,7 +13,9 @@ WITH segments AS (
         *,
         lag(kind) OVER (PARTITION BY customersessionid ORDER BY position) AS previous_kind
     FROM conversation_segments
-    WHERE customersessionid IN (SELECT customersessionid FROM rebuilt_journeys)
+    WHERE customersessionid IN (
+        SELECT customersessionid FROM rebuilt_journeys WHERE day BETWEEN $step_from AND $step_to
+    )
 ),
 loaded_days AS (
     SELECT DISTINCT day FROM messages

@@ -1,7 +1,8 @@
 -- Insert the usable records of `parsed` (parse_records.sql) into messages.
--- No ORDER BY: a run's rows are appended together, so reading one day touches only the row
--- groups of the run that wrote it, however long the history. Sorting them spilled under the
--- memory limit and took a third of the load (benchmarks/ingest.py).
+-- Runs once per day of a run (messages.load_messages), so the dedup below holds one day.
+-- No ORDER BY: a run appends its days one after another, so reading one day touches only
+-- the row groups that the day's insert wrote, however long the history. Sorting them
+-- spilled under the memory limit and took a third of the load (benchmarks/ingest.py).
 -- One thread: it writes whole row groups straight to the file. Two threads wrote partial
 -- ones, which the next checkpoint rewrote, taking longer than the insert saved.
 SET threads = 1;

@@ -1,9 +1,13 @@
 -- Parse archived records into the temp table `parsed`: typed fields, a reason for each
 -- record that is not a usable message, and the message_key. messages.sql and
 -- rejected_messages.sql insert from it.
--- Parameters: $files (archive files of the days), $timezone. Needs the temp table
--- day_bounds(day, start_ms, end_ms). Each archive day holds what the API answered for that
--- day's window, so a message's day is its archive day.
+-- Parameters: $files (archive files of the days), $timezone. Needs the temp tables
+-- day_bounds(day, start_ms, end_ms) and archived_files(file, day), the day of each file of
+-- $files. Each archive day holds what the API answered for that day's window, so a
+-- message's day is its archive day.
+-- The day comes from archived_files, not from hive partitioning: DuckDB takes the first
+-- `day=` folder of the path, so an archive under a parent folder named like day=2020-01-01
+-- gave every record that day, and the join to day_bounds dropped them all.
 --
 -- Rules (README, "What lands in rejected_messages"):
 --   rejected: not a JSON object; ts missing or not a JSON integer; ts outside the day's
@@ -18,17 +22,18 @@
 CREATE OR REPLACE TEMP TABLE parsed AS
 WITH archived AS (
     SELECT
-        CAST(day AS DATE) AS archive_day,
-        coalesce(raw, 'null') AS raw,  -- a JSON null element is archived as SQL NULL
-        fetched_at,
-        json_transform(raw, '{
+        files.day AS archive_day,
+        coalesce(r.raw, 'null') AS raw,  -- a JSON null element is archived as SQL NULL
+        r.fetched_at,
+        json_transform(r.raw, '{
             "ts": "JSON", "timestamp": "VARCHAR", "text": "VARCHAR", "sessionid": "VARCHAR",
             "customersessionid": "VARCHAR", "sendertype": "VARCHAR", "sendername": "VARCHAR",
             "senderemail": "VARCHAR", "sentiment": "JSON", "workflow": "VARCHAR",
             "workflownodeid": "VARCHAR", "topic": "VARCHAR", "score": "JSON",
             "topmatches": "JSON", "lang": "VARCHAR", "sessionchannel": "VARCHAR",
             "sessionchannelinfo": "JSON", "chattype": "VARCHAR"}') AS f
-    FROM read_parquet($files, hive_partitioning = true)
+    FROM read_parquet($files, hive_partitioning = false, filename = true) AS r
+    JOIN archived_files AS files ON files.file = r.filename
 ),
 typed AS (
     SELECT
