@@ -59,15 +59,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+# light modules (dataclasses only): the children still time their own heavy imports
+from de_pipeline.api.settings import DAY_MS, PROVIDER_PATH
+from de_pipeline.warehouse.tables import DAILY_TABLES
+
 PAGE_SIZE = 1000
 SEED = 7
 MAX_REQUESTS_PER_SECOND = "10000"  # the most DE_MAX_REQUESTS_PER_SECOND accepts
-PROVIDER_PATH = "/api/v1/redacted/provider"
 RESULT_MARK = "BENCH-RESULT "
 CONTENDERS = ("limit", "de-pipeline", "dlt")
-AGGREGATE_TABLES = ("sentiment_trends", "intent_confidence", "redaction_entity_counts")
-JOURNEY_TABLES = ("conversation_segments", "customer_journeys")
-DAY_MS = 86_400_000
+# the registry's daily tables: those computed from messages, and the journeys and what is built on them
+AGGREGATE_TABLES = tuple(t.name for t in DAILY_TABLES if t.upstream == "messages" and t.steps == "days")
+JOURNEY_TABLES = tuple(t.name for t in DAILY_TABLES if t.name not in AGGREGATE_TABLES)
 INCREMENTAL_MAX_PER_DAY = 20_000
 
 # Targets of the issue.

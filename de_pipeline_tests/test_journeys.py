@@ -13,6 +13,7 @@ import orjson
 
 from de_pipeline.runner import run_range
 from de_pipeline.warehouse import days as warehouse_days
+from de_pipeline.warehouse.tables import TABLE_NAMES
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import dump, query, served, table, unique_messages
 
@@ -186,7 +187,4 @@ def test_a_run_day_by_day_gives_the_rows_of_one_step_over_the_run(start_simulato
     assert len(built[1]["messages"]) > 1000
 
 
-TABLES = (
-    "messages", "rejected_messages", "sentiment_trends", "intent_confidence",
-    "redaction_entity_counts", "conversation_segments", "customer_journeys",
-)  # fmt: skip
+TABLES = TABLE_NAMES  # every table of the registry

@@ -19,6 +19,7 @@ from de_pipeline.warehouse.days import calendar_days
 from de_pipeline.warehouse.messages import ArchiveParseError, parse_records
 from de_pipeline.warehouse.schema import ensure_schema
 from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.tables import TABLE_NAMES
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import (
     SESSIONID,
@@ -31,7 +32,7 @@ from de_pipeline_tests.helpers import (
     usable,
 )
 
-TABLES = ("messages", "rejected_messages", "sentiment_trends", "intent_confidence", "redaction_entity_counts")
+TABLES = TABLE_NAMES  # every table of the registry
 
 
 @pytest.fixture

@@ -17,13 +17,11 @@ import duckdb
 import pytest
 
 from de_pipeline.cli import main
+from de_pipeline.warehouse.tables import TABLE_NAMES
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import busy_day, dump, recent_days, served, unique_messages
 
-TABLES = (
-    "messages", "rejected_messages", "sentiment_trends", "intent_confidence",
-    "redaction_entity_counts", "conversation_segments", "customer_journeys",
-)
+TABLES = TABLE_NAMES  # every table of the registry
 
 
 def cli(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen:

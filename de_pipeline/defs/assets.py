@@ -14,6 +14,8 @@ from dagster import (
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
+    TableColumn,
+    TableSchema,
     asset,
 )
 
@@ -21,13 +23,15 @@ from de_pipeline.api import Window
 from de_pipeline.defs.partitions import BACKFILL_POLICY, DAILY, day_bounds
 from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
 from de_pipeline.ingest import fetch_days
-from de_pipeline.warehouse.aggregates import AGGREGATES, refresh_aggregate
-from de_pipeline.warehouse.checks import CheckOutcome, message_checks, message_warnings, reconcile
+from de_pipeline.warehouse.aggregates import refresh_aggregate
+from de_pipeline.warehouse.checks import MESSAGE_CHECKS, CheckOutcome, message_checks, reconcile
 from de_pipeline.warehouse.connection import writer
 from de_pipeline.warehouse.days import DayBounds, day_bounds_table
 from de_pipeline.warehouse.messages import load_messages
-from de_pipeline.warehouse.summary import daily_metrics, top_rows
 from de_pipeline.warehouse.provenance import archive_source, claim_warehouse_source
+from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.summary import daily_metrics, top_rows
+from de_pipeline.warehouse.tables import DAILY_TABLES, MESSAGES, DailyTable, Table
 
 API_POOL = "digital_engagement_api"
 WAREHOUSE_POOL = "duckdb_warehouse"  # DuckDB allows one writing process: limit 1
@@ -37,6 +41,21 @@ PREVIEW_ROWS = 10
 
 def _window_text(days: list[DayBounds]) -> str:
     return f"{days[0].day} .. {days[-1].day} ({Window(days[0].start_ms, days[-1].end_ms)})"
+
+
+def _catalog(table: Table) -> dict[str, object]:
+    """What the Dagster catalog shows of a table before any run: its columns."""
+    columns = [TableColumn(c.name, c.base_type, description=c.description) for c in table.columns]
+    return {"dagster/column_schema": TableSchema(columns=columns)}
+
+
+def _table_metadata(table: Table, settings: WarehouseSettings, total_rows: int) -> dict[str, object]:
+    """Where the table lives (database.schema.table, as lineage tools read it) and its rows."""
+    return {"dagster/table_name": f"{settings.duckdb_path.stem}.main.{table.name}", "dagster/row_count": total_rows}
+
+
+def _total_rows(connection, table: Table) -> int:
+    return connection.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]
 
 
 @asset(
@@ -72,24 +91,20 @@ def raw_messages(
     )
 
 
-def _check_result(outcome: CheckOutcome, asset_key: str, severity: AssetCheckSeverity) -> AssetCheckResult:
+def _check_result(outcome: CheckOutcome, asset_key: str) -> AssetCheckResult:
     return AssetCheckResult(
         asset_key=asset_key,
         check_name=outcome.name,
         passed=outcome.passed,
-        severity=severity,
+        severity=AssetCheckSeverity.ERROR if outcome.blocking else AssetCheckSeverity.WARN,
         description=outcome.description,
         metadata=outcome.metadata,
     )
 
 
 MESSAGE_CHECK_SPECS = [
-    AssetCheckSpec("message_key_unique", asset="messages", blocking=True),
-    AssetCheckSpec("ts_inside_partition", asset="messages", blocking=True),
-    AssetCheckSpec("score_in_unit_range", asset="messages", blocking=True),
-    AssetCheckSpec("sentiment_finite", asset="messages", blocking=True),
-    AssetCheckSpec("unparsed_sessionid_share", asset="messages"),
-    AssetCheckSpec("no_rejected_records", asset="messages"),
+    AssetCheckSpec(check.name, asset="messages", blocking=check.blocking, description=check.description)
+    for check in MESSAGE_CHECKS
 ]
 
 
@@ -101,10 +116,10 @@ MESSAGE_CHECK_SPECS = [
     kinds={"duckdb"},
     deps=[raw_messages],
     check_specs=MESSAGE_CHECK_SPECS,
+    description=MESSAGES.description,
+    metadata=_catalog(MESSAGES),
 )
 def messages(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
-    """One row per unique message, typed, rebuilt from the raw archive; unusable records go
-    to rejected_messages with a reason."""
     settings = warehouse.settings()
     days = day_bounds(DAILY, context.partition_key_range)
     source = archive_source(settings.archive_dir)
@@ -117,11 +132,12 @@ def messages(context: AssetExecutionContext, warehouse: Warehouse) -> Materializ
                 where=str(settings.duckdb_path),
             )
         load = load_messages(connection, days, settings)
-        checks = message_checks(connection, days[0].day, days[-1].day)
-        warnings = message_warnings(connection, days[0].day, days[-1].day, settings)
+        checks = message_checks(connection, days[0].day, days[-1].day, settings)
+        total_rows = _total_rows(connection, MESSAGES)
     for day in load.days:
         context.add_asset_metadata(
             {
+                "dagster/partition_row_count": day.stored,
                 "messages": day.stored,
                 "records_archived": day.archived,
                 "duplicates_dropped": day.duplicates,
@@ -149,27 +165,28 @@ def messages(context: AssetExecutionContext, warehouse: Warehouse) -> Materializ
             "run_rejected_reasons": load.rejected_reasons or "none",
             "run_unparsed_sessionids": load.total("unparsed_sessionids"),
             "source": source or "nothing archived",
+            **_table_metadata(MESSAGES, settings, total_rows),
         },
-        check_results=[_check_result(c, "messages", AssetCheckSeverity.ERROR) for c in checks]
-        + [_check_result(c, "messages", AssetCheckSeverity.WARN) for c in warnings],
+        check_results=[_check_result(c, "messages") for c in checks],
     )
 
 
-def aggregate_asset(table: str, upstream: AssetsDefinition, description: str) -> AssetsDefinition:
-    """A daily table computed in SQL from `upstream` (see warehouse/sql/<table>.sql)."""
+def daily_table_asset(table: DailyTable, upstream: AssetsDefinition) -> AssetsDefinition:
+    """The asset of a registry table computed in SQL from `upstream` (sql/<table>.sql)."""
 
     @asset(
-        name=table,
+        name=table.name,
         partitions_def=DAILY,
         backfill_policy=BACKFILL_POLICY,
         pool=WAREHOUSE_POOL,
         group_name=GROUP,
         kinds={"duckdb"},
         deps=[upstream],
-        check_specs=[AssetCheckSpec("counts_reconcile", asset=table)],
-        description=description,
+        check_specs=[AssetCheckSpec("counts_reconcile", asset=table.name, description=f"counts add up to {table.upstream}")],
+        description=table.description,
+        metadata=_catalog(table),
     )
-    def _aggregate(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
+    def _daily_table(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
         settings = warehouse.settings()
         days = day_bounds(DAILY, context.partition_key_range)
         first_day, last_day = days[0].day, days[-1].day
@@ -178,7 +195,8 @@ def aggregate_asset(table: str, upstream: AssetsDefinition, description: str) ->
             day_bounds_table(connection, days)
             outcome = reconcile(connection, table, settings)
             plotted = daily_metrics(connection, table, first_day, last_day)
-            preview = top_rows(connection, table, first_day, last_day, PREVIEW_ROWS)
+            preview = top_rows(connection, table.name, first_day, last_day, PREVIEW_ROWS)
+            total_rows = _total_rows(connection, table)
         for day, metrics in plotted.items():
             context.add_asset_metadata(metrics, partition_key=day.isoformat())
         return MaterializeResult(
@@ -186,25 +204,20 @@ def aggregate_asset(table: str, upstream: AssetsDefinition, description: str) ->
                 "window": _window_text(days),
                 "rows": rows,
                 "preview": MetadataValue.md(preview),
+                **_table_metadata(table, settings, total_rows),
             },
-            check_results=[_check_result(outcome, table, AssetCheckSeverity.ERROR)],
+            check_results=[_check_result(outcome, table.name)],
         )
 
-    return _aggregate
+    return _daily_table
 
 
-aggregates = [
-    aggregate_asset(table, messages, f"Daily {table.replace('_', ' ')}, computed in SQL from messages.")
-    for table in AGGREGATES
-]
-conversation_segments = aggregate_asset(
-    "conversation_segments",
-    messages,
-    "One row per segment (sessionid) of each customer journey, by the day the journey started.",
-)
-customer_journeys = aggregate_asset(
-    "customer_journeys",
-    conversation_segments,
-    "One row per customer journey: path of segments, handoffs, transfers, survey, sentiment change.",
-)
-journeys = [conversation_segments, customer_journeys]
+def _daily_table_assets() -> list[AssetsDefinition]:
+    """One asset per daily table of the registry, each downstream of its upstream table."""
+    built = {"messages": messages}
+    for table in DAILY_TABLES:  # the registry lists a table after its upstream
+        built[table.name] = daily_table_asset(table, built[table.upstream])
+    return [built[table.name] for table in DAILY_TABLES]
+
+
+daily_tables = _daily_table_assets()

@@ -11,9 +11,10 @@ from de_pipeline.defs.assets import WAREHOUSE_POOL
 from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
 from de_pipeline.env import SettingsError
 from de_pipeline.ingest import fetched_journey, journey_days
-from de_pipeline.warehouse.aggregates import AGGREGATES, JOURNEY_TABLES, refresh_aggregate
+from de_pipeline.warehouse.aggregates import refresh_aggregate
 from de_pipeline.warehouse.connection import writer
 from de_pipeline.warehouse.messages import replace_journey
+from de_pipeline.warehouse.tables import DAILY_TABLES
 
 
 class RefreshJourneyConfig(Config):
@@ -43,7 +44,7 @@ def refresh_journey_rows(
     with fetched_journey(api.source(), settings, csid, days, context.log) as files:
         with writer(settings) as connection:
             result = replace_journey(connection, csid, files, days, settings)
-            for table in (*AGGREGATES, *JOURNEY_TABLES):
+            for table in DAILY_TABLES:
                 refresh_aggregate(connection, table, days[0].day, days[-1].day, settings)
     context.log.info(
         "journey %s: %d records fetched, %d messages stored (was %d), %d unusable records skipped",

@@ -1,4 +1,4 @@
-"""Daily tables derived from `messages` in SQL, one partition range at a time."""
+"""Refreshing a daily table of the registry (tables.py) for a run's days, in SQL."""
 
 from __future__ import annotations
 
@@ -12,21 +12,11 @@ from de_pipeline.warehouse.connection import transaction
 from de_pipeline.warehouse.days import in_steps
 from de_pipeline.warehouse.schema import run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
-
-AGGREGATES = ("sentiment_trends", "intent_confidence", "redaction_entity_counts")
-# Keyed by the day a journey started; a run also completes journeys that cross into its days.
-JOURNEY_TABLES = ("conversation_segments", "customer_journeys")
-# SQL run once per run before a journey table's daily steps: the journeys the run
-# rebuilds, and the removal of their old rows.
-PRELUDES = {"conversation_segments": "journey_candidates", "customer_journeys": "rebuilt_journeys"}
-# How many days before the run the journeys that a journey table rebuilds reach: those with
-# a message in the day before the run, and those that started two days before it.
-JOURNEYS_REACH_BACK = {"conversation_segments": 1, "customer_journeys": 2}
-
+from de_pipeline.warehouse.tables import DailyTable
 
 def refresh_aggregate(
     connection: duckdb.DuckDBPyConnection,
-    table: str,
+    table: DailyTable,
     first_day: date,
     last_day: date,
     settings: WarehouseSettings,
@@ -45,28 +35,30 @@ def refresh_aggregate(
         "label_regex": settings.label_regex,
     }
     with transaction(connection):
-        if table in PRELUDES:
-            run_sql(connection, PRELUDES[table], params)
+        if table.prelude is not None:
+            run_sql(connection, table.prelude, params)
         for step in day_steps(table, first_day, last_day):
-            run_sql(connection, table, {**params, **step})
+            run_sql(connection, table.name, {**params, **step})
         return connection.execute(
-            f"SELECT count(*) FROM {table} WHERE day BETWEEN $first_day AND $last_day",
+            f"SELECT count(*) FROM {table.name} WHERE day BETWEEN $first_day AND $last_day",
             {"first_day": first_day, "last_day": last_day},
         ).fetchone()[0]
 
 
-def day_steps(table: str, first_day: date, last_day: date) -> Iterator[dict[str, Any]]:
+def day_steps(table: DailyTable, first_day: date, last_day: date) -> Iterator[dict[str, Any]]:
     """The parameters of each step of a run over first_day..last_day (days.in_steps).
 
-    A daily aggregate's step replaces its days (first_day..last_day). A journey table's
-    run replaces the rows of the run's journeys first (PRELUDES), then each step builds
-    the journeys of step_from..step_to (the day they were touched or started), the first
-    step also those just before the run. So every journey is built once, from the same
-    messages or segments as by one step over the whole run.
+    A "days" table's step replaces its days (first_day..last_day), from `reach_back` days
+    before the run. A "journeys" table's run replaces the rows of the run's journeys first
+    (its prelude), then each step builds the journeys of step_from..step_to (the day they
+    were touched or started), the first step also those `reach_back` days before the run.
+    So every journey is built once, from the same messages or segments as by one step over
+    the whole run.
     """
-    for first, last in in_steps(first_day, last_day):
-        if table in JOURNEYS_REACH_BACK:
-            reach = JOURNEYS_REACH_BACK[table] if first == first_day else 0
-            yield {"step_from": first - timedelta(days=reach), "step_to": last}
-        else:
+    if table.steps == "days":
+        for first, last in in_steps(first_day - timedelta(days=table.reach_back), last_day):
             yield {"first_day": first, "last_day": last}
+        return
+    for first, last in in_steps(first_day, last_day):
+        reach = table.reach_back if first == first_day else 0
+        yield {"step_from": first - timedelta(days=reach), "step_to": last}

@@ -1,4 +1,8 @@
-"""Data-quality checks over a range of days, as SQL. Dagster turns them into asset checks."""
+"""Data-quality checks over a range of days, as SQL. Dagster turns them into asset checks.
+
+Each check is declared once, in MESSAGE_CHECKS (on `messages`) or by a daily table's
+Reconcile entry in the registry (tables.py).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from typing import Any
 
 import duckdb
 
+from de_pipeline.warehouse.schema import named_parameters
 from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.tables import DailyTable
 
 
 @dataclass(frozen=True)
@@ -16,127 +22,108 @@ class CheckOutcome:
     name: str
     passed: bool
     description: str
+    blocking: bool = True
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-# Each query returns the number of offending rows for $first_day..$last_day.
-MESSAGE_CHECKS = {
-    "message_key_unique": (
+@dataclass(frozen=True)
+class MessageCheck:
+    """A check of `messages` for $first_day..$last_day (the temp table day_bounds holds the
+    days). `query` gives one row of named values, which become the check's metadata;
+    `passes` is a SQL condition over them. A blocking check that fails stops the tables
+    built from messages (Dagster severity ERROR); the others warn (WARN)."""
+
+    name: str
+    description: str
+    query: str
+    passes: str
+    blocking: bool = True
+
+
+MESSAGE_CHECKS = (
+    MessageCheck(
+        "message_key_unique",
         "message_key is unique",
-        "SELECT count(*) - count(DISTINCT message_key) FROM messages "
+        "SELECT count(*) - count(DISTINCT message_key) AS offending_rows FROM messages "
         "WHERE day BETWEEN $first_day AND $last_day",
+        "offending_rows = 0",
     ),
-    "ts_inside_partition": (
+    MessageCheck(
+        "ts_inside_partition",
         "every ts lies in its day's half-open window",
-        "SELECT count(*) FROM messages AS m JOIN day_bounds AS b USING (day) "
+        "SELECT count(*) AS offending_rows FROM messages AS m JOIN day_bounds AS b USING (day) "
         "WHERE m.ts_ms < b.start_ms OR m.ts_ms >= b.end_ms",
+        "offending_rows = 0",
     ),
-    "score_in_unit_range": (
+    MessageCheck(
+        "score_in_unit_range",
         "score is in [0, 1]",
-        "SELECT count(*) FROM messages WHERE day BETWEEN $first_day AND $last_day "
+        "SELECT count(*) AS offending_rows FROM messages WHERE day BETWEEN $first_day AND $last_day "
         "AND (score < 0 OR score > 1)",
+        "offending_rows = 0",
     ),
-    "sentiment_finite": (
+    MessageCheck(
+        "sentiment_finite",
         "sentiment is a finite number",
-        "SELECT count(*) FROM messages WHERE day BETWEEN $first_day AND $last_day "
+        "SELECT count(*) AS offending_rows FROM messages WHERE day BETWEEN $first_day AND $last_day "
         "AND NOT isfinite(sentiment)",
+        "offending_rows = 0",
     ),
-}
+    MessageCheck(
+        "unparsed_sessionid_share",
+        "at most DE_UNPARSED_SESSIONID_THRESHOLD of the sessionids cannot be split into conversation.segment",
+        "SELECT count(*) FILTER (WHERE conversation_id IS NULL) AS unparsed, "
+        "round(coalesce(count(*) FILTER (WHERE conversation_id IS NULL) / nullif(count(*), 0), 0), 6) AS share, "
+        "$threshold AS threshold FROM messages WHERE day BETWEEN $first_day AND $last_day",
+        "share <= threshold",
+        blocking=False,
+    ),
+    MessageCheck(
+        "no_rejected_records",
+        "no record went to rejected_messages",
+        "SELECT count(*) AS rejected FROM rejected_messages WHERE archive_day BETWEEN $first_day AND $last_day",
+        "rejected = 0",
+        blocking=False,
+    ),
+)
 
 
 def message_checks(
-    connection: duckdb.DuckDBPyConnection, first_day: date, last_day: date
+    connection: duckdb.DuckDBPyConnection, first_day: date, last_day: date, settings: WarehouseSettings
 ) -> list[CheckOutcome]:
-    """The blocking checks of `messages`. Needs the temp table day_bounds of the range."""
-    span = {"first_day": first_day, "last_day": last_day}
+    """Every check of MESSAGE_CHECKS over the days. Needs the temp table day_bounds."""
+    params = {"first_day": first_day, "last_day": last_day, "threshold": settings.unparsed_sessionid_threshold}
     outcomes = []
-    for name, (description, query) in MESSAGE_CHECKS.items():
-        params = span if "$first_day" in query else None
-        offending = connection.execute(query, params).fetchone()[0]
-        outcomes.append(CheckOutcome(name, offending == 0, description, {"offending_rows": offending}))
+    for check in MESSAGE_CHECKS:
+        cursor = connection.execute(
+            f"SELECT *, ({check.passes}) AS passed FROM ({check.query})", named_parameters(check.query, params)
+        )
+        *values, passed = cursor.fetchone()
+        metadata = dict(zip([c[0] for c in cursor.description][:-1], values))
+        outcomes.append(CheckOutcome(check.name, bool(passed), check.description, check.blocking, metadata))
     return outcomes
 
 
-def message_warnings(
-    connection: duckdb.DuckDBPyConnection,
-    first_day: date,
-    last_day: date,
-    settings: WarehouseSettings,
-) -> list[CheckOutcome]:
-    """Warnings on `messages`: too many unparseable sessionids, and rejected records."""
-    span = {"first_day": first_day, "last_day": last_day}
-    stored, unparsed = connection.execute(
-        "SELECT count(*), count(*) FILTER (WHERE conversation_id IS NULL) FROM messages "
-        "WHERE day BETWEEN $first_day AND $last_day",
-        span,
-    ).fetchone()
-    share = unparsed / stored if stored else 0.0
-    rejected = connection.execute(
-        "SELECT count(*) FROM rejected_messages WHERE archive_day BETWEEN $first_day AND $last_day",
-        span,
-    ).fetchone()[0]
-    threshold = settings.unparsed_sessionid_threshold
-    return [
-        CheckOutcome(
-            "unparsed_sessionid_share",
-            share <= threshold,
-            f"at most {threshold:.1%} of sessionids cannot be split into conversation.segment",
-            {"unparsed": unparsed, "share": round(share, 6), "threshold": threshold},
-        ),
-        CheckOutcome(
-            "no_rejected_records",
-            rejected == 0,
-            "no record went to rejected_messages",
-            {"rejected": rejected},
-        ),
-    ]
+# Per day of day_bounds: the table's own count next to what its upstream holds. One shape
+# for every daily table; the registry entry says what is counted on each side.
+RECONCILE = """
+SELECT b.day, coalesce(t.n, 0), coalesce(u.n, 0) FROM day_bounds AS b
+LEFT JOIN (SELECT day, {counted} AS n FROM {table} WHERE {where} GROUP BY day) AS t USING (day)
+LEFT JOIN ({expected}) AS u USING (day)
+ORDER BY b.day
+"""
 
 
-# Per day: the table's own message count next to what `messages` holds (or should produce).
-RECONCILIATION = {
-    "sentiment_trends": """
-        SELECT b.day, coalesce(t.n, 0), coalesce(m.n, 0) FROM day_bounds AS b
-        LEFT JOIN (SELECT day, sum(messages) AS n FROM sentiment_trends GROUP BY day) AS t USING (day)
-        LEFT JOIN (SELECT day, count(*) AS n FROM messages GROUP BY day) AS m USING (day)""",
-    "intent_confidence": """
-        SELECT b.day, coalesce(t.n, 0), coalesce(m.n, 0) FROM day_bounds AS b
-        LEFT JOIN (SELECT day, sum(messages) AS n FROM intent_confidence GROUP BY day) AS t USING (day)
-        LEFT JOIN (SELECT day, count(*) AS n FROM messages GROUP BY day) AS m USING (day)""",
-    # placeholders counted without grouping by label: a placeholder whose label was lost
-    # or split differently shows up as a difference
-    "redaction_entity_counts": """
-        SELECT b.day, coalesce(t.n, 0), coalesce(m.n, 0) FROM day_bounds AS b
-        LEFT JOIN (SELECT day, sum(occurrences) AS n FROM redaction_entity_counts
-                   WHERE entity_type <> '' GROUP BY day) AS t USING (day)
-        LEFT JOIN (SELECT day, sum(len(regexp_extract_all(text, $placeholder_regex))) AS n
-                   FROM messages WHERE day IN (SELECT day FROM day_bounds) GROUP BY day) AS m
-            USING (day)""",
-    # every message of the day's journeys is in one of their segments
-    "conversation_segments": """
-        SELECT b.day, coalesce(t.n, 0), coalesce(m.n, 0) FROM day_bounds AS b
-        LEFT JOIN (SELECT day, sum(messages) AS n FROM conversation_segments GROUP BY day) AS t USING (day)
-        LEFT JOIN (SELECT j.day, count(*) AS n FROM messages AS msg
-                   JOIN (SELECT DISTINCT day, customersessionid FROM conversation_segments
-                         WHERE day IN (SELECT day FROM day_bounds)) AS j USING (customersessionid)
-                   WHERE msg.sessionid IS NOT NULL GROUP BY j.day) AS m USING (day)""",
-    "customer_journeys": """
-        SELECT b.day, coalesce(t.n, 0), coalesce(m.n, 0) FROM day_bounds AS b
-        LEFT JOIN (SELECT day, sum(segments) AS n FROM customer_journeys GROUP BY day) AS t USING (day)
-        LEFT JOIN (SELECT day, count(*) AS n FROM conversation_segments GROUP BY day) AS m USING (day)""",
-}
-
-
-def reconcile(
-    connection: duckdb.DuckDBPyConnection, table: str, settings: WarehouseSettings
-) -> CheckOutcome:
-    """Does `table` account for every message of the range's days? Needs day_bounds."""
-    query = RECONCILIATION[table]
-    params = {"placeholder_regex": settings.placeholder_regex} if "$placeholder_regex" in query else None
-    rows = connection.execute(query + " ORDER BY b.day", params).fetchall()
-    mismatched = {day.isoformat(): [table_count, expected] for day, table_count, expected in rows if table_count != expected}
+def reconcile(connection: duckdb.DuckDBPyConnection, table: DailyTable, settings: WarehouseSettings) -> CheckOutcome:
+    """Does `table` account for everything of the range's days it is built from? Needs day_bounds."""
+    spec = table.reconcile
+    query = RECONCILE.format(counted=spec.counted, table=table.name, where=spec.where, expected=spec.expected)
+    rows = connection.execute(query, named_parameters(query, {"placeholder_regex": settings.placeholder_regex})).fetchall()
+    mismatched = {day.isoformat(): [counted, expected] for day, counted, expected in rows if counted != expected}
     return CheckOutcome(
         "counts_reconcile",
         not mismatched,
-        f"{table}'s counts add up to what it is built from, day by day",
-        {"days": len(rows), "mismatched_days": mismatched or "none"},
+        f"{table.name}'s counts add up to {table.upstream}, day by day",
+        metadata={"days": len(rows), "mismatched_days": mismatched or "none"},
     )
+

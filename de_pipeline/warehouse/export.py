@@ -9,7 +9,7 @@ from pathlib import Path
 
 from de_pipeline.warehouse.connection import reader
 from de_pipeline.warehouse.settings import WarehouseSettings
-from de_pipeline.warehouse.summary import TABLES
+from de_pipeline.warehouse.tables import UnknownTableError, table
 
 FORMATS = ("parquet", "csv")
 
@@ -27,7 +27,7 @@ class Exported:
 
 def export_table(
     settings: WarehouseSettings,
-    table: str,
+    table_name: str,
     out_dir: Path,
     file_format: str = "parquet",
     first_day: date | None = None,
@@ -35,20 +35,22 @@ def export_table(
 ) -> Exported:
     """Write `<out_dir>/<table>/day=YYYY-MM-DD/data.<format>`, one file per day, each replaced
     whole. One day per statement, so memory stays flat for any table size."""
-    if table not in TABLES:
-        raise ExportError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
+    try:
+        entry = table(table_name)
+    except UnknownTableError as exc:
+        raise ExportError(str(exc)) from None
+    name, day_column = entry.name, entry.day_column
     if file_format not in FORMATS:
         raise ExportError(f"unknown format {file_format!r}; choose one of {', '.join(FORMATS)}")
-    day_column = "archive_day" if table == "rejected_messages" else "day"
     span = {"first_day": first_day or date.min, "last_day": last_day or date.max}
     where = f"{day_column} BETWEEN $first_day AND $last_day"
-    target = out_dir / table
+    target = out_dir / name
     rows = 0
     with reader(settings) as connection:
         days = [
             row[0]
             for row in connection.execute(
-                f"SELECT DISTINCT {day_column} FROM {table} WHERE {where} ORDER BY 1", span
+                f"SELECT DISTINCT {day_column} FROM {name} WHERE {where} ORDER BY 1", span
             ).fetchall()
         ]
         for day in days:
@@ -58,12 +60,12 @@ def export_table(
             partial = folder / f".data.{file_format}.partial"
             options = "FORMAT parquet, COMPRESSION zstd" if file_format == "parquet" else "FORMAT csv, HEADER"
             connection.execute(
-                f"COPY (SELECT * EXCLUDE ({day_column}) FROM {table} WHERE {day_column} = $day "
+                f"COPY (SELECT * EXCLUDE ({day_column}) FROM {name} WHERE {day_column} = $day "
                 f"ORDER BY ALL) TO $target ({options})",
                 {"day": day, "target": str(partial)},
             )
             os.replace(partial, path)
             rows += connection.execute(
-                f"SELECT count(*) FROM {table} WHERE {day_column} = $day", {"day": day}
+                f"SELECT count(*) FROM {name} WHERE {day_column} = $day", {"day": day}
             ).fetchone()[0]
     return Exported(rows, len(days), target)

@@ -9,6 +9,8 @@ from typing import Any
 
 import duckdb
 
+from de_pipeline.warehouse.tables import TABLES, create_table_sql
+
 _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
 _PARAMETER = re.compile(r"\$([A-Za-z_]\w*)")
 _COMMENT = re.compile(r"--[^\n]*")
@@ -34,16 +36,35 @@ def run_sql(
     connection: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None = None
 ) -> duckdb.DuckDBPyConnection:
     """Run each statement of a SQL file with the `$parameters` it names; returns the last result."""
-    params = params or {}
     result = connection
     for statement in _statements(name):
-        names = set(_PARAMETER.findall(_COMMENT.sub("", statement)))
-        missing = names - params.keys()
-        if missing:
-            raise KeyError(f"{name}.sql needs parameters {sorted(missing)}")
-        result = connection.execute(statement, {key: params[key] for key in names} or None)
+        result = connection.execute(statement, named_parameters(statement, params or {}, where=f"{name}.sql"))
     return result
 
 
+def named_parameters(statement: str, params: dict[str, Any], *, where: str = "the query") -> dict[str, Any] | None:
+    """The `$parameters` that `statement` names, from `params` (DuckDB refuses unused ones)."""
+    names = set(_PARAMETER.findall(_COMMENT.sub("", statement)))
+    missing = names - params.keys()
+    if missing:
+        raise KeyError(f"{where} needs parameters {sorted(missing)}")
+    return {key: params[key] for key in names} or None
+
+
 def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
+    """Create the registry's tables that the warehouse lacks (all of them in a new one, a
+    newly added one in an older one), then the views of schema.sql."""
+    existing = {
+        row[0]
+        for row in connection.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchall()
+    }
+    missing = [entry for entry in TABLES if entry.name not in existing]
+    if missing:
+        connection.execute("BEGIN TRANSACTION")
+        for entry in missing:
+            connection.execute(create_table_sql(entry))
+        connection.execute("COMMIT")
     run_sql(connection, "schema")
+

@@ -10,15 +10,7 @@ from typing import Any
 
 import duckdb
 
-TABLES = (
-    "messages",
-    "rejected_messages",
-    "sentiment_trends",
-    "intent_confidence",
-    "redaction_entity_counts",
-    "conversation_segments",
-    "customer_journeys",
-)
+from de_pipeline.warehouse.tables import TABLES, DailyTable
 
 HEADLINES = {
     "Sentiment by channel (customer messages)": """
@@ -52,11 +44,10 @@ def table_sizes(connection: duckdb.DuckDBPyConnection) -> list[tuple[str, int, s
     """(table, rows, first day, last day) for each table."""
     sizes = []
     for table in TABLES:
-        day_column = "archive_day" if table == "rejected_messages" else "day"
         rows, first, last = connection.execute(
-            f"SELECT count(*), min({day_column}), max({day_column}) FROM {table}"
+            f"SELECT count(*), min({table.day_column}), max({table.day_column}) FROM {table.name}"
         ).fetchone()
-        sizes.append((table, rows, str(first or "-"), str(last or "-")))
+        sizes.append((table.name, rows, str(first or "-"), str(last or "-")))
     return sizes
 
 
@@ -65,42 +56,30 @@ def headlines(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
     result = {}
     for title, query in HEADLINES.items():
         cursor = connection.execute(query)
-        result[title] = text_table([c[0] for c in cursor.description], cursor.fetchall())
+        result[title] = markdown_table([c[0] for c in cursor.description], cursor.fetchall())
     return result
 
 
-# Per day, the numbers of each daily table that the UI plots across partitions.
-DAILY_METRICS = {
-    "sentiment_trends": """SELECT day, sum(messages) AS messages,
-        round(sum(avg_sentiment * (messages - without_sentiment))
-              / nullif(sum(messages - without_sentiment), 0), 4) AS avg_sentiment
-        FROM sentiment_trends""",
-    "intent_confidence": """SELECT day, sum(messages) AS messages, sum(low_confidence) AS low_confidence,
-        round(sum(avg_score * messages) FILTER (WHERE topic IS NOT NULL)
-              / nullif(sum(messages) FILTER (WHERE topic IS NOT NULL), 0), 4) AS avg_score
-        FROM intent_confidence""",
-    "redaction_entity_counts": "SELECT day, sum(occurrences) AS occurrences FROM redaction_entity_counts",
-    "conversation_segments": """SELECT day, count(*) AS segments, sum(messages) AS messages
-        FROM conversation_segments""",
-    "customer_journeys": """SELECT day, count(*) AS journeys, avg(handoff_to_agent::INT) AS handoff_share,
-        avg(transfers) AS avg_transfers, favg(sentiment_change) AS avg_sentiment_change
-        FROM customer_journeys""",
-}
-
-
 def daily_metrics(
-    connection: duckdb.DuckDBPyConnection, table: str, first_day: date, last_day: date
-) -> dict[date, dict[str, float]]:
-    """{day: {metric: value}} for the days of `table` (NaN where a value is undefined)."""
+    connection: duckdb.DuckDBPyConnection, table: DailyTable, first_day: date, last_day: date
+) -> dict[date, dict[str, float | int]]:
+    """{day: {metric: value}} of the table's row count and `metrics` for the days (NaN where
+    a value is undefined)."""
     cursor = connection.execute(
-        DAILY_METRICS[table] + " WHERE day BETWEEN $first_day AND $last_day GROUP BY day",
+        f'SELECT day, count(*) AS "dagster/partition_row_count", {table.metrics} '
+        f"FROM {table.name} WHERE day BETWEEN $first_day AND $last_day GROUP BY day",
         {"first_day": first_day, "last_day": last_day},
     )
     names = [column[0] for column in cursor.description][1:]
     return {
-        day: {name: math.nan if value is None else float(value) for name, value in zip(names, values)}
-        for day, *values in cursor.fetchall()
+        day: {name: _number(value) for name, value in zip(names, values)} for day, *values in cursor.fetchall()
     }
+
+
+def _number(value: Any) -> float | int:
+    if value is None:
+        return math.nan
+    return value if isinstance(value, int) else float(value)
 
 
 def top_rows(
@@ -111,22 +90,20 @@ def top_rows(
         f"SELECT * FROM {table} WHERE day BETWEEN $first_day AND $last_day ORDER BY ALL LIMIT {int(rows)}",
         {"first_day": first_day, "last_day": last_day},
     )
-    columns = [column[0] for column in cursor.description]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in cursor.fetchall()]
-    return "\n".join(lines)
+    return markdown_table([column[0] for column in cursor.description], cursor.fetchall())
 
 
-def text_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Rows as aligned plain text, numbers to the right."""
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as a Markdown table, aligned so that it reads in a terminal too, numbers right."""
     cells = [[_cell(value) for value in row] for row in rows]
-    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
+    widths = [max([len(name), 3, *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
     numeric = [bool(rows) and all(isinstance(row[i], int | float) for row in rows) for i in range(len(columns))]
 
     def line(values: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric)).rstrip()
+        return "| " + " | ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric)) + " |"
 
-    return "\n".join([line(columns), *(line(row) for row in cells)])
+    rule = "|" + "|".join("-" * (w + 1) + ":" if n else "-" * (w + 2) for w, n in zip(widths, numeric)) + "|"
+    return "\n".join([line(columns), rule, *(line(row) for row in cells)])
 
 
 def _cell(value: Any) -> str:
