@@ -338,5 +338,24 @@ def markdown() -> str:
     return "\n".join(parts)
 
 
+README_START = "<!-- tables: generated from de_pipeline/warehouse/tables.py"
+README_END = "<!-- /tables -->"
+
+
+def with_table_docs(readme: str) -> str:
+    """`readme` with the text between its table markers replaced by markdown()."""
+    start = readme.index("\n", readme.index(README_START)) + 1
+    end = readme.index(README_END)
+    return readme[:start] + markdown() + readme[end:]
+
+
 def _quoted(text: str) -> str:
     return text.replace("'", "''")
+
+
+if __name__ == "__main__":  # python -m de_pipeline.warehouse.tables README.md
+    import sys
+    from pathlib import Path
+
+    readme = Path(sys.argv[1])
+    readme.write_text(with_table_docs(readme.read_text()))
