@@ -288,6 +288,34 @@ FROM customer_journeys GROUP BY path ORDER BY journeys DESC;""",
     reach_back=2,
 )
 
+AGENT_PERFORMANCE = DailyTable(
+    name="agent_performance",
+    title="one row per day and agent",
+    description=(
+        "What each agent handled per day (the day the journeys started), from "
+        "conversation_segments: segments, customer messages, the customer's sentiment, and "
+        "handoffs received from the bot."
+    ),
+    columns=(
+        Column("day", "DATE NOT NULL", "the day the journeys started"),
+        Column("agent", "VARCHAR", "the agent's sendername; NULL for agent segments without one"),
+        Column("segments", "BIGINT NOT NULL", "agent segments handled"),
+        Column("customer_messages", "BIGINT NOT NULL", "messages customers sent in them"),
+        Column("avg_customer_sentiment", "DOUBLE", "the customers' mean sentiment, weighted by their messages"),
+        Column("handoffs_received", "BIGINT NOT NULL", "segments that took over straight from a bot segment"),
+    ),
+    example="""SELECT agent, sum(segments) AS segments, sum(handoffs_received) AS handoffs
+FROM agent_performance GROUP BY agent ORDER BY segments DESC;""",
+    upstream="conversation_segments",
+    reconcile=Reconcile(
+        "sum(segments)",
+        "SELECT day, count(*) AS n FROM conversation_segments "
+        "WHERE kind = 'agent' AND day IN (SELECT day FROM day_bounds) GROUP BY day",
+    ),
+    metrics="count(DISTINCT agent) AS agents, sum(segments) AS segments, sum(handoffs_received) AS handoffs",
+    reach_back=2,  # conversation_segments rewrites journeys that started up to 2 days before a run
+)
+
 TABLES: tuple[Table, ...] = (
     MESSAGES,
     REJECTED_MESSAGES,
@@ -296,6 +324,7 @@ TABLES: tuple[Table, ...] = (
     REDACTION_ENTITY_COUNTS,
     CONVERSATION_SEGMENTS,
     CUSTOMER_JOURNEYS,
+    AGENT_PERFORMANCE,
 )
 DAILY_TABLES: tuple[DailyTable, ...] = tuple(t for t in TABLES if isinstance(t, DailyTable))
 TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in TABLES)
