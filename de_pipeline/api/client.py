@@ -12,12 +12,11 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
-import orjson
 import requests
 import simdjson
 
@@ -34,7 +33,7 @@ from de_pipeline.api.errors import (
     scrub,
     server_message,
 )
-from de_pipeline.api.settings import ApiSettings
+from de_pipeline.api.settings import CUSTOMER_SESSION, PROVIDER, ApiSettings, Endpoint
 from de_pipeline.api.windows import Window, split_window
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -81,9 +80,6 @@ class Page:
     number: int
     repaired_utf8: bool = False
 
-    def messages(self) -> list[Any]:
-        return orjson.loads(self.body)
-
 
 @dataclass
 class ClientStats:
@@ -94,7 +90,6 @@ class ClientStats:
     pages: int = 0
     rows: int = 0
     repaired_pages: int = 0
-    windows: list[str] = field(default_factory=list)
 
 
 class DigitalEngagementClient:
@@ -153,23 +148,18 @@ class DigitalEngagementClient:
         for number, legal_window in enumerate(windows, 1):
             log = self._log.info if len(windows) > 1 else self._log.debug
             log("window %d of %d: %s", number, len(windows), legal_window)
-            self.stats.windows.append(str(legal_window))
-            yield from self._pages("POST", self.settings.provider_path, legal_window)
+            yield from self._pages(PROVIDER, legal_window)
 
     def customer_session_pages(self, customersessionid: str, window: Window) -> Iterator[Page]:
         """Every message of one customer session (journey) inside `window`, by page."""
         for legal_window in split_window(window):
-            yield from self._pages(
-                "GET",
-                self.settings.customer_session_path,
-                legal_window,
-                {"customersessionid": customersessionid},
-            )
+            yield from self._pages(CUSTOMER_SESSION, legal_window, {"customersessionid": customersessionid})
 
     def _pages(
-        self, method: str, path: str, window: Window, query: dict[str, str] | None = None
+        self, endpoint: Endpoint, window: Window, query: dict[str, str] | None = None
     ) -> Iterator[Page]:
         """Pages of one legal window, advancing `offset` by the rows received until `[]`."""
+        method, path = endpoint.method, getattr(self.settings, endpoint.path_setting)
         offset = 0
         number = 0
         previous_body = b""
@@ -178,8 +168,9 @@ class DigitalEngagementClient:
             fields = self._window_fields(window, offset)
             query_text = "".join(f" {name}={value}" for name, value in (query or {}).items())
             describe = f"{method} {path}{query_text} window {window} offset {offset}"
-            if method == "POST":
-                body = self._request(method, path, describe, json_body=fields | {"interval": "1d"})
+            fields |= dict(endpoint.fixed)
+            if endpoint.window_in == "json":
+                body = self._request(method, path, describe, params=query, json_body=fields)
             else:
                 body = self._request(method, path, describe, params=(query or {}) | fields)
             body, rows, repaired = self._checked_array(body, describe)

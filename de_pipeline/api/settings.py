@@ -22,6 +22,24 @@ RETENTION_DAYS = 365  # the vendor keeps message history for one year
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """How one endpoint is asked; a new endpoint is one more of these. Its path is the
+    ApiSettings field `path_setting` (a setting, since the vendor's article gives none)."""
+
+    method: str  # "POST" or "GET"
+    path_setting: str
+    window_in: str  # "json": start/end/limit/offset in a JSON body; "query": in the query string
+    fixed: tuple[tuple[str, str], ...] = ()  # fields sent as they are
+
+
+# The bulk export of every message of the provider in a window. The article asks for
+# "interval": "1d"; the server ignores it.
+PROVIDER = Endpoint("POST", "provider_path", "json", (("interval", "1d"),))
+# The messages of one customer session (customersessionid in the query string).
+CUSTOMER_SESSION = Endpoint("GET", "customer_session_path", "query")
+
+
+@dataclass(frozen=True)
 class ApiSettings:
     """Everything the client needs to talk to one account. `api_key` is never printed."""
 

@@ -20,23 +20,12 @@ class Window:
         if self.end_ms < self.start_ms:
             raise ValueError(f"window ends before it starts: {self}")
 
-    @classmethod
-    def between(cls, start: datetime, end: datetime) -> Window:
-        """The window between two time-zone-aware datetimes."""
-        return cls(to_epoch_ms(start), to_epoch_ms(end))
-
     @property
     def span_ms(self) -> int:
         return self.end_ms - self.start_ms
 
     def __str__(self) -> str:
         return f"[{format_epoch_ms(self.start_ms)}, {format_epoch_ms(self.end_ms)})"
-
-
-def to_epoch_ms(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        raise ValueError(f"datetime {moment.isoformat()} has no time zone")
-    return round(moment.timestamp() * 1000)
 
 
 def format_epoch_ms(epoch_ms: int) -> str:

@@ -24,6 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from de_pipeline.api.settings import (
+    CUSTOMER_SESSION,
+    PROVIDER,
     CUSTOMER_SESSION_PATH,
     DAY_MS,
     MAX_WINDOW_MS,
@@ -157,7 +159,7 @@ class Simulator:
         provider = headers.get("providerid") or query.get("providerId")
         if provider != config.provider_id:
             return self._record(method, path, 403, _error("provider not allowed for this key"))
-        expected = "POST" if path == config.provider_path else "GET"
+        expected = PROVIDER.method if path == config.provider_path else CUSTOMER_SESSION.method
         if method != expected:
             return self._record(method, path, 405, _error(f"use {expected} on {path}"))
         try:
