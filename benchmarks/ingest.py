@@ -8,7 +8,8 @@ Flags: --days, --per-day, --repeat (default 3), --skip-dlt, --memory-sweep (with
 --sweep-volumes, --memory-limit), --long-texts/--no-long-texts (texts of up to a few
 hundred characters, as in a real export, instead of the simulator's short ones; default on
 for the sweep only), --incremental/--no-incremental (with --incremental-per-day,
---incremental-runs), --workdir, --keep. BENCH_PROFILE=FILE writes a cProfile of each de-pipeline child to FILE.
+--incremental-runs), --workdir, --keep. BENCH_PROFILE=FILE writes a cProfile of each
+de-pipeline child to FILE.
 
 One simulator of the API runs in its own child process, serves pages of at most 1000 rows
 (SimulatorConfig max_page_size=1000) and is shared by every contender; every day it serves
@@ -631,7 +632,12 @@ def scratch(base: str | None, keep: bool) -> Iterator[Path]:
 
 
 def run_contender(
-    name: str, endpoint: Endpoint, days: list[date], workdir: Path, keep: bool, memory_limit: str | None = None
+    name: str,
+    endpoint: Endpoint,
+    days: list[date],
+    workdir: Path,
+    keep: bool,
+    memory_limit: str | None = None,
 ) -> RunResult:
     spec = Spec(endpoint, days[0].isoformat(), days[-1].isoformat(), str(workdir), memory_limit=memory_limit)
     try:

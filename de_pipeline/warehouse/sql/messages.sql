@@ -1,5 +1,5 @@
 -- Insert the usable records of `parsed` (parse_records.sql) into messages.
--- Runs once per day of a run (messages.load_messages), so the dedup below holds one day.
+-- Runs once per step of a run, a day (messages.load_messages), so the dedup holds one day.
 -- No ORDER BY: a run appends its days one after another, so reading one day touches only
 -- the row groups that the day's insert wrote, however long the history. Sorting them
 -- spilled under the memory limit and took a third of the load (benchmarks/ingest.py).
