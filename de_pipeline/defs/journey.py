@@ -13,7 +13,7 @@ from de_pipeline.env import SettingsError
 from de_pipeline.ingest import fetched_journey, journey_days
 from de_pipeline.warehouse.aggregates import refresh_aggregate
 from de_pipeline.warehouse.connection import writer
-from de_pipeline.warehouse.messages import replace_journey
+from de_pipeline.warehouse.journeys import replace_journey
 from de_pipeline.warehouse.tables import DAILY_TABLES
 
 

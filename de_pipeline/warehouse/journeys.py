@@ -1,4 +1,6 @@
-"""One journey as the customer-session endpoint returns it, next to the warehouse's copy."""
+"""One journey from the customer-session endpoint: next to the warehouse's copy (`de-pipeline
+session`), or replacing it (the `refresh_journey` job). The journey tables themselves are
+built by the registry (tables.py) like every daily table."""
 
 from __future__ import annotations
 
@@ -7,10 +9,10 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from de_pipeline.warehouse.connection import reader, session_defaults
+from de_pipeline.warehouse.connection import reader, session_defaults, transaction
 from de_pipeline.warehouse.days import DayBounds
 from de_pipeline.warehouse.messages import parse_records
-from de_pipeline.warehouse.schema import ensure_schema
+from de_pipeline.warehouse.schema import ensure_schema, run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
 
 TRANSCRIPT_COLUMNS = "message_key, ts, sessionid, sendertype, sendername, text, sessionchannel, chattype"
@@ -75,3 +77,44 @@ def _compare(
     ).df()
     stored = connection.execute("SELECT count(*) FROM stored").fetchone()[0]
     return JourneyComparison(transcript, missing, extra, stored)
+
+
+@dataclass(frozen=True)
+class JourneyReplacement:
+    fetched: int
+    before: int
+    stored: int
+    rejected: int
+
+
+def replace_journey(
+    connection: duckdb.DuckDBPyConnection,
+    customersessionid: str,
+    files: list[str],
+    days: list[DayBounds],
+    settings: WarehouseSettings,
+) -> JourneyReplacement:
+    """Replace one journey's messages inside `days` with the archived answer of the
+    customer-session endpoint, in one transaction. Unusable records are counted, not stored
+    (the day's own rebuild records them)."""
+    window = {"csid": customersessionid, "start_ms": days[0].start_ms, "end_ms": days[-1].end_ms}
+    with transaction(connection):
+        parse_records(connection, files, days, settings)
+        fetched, rejected = connection.execute(
+            "SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL) FROM parsed"
+        ).fetchone()
+        # only this journey's messages, even if the server answered more
+        connection.execute(
+            "DELETE FROM parsed WHERE customersessionid IS DISTINCT FROM $csid", {"csid": customersessionid}
+        )
+        before = connection.execute(
+            "DELETE FROM messages WHERE customersessionid = $csid AND ts_ms >= $start_ms AND ts_ms < $end_ms",
+            window,
+        ).fetchone()[0]
+        run_sql(connection, "messages")
+        stored = connection.execute(
+            "SELECT count(*) FROM messages WHERE customersessionid = $csid AND ts_ms >= $start_ms AND ts_ms < $end_ms",
+            window,
+        ).fetchone()[0]
+        connection.execute("DROP TABLE parsed")
+    return JourneyReplacement(fetched=fetched, before=before, stored=stored, rejected=rejected)
