@@ -204,8 +204,13 @@ class RawClient:
     def page(self, day: date, offset: int, limit: int = PAGE_SIZE) -> bytes:
         start_ms, end_ms = day_window_ms(day)
         body = json.dumps(
-            {"start": start_ms // 1000, "end": end_ms // 1000, "limit": limit, "offset": offset,
-             "interval": "1d"}  # fmt: skip
+            {
+                "start": start_ms // 1000,
+                "end": end_ms // 1000,
+                "limit": limit,
+                "offset": offset,
+                "interval": "1d",
+            }  # fmt: skip
         )
         self._connection.request("POST", PROVIDER_PATH, body, self._headers)
         response = self._connection.getresponse()
@@ -664,8 +669,10 @@ def print_serving(warm_s: float, serving: Serving, per_day: int) -> None:
         verdict = mark(rate >= TARGET_SERVING)
     else:
         cpu_rate, verdict = "n/a messages/s per CPU-second (too little data)", "too short to judge"
-    print(f"simulator serving rate: {cpu_rate} (target >= {TARGET_SERVING:,.0f}: {verdict}); "
-          f"{serving.per_wall_second:,.0f} messages/s wall with a lean client, {serving.pages} pages")
+    print(
+        f"simulator serving rate: {cpu_rate} (target >= {TARGET_SERVING:,.0f}: {verdict}); "
+        f"{serving.per_wall_second:,.0f} messages/s wall with a lean client, {serving.pages} pages"
+    )
 
 
 def compare(args: argparse.Namespace, days: list[date], workdir: Path) -> None:
@@ -748,18 +755,22 @@ def memory_sweep(args: argparse.Namespace, days: list[date], workdir: Path) -> N
         with SimulatorProcess(volume, long_texts=args.long_texts) as endpoint:
             warm_simulator(endpoint, days)
             results = [
-                run_contender("de-pipeline", endpoint, days, workdir / f"sweep-{volume}-r{n + 1}",
-                              args.keep, args.memory_limit)  # fmt: skip
+                run_contender(
+                    "de-pipeline", endpoint, days, workdir / f"sweep-{volume}-r{n + 1}", args.keep, args.memory_limit
+                )  # fmt: skip
                 for n in range(args.repeat)
             ]
         peaks.append(median([r.peak_rss_mib for r in results]))
         print(f"{volume:>8,} {results[0].rows:>10,} {median([r.wall_s for r in results]):>8.2f} "
               f"{median([r.per_second for r in results]):>10,.0f} {peaks[-1]:>12.0f}", flush=True)  # fmt: skip
     growth = peaks[-1] / peaks[0]
-    print(f"  peak at {volumes[-1]:,}/day / peak at {volumes[0]:,}/day = {growth:.2f}   "
-          f"target <= {TARGET_SWEEP_GROWTH}: {mark(growth <= TARGET_SWEEP_GROWTH)}")
-    print(f"  largest peak {max(peaks):.0f} MiB   target <= {TARGET_PEAK_MIB:.0f}: "
-          f"{mark(max(peaks) <= TARGET_PEAK_MIB)}")
+    print(
+        f"  peak at {volumes[-1]:,}/day / peak at {volumes[0]:,}/day = {growth:.2f}   "
+        f"target <= {TARGET_SWEEP_GROWTH}: {mark(growth <= TARGET_SWEEP_GROWTH)}"
+    )
+    print(
+        f"  largest peak {max(peaks):.0f} MiB   target <= {TARGET_PEAK_MIB:.0f}: {mark(max(peaks) <= TARGET_PEAK_MIB)}"
+    )
     print_split(results, f" at {volumes[-1]:,} a day")
 
 
@@ -794,8 +805,10 @@ def incremental(args: argparse.Namespace, workdir: Path) -> None:
         ratio = median(walls[group, 90]) / median(walls[group, 7])
         step_ratio = median(steps[group, 90]) / median(steps[group, 7])
         verdict = f"target <= {TARGET_INCREMENTAL}: {mark(ratio <= TARGET_INCREMENTAL)}"
-        print(f"    90 days / 7 days = {ratio:.2f} (steps only {step_ratio:.2f})   "
-              + (verdict if group == "aggregates" else "(no target; for information)"))
+        print(
+            f"    90 days / 7 days = {ratio:.2f} (steps only {step_ratio:.2f})   "
+            + (verdict if group == "aggregates" else "(no target; for information)")
+        )
     if not args.keep:
         for spec in specs.values():
             shutil.rmtree(spec.workdir, ignore_errors=True)
@@ -807,22 +820,36 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--per-day", type=int, default=50_000, help="messages a day (default 50000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each contender (default 3)")
     parser.add_argument("--skip-dlt", action="store_true", help="do not run dlt")
-    parser.add_argument("--memory-sweep", action="store_true",
-                        help="only de-pipeline's peak RSS at each of --sweep-volumes messages a day")
+    parser.add_argument(
+        "--memory-sweep",
+        action="store_true",
+        help="only de-pipeline's peak RSS at each of --sweep-volumes messages a day",
+    )
     parser.add_argument("--sweep-volumes", default="5000,50000,200000,300000", help="for --memory-sweep")
-    parser.add_argument("--long-texts", action=argparse.BooleanOptionalAction,
-                        help="the simulator writes texts of up to a few hundred characters, like a "
-                        "real export (default: on with --memory-sweep, off otherwise, so that "
-                        "throughput stays comparable with earlier runs)")
-    parser.add_argument("--memory-limit",
-                        help="DE_DUCKDB_MEMORY_LIMIT for de-pipeline in the sweep (default: its own, 128MB)")
-    parser.add_argument("--incremental", action=argparse.BooleanOptionalAction, default=True,
-                        help="time re-materialising one day of the aggregates (default on)")
-    parser.add_argument("--incremental-per-day", type=int,
-                        help="messages a day in the 7- and 90-day histories "
-                        "(default: --per-day, at most 20000)")
-    parser.add_argument("--incremental-runs", type=int, default=3,
-                        help="timed runs per child in the incremental test (default 3)")
+    parser.add_argument(
+        "--long-texts",
+        action=argparse.BooleanOptionalAction,
+        help="the simulator writes texts of up to a few hundred characters, like a "
+        "real export (default: on with --memory-sweep, off otherwise, so that "
+        "throughput stays comparable with earlier runs)",
+    )
+    parser.add_argument(
+        "--memory-limit", help="DE_DUCKDB_MEMORY_LIMIT for de-pipeline in the sweep (default: its own, 128MB)"
+    )
+    parser.add_argument(
+        "--incremental",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time re-materialising one day of the aggregates (default on)",
+    )
+    parser.add_argument(
+        "--incremental-per-day",
+        type=int,
+        help="messages a day in the 7- and 90-day histories (default: --per-day, at most 20000)",
+    )
+    parser.add_argument(
+        "--incremental-runs", type=int, default=3, help="timed runs per child in the incremental test (default 3)"
+    )
     parser.add_argument("--workdir", help="where scratch files go (default: the system temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch files")  # fmt: skip
     args = parser.parse_args(argv)

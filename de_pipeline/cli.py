@@ -85,9 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--end", type=_day, help="last day (default: all)")
     export.set_defaults(command=export_command, name="export")
 
-    session = commands.add_parser(
-        "session", help="fetch one customer journey live and compare it with the warehouse"
-    )
+    session = commands.add_parser("session", help="fetch one customer journey live and compare it with the warehouse")
     session.add_argument("customersessionid")
     session.add_argument("--start", type=_day, help="first day to look in (default: 6 days ago)")
     session.add_argument("--end", type=_day, help="last day to look in (default: today)")
@@ -161,9 +159,7 @@ def export_command(args: argparse.Namespace) -> int:
     from de_pipeline.warehouse.export import export_table
     from de_pipeline.warehouse.settings import WarehouseSettings
 
-    done = export_table(
-        WarehouseSettings.from_env(), args.table, Path(args.out), args.format, args.start, args.end
-    )
+    done = export_table(WarehouseSettings.from_env(), args.table, Path(args.out), args.format, args.start, args.end)
     print(f"exported {done.rows:,} rows of {args.table} in {done.days} daily files to {done.directory}")
     return 0
 
@@ -248,8 +244,10 @@ def simulate_command(args: argparse.Namespace) -> int:
     config = simulator_config_from_env(timezone=timezone_from_env())
     simulator = Simulator(config)
     base_url = simulator.start(port=args.port)
-    print(f"simulator serving on {base_url} ({config.messages_per_day} messages/day, seed {config.seed},"
-          f" {'hostile' if config.hostile else 'well-behaved'}); Ctrl-C stops it")
+    print(
+        f"simulator serving on {base_url} ({config.messages_per_day} messages/day, seed {config.seed},"
+        f" {'hostile' if config.hostile else 'well-behaved'}); Ctrl-C stops it"
+    )
     print(f"  export DE_API_BASE_URL={base_url} DE_API_KEY={config.api_key} DE_PROVIDER_ID={config.provider_id}")
     try:
         threading.Event().wait()

@@ -38,9 +38,7 @@ class Env:
             raise SettingsError(f"{name} is not set: {why}")
         return value
 
-    def integer(
-        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
-    ) -> int:
+    def integer(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
         value = self.raw(name)
         if value is None:
             return default

@@ -17,8 +17,8 @@ from typing import Any
 
 from de_pipeline.api import DAY_MS, RETENTION_DAYS, ApiSource, ClientStats, DigitalEngagementClient, Page, Window
 from de_pipeline.api.client import Logger
-from de_pipeline.warehouse.archive import ArchivedDay, ArchiveWriter, archived
 from de_pipeline.env import SettingsError
+from de_pipeline.warehouse.archive import ArchivedDay, ArchiveWriter, archived
 from de_pipeline.warehouse.days import DayBounds, calendar_days
 from de_pipeline.warehouse.files import owned_scratch_dir, remove_leftovers
 from de_pipeline.warehouse.provenance import claim_archive_source
@@ -174,4 +174,3 @@ def _archive(
         log.info("fetched %d records in %d pages (%d requests, %d retries); finishing the archive",
                  stats.rows, stats.pages, stats.requests, stats.retries)  # fmt: skip
         return archive.commit(keep_larger=list(keep_larger))
-

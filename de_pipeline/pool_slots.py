@@ -84,7 +84,9 @@ def free_stale_slots(instance: DagsterInstance) -> list[str]:
                 "(killed, out of memory or a power loss); marked failed so that its pool slots "
                 "are freed",
             )
-            said.append(f"run {run.run_id[:8]} ({run.job_name}, pid {pid}) was left by a process that is gone: marked it failed")
+            said.append(
+                f"run {run.run_id[:8]} ({run.job_name}, pid {pid}) was left by a process that is gone: marked it failed"
+            )
     if instance.event_log_storage.supports_global_concurrency_limits:
         for run_id in sorted(instance.event_log_storage.get_concurrency_run_ids()):
             run = instance.get_run_by_id(run_id)
@@ -149,7 +151,9 @@ class PoolWatch:
             text = "; ".join(f"pool {h.pool} is held by {h.describe()}" for h in holders)
             waited = now - waiting_since
             if text and (text != said or now - said_at >= self._remind):
-                self._say(f"waiting for a pool slot ({waited:.0f}s of DE_LOCK_TIMEOUT_SECONDS={self._timeout:g}): {text}")
+                self._say(
+                    f"waiting for a pool slot ({waited:.0f}s of DE_LOCK_TIMEOUT_SECONDS={self._timeout:g}): {text}"
+                )
                 said, said_at = text, now
             if waited > self._timeout:
                 self._abandon(
@@ -165,10 +169,7 @@ class PoolWatch:
         return [
             pool
             for pool in storage.get_concurrency_keys()
-            if any(
-                step.run_id == self._run_id
-                for step in storage.get_concurrency_info(pool).pending_steps
-            )
+            if any(step.run_id == self._run_id for step in storage.get_concurrency_info(pool).pending_steps)
         ]
 
     def _abandon(self, reason: str, status: int) -> None:
@@ -203,9 +204,7 @@ def _run_process(instance: DagsterInstance, run: DagsterRun) -> tuple[int | None
     """(pid, host) of the process that executes `run`, where it can be known."""
     if PID_TAG in run.tags:
         return int(run.tags[PID_TAG]), run.tags.get(HOST_TAG)
-    records = instance.get_records_for_run(
-        run.run_id, of_type=DagsterEventType.ENGINE_EVENT, limit=20
-    ).records
+    records = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.ENGINE_EVENT, limit=20).records
     for record in records:
         event = record.event_log_entry.dagster_event
         metadata = event.engine_event_data.metadata if event and event.engine_event_data else {}

@@ -22,8 +22,8 @@ from de_pipeline.ingest import RetentionError
 from de_pipeline.pool_slots import PoolWatch, free_stale_slots, process_tags
 from de_pipeline.warehouse.archive import ArchiveMissingError
 from de_pipeline.warehouse.connection import MemoryBudgetError
-from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.provenance import SourceMismatchError
+from de_pipeline.warehouse.settings import WarehouseSettings
 
 # Errors a user fixes by changing a setting, a key or the range: the console shows their
 # one line, not Dagster's stack trace (the run's event log keeps it; DE_DEBUG=1 prints it).
@@ -68,9 +68,7 @@ def run_chunks(first: date, last: date) -> list[RunChunk]:
     earliest = DAILY.start.date()
     latest = last_complete_day()
     if first < earliest:
-        raise RangeError(
-            f"{first} is before the first partition ({earliest}); set DE_START_DATE to reach further back"
-        )
+        raise RangeError(f"{first} is before the first partition ({earliest}); set DE_START_DATE to reach further back")
     if last > latest:
         raise RangeError(f"{last} is not a complete day yet: the last partition is {latest}")
     starts = []

@@ -157,8 +157,11 @@ class DagsterDev:
                 if workspace["__typename"] != "Workspace":
                     raise DagsterDevError(f"the workspace did not load: {workspace}")
                 entries = workspace["locationEntries"]
-                errors = [e for e in entries if e["locationOrLoadError"] and
-                          e["locationOrLoadError"]["__typename"] == "PythonError"]
+                errors = [
+                    e
+                    for e in entries
+                    if e["locationOrLoadError"] and e["locationOrLoadError"]["__typename"] == "PythonError"
+                ]
                 if errors:
                     raise DagsterDevError(
                         "code location failed to load: "
@@ -179,7 +182,9 @@ class DagsterDev:
             except _NotYet:
                 pass
             time.sleep(1)
-        raise DagsterDevError(f"`dagster dev` not ready after {timeout:.0f}s ({last}); its log ends:\n{self.log_tail()}")
+        raise DagsterDevError(
+            f"`dagster dev` not ready after {timeout:.0f}s ({last}); its log ends:\n{self.log_tail()}"
+        )
 
     def stop(self, graceful_seconds: float = GRACEFUL_STOP_SECONDS) -> StopReport:
         """Ctrl-C the whole process group (SIGINT, as a terminal does), wait for every process

@@ -27,7 +27,9 @@ def recent_days(count: int, *, ending_days_ago: int = 1, seeds: tuple[int, ...] 
     while True:
         first = last - timedelta(days=count - 1)
         outage = [
-            d for seed in seeds for d in _days(first - timedelta(days=1), last)
+            d
+            for seed in seeds
+            for d in _days(first - timedelta(days=1), last)
             if SyntheticDataset(seed).is_outage_day(d)
         ]
         if not outage:
@@ -55,8 +57,7 @@ def served(simulator: Simulator, first: date, last: date) -> list[Any]:
 def usable(records: list[Any]) -> list[dict[str, Any]]:
     """Records that are messages: JSON objects with an integer ts (bool is not an integer)."""
     return [
-        r for r in records
-        if isinstance(r, dict) and isinstance(r.get("ts"), int) and not isinstance(r.get("ts"), bool)
+        r for r in records if isinstance(r, dict) and isinstance(r.get("ts"), int) and not isinstance(r.get("ts"), bool)
     ]
 
 

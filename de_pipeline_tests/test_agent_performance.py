@@ -37,5 +37,10 @@ def test_agent_performance_matches_its_segments(start_simulator, monkeypatch):
 
     assert len(expected) > 0 and expected.handoffs_received.sum() > 0
     pd.testing.assert_frame_equal(actual.sort_index(), expected.sort_index(), check_dtype=False, atol=1e-9)
-    checks = [c for r in results for c in r.get_asset_check_evaluations() if c.asset_key.to_user_string() == "agent_performance"]
+    checks = [
+        c
+        for r in results
+        for c in r.get_asset_check_evaluations()
+        if c.asset_key.to_user_string() == "agent_performance"
+    ]
     assert checks and all(c.passed for c in checks)

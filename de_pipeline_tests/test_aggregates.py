@@ -80,11 +80,7 @@ def test_intent_confidence(built):
     rows = []
     for (day, topic), part in built.groupby(["day", "topic"], dropna=False):
         score = part.score.dropna().astype(float)
-        margins = [
-            m[0]["score"] - m[1]["score"]
-            for m in part.topmatches
-            if isinstance(m, list) and len(m) >= 2
-        ]
+        margins = [m[0]["score"] - m[1]["score"] for m in part.topmatches if isinstance(m, list) and len(m) >= 2]
         rows.append(
             {
                 "day": day,

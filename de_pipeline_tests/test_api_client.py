@@ -585,7 +585,9 @@ def test_a_gzip_bomb_is_not_decoded_past_the_cap(start_simulator, monkeypatch, c
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("drip_headers", [False, True], ids=["body", "headers-and-body"])
-def test_a_server_dripping_its_answer_is_cut_at_the_request_deadline(start_simulator, monkeypatch, caplog, drip_headers):
+def test_a_server_dripping_its_answer_is_cut_at_the_request_deadline(
+    start_simulator, monkeypatch, caplog, drip_headers
+):
     """One byte every 0.1 s never trips the per-read timeout: such a request was still being
     read after 25 s. Each try is now cut after DE_REQUEST_DEADLINE_SECONDS and retried."""
     simulator = start_simulator(messages_per_day=300)

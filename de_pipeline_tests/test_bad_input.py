@@ -18,7 +18,6 @@ from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import busy_day, dump, query
 
-
 DAY = busy_day(7)  # the simulators' default seed
 MISSING = object()  # a field the record leaves out
 
@@ -96,7 +95,11 @@ def assert_reconciles(results, fetched: int, stored: int, duplicates: int, rejec
     assert meta_of(results, "raw_messages")["records"] == fetched
     meta = meta_of(results, "messages")
     assert (meta["records_archived"], meta["messages"], meta["duplicates_dropped"], meta["rejected"]) == (
-        fetched, stored, duplicates, rejected)
+        fetched,
+        stored,
+        duplicates,
+        rejected,
+    )
     counts = query(
         f"SELECT (SELECT count(*) FROM messages WHERE day = DATE '{DAY}') AS stored, "
         f"(SELECT count(*) FROM rejected_messages WHERE archive_day = DATE '{DAY}') AS rejected"
@@ -118,6 +121,7 @@ def stored_row(text: str) -> dict[str, Any]:
 
 # ---- a record the pipeline rejects, or keeps (coerced) -------------------------------------
 
+
 def rejected(reason: str):
     return ("rejected", reason)
 
@@ -127,7 +131,9 @@ def kept(column: str, value: Any):
 
 
 RECORD_CASES = [
-    pytest.param({"ts": lambda r: str(r["ts"])}, rejected("ts is not an integer (epoch milliseconds)"), id="ts-as-string"),
+    pytest.param(
+        {"ts": lambda r: str(r["ts"])}, rejected("ts is not an integer (epoch milliseconds)"), id="ts-as-string"
+    ),
     pytest.param({"ts": MISSING}, rejected("ts is missing"), id="ts-missing"),
     pytest.param({"sentiment": "-0.75"}, kept("sentiment", -0.75), id="sentiment-numeric-string-coerced"),
     pytest.param({"sentiment": "very happy"}, rejected("sentiment is not a number"), id="sentiment-non-numeric-string"),
@@ -199,7 +205,7 @@ def test_an_array_of_non_objects_is_rejected_record_by_record(simulator):
 
 
 def test_a_huge_text_is_kept_intact(simulator):
-    text = "".join(f"line {i}: \"quoted\" ünïcødé ✓ \\ back\\slash\n" for i in range(50_000))[: 2 * 1024 * 1024]
+    text = "".join(f'line {i}: "quoted" ünïcødé ✓ \\ back\\slash\n' for i in range(50_000))[: 2 * 1024 * 1024]
     assert len(text) == 2 * 1024 * 1024
     huge = record(simulator, 1, text=text)
     page = [record(simulator, 0), huge, record(simulator, 2)]

@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import date
 
 import duckdb
 import pytest
@@ -41,9 +41,18 @@ def warehouse(start_simulator, monkeypatch):
 def test_demo_prints_every_table_and_the_headlines(tmp_path):
     out = run_cli("demo", "--days", "2", env={"DE_SIM_MESSAGES_PER_DAY": "200"})
     assert out.returncode == 0, out.stderr[-2000:]
-    for text in ("messages", "sentiment_trends", "intent_confidence", "redaction_entity_counts",
-                 "customer_journeys", "handoff_rate", "avg_sentiment_change",
-                 "Sentiment by channel", "Least confident intents", "Top redacted entity types"):
+    for text in (
+        "messages",
+        "sentiment_trends",
+        "intent_confidence",
+        "redaction_entity_counts",
+        "customer_journeys",
+        "handoff_rate",
+        "avg_sentiment_change",
+        "Sentiment by channel",
+        "Least confident intents",
+        "Top redacted entity types",
+    ):
         assert text in out.stdout
     assert "Traceback" not in out.stderr
 
@@ -53,7 +62,9 @@ def test_sql_formats(warehouse, capsys):
     assert main(["sql", "SELECT day, count(*) AS n FROM messages GROUP BY day ORDER BY day", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(rows) == 2 and all(int(r["n"]) > 0 for r in rows)
-    assert main(["sql", "SELECT topic, sum(messages) AS n FROM intent_confidence GROUP BY ALL", "--format", "json"]) == 0
+    assert (
+        main(["sql", "SELECT topic, sum(messages) AS n FROM intent_confidence GROUP BY ALL", "--format", "json"]) == 0
+    )
     records = json.loads(capsys.readouterr().out)
     assert {r["topic"] for r in records} >= {None} and sum(r["n"] for r in records) > 0
 
@@ -87,8 +98,11 @@ def test_sql_without_a_warehouse_says_how_to_make_one(tmp_path):
         (["backfill", "--start", str(date.today()), "--end", str(date.today())], {}, "not a complete day"),
         (["demo", "--days", "1"], {"DE_PAGE_SIZE": "many"}, "DE_PAGE_SIZE"),
         (["demo", "--days", "1"], {"DE_TIMEZONE": "Mars/Olympus"}, "DE_TIMEZONE"),
-        (["backfill", "--start", "2026-11-01", "--end", "2026-11-01"],
-         {"DE_API_BASE_URL": "ftp://x", "DE_API_KEY": TEST_KEY, "DE_PROVIDER_ID": "p"}, "DE_API_BASE_URL"),
+        (
+            ["backfill", "--start", "2026-11-01", "--end", "2026-11-01"],
+            {"DE_API_BASE_URL": "ftp://x", "DE_API_KEY": TEST_KEY, "DE_PROVIDER_ID": "p"},
+            "DE_API_BASE_URL",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(args, env, expected):
@@ -109,9 +123,11 @@ def test_export_writes_one_file_per_day(warehouse, tmp_path, capsys, file_format
         f"SELECT day, count(*) FROM {reader}('{out}/messages/*/data.{file_format}', hive_partitioning = true) "
         "GROUP BY day ORDER BY day"
     ).fetchall()
-    stored = duckdb.connect(os.environ["DE_DUCKDB_PATH"], read_only=True).execute(
-        "SELECT day, count(*) FROM messages GROUP BY day ORDER BY day"
-    ).fetchall()
+    stored = (
+        duckdb.connect(os.environ["DE_DUCKDB_PATH"], read_only=True)
+        .execute("SELECT day, count(*) FROM messages GROUP BY day ORDER BY day")
+        .fetchall()
+    )
     assert exported == stored and len(stored) == 2
 
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
-
-import orjson
 
 from de_pipeline.runner import run_range
 from de_pipeline.warehouse import days as warehouse_days
@@ -67,9 +66,11 @@ def crossing_day(simulator, days: int = 40) -> date:
     """A recent day with a journey that continues after midnight into the next day."""
     for back in range(2, days):
         day = date.today() - timedelta(days=back)
-        if expected_journeys(served(simulator, day, day + timedelta(days=1))).query(
-            "crosses_midnight and day == @day"
-        ).shape[0]:
+        if (
+            expected_journeys(served(simulator, day, day + timedelta(days=1)))
+            .query("crosses_midnight and day == @day")
+            .shape[0]
+        ):
             return day
     raise AssertionError("the simulator made no journey that crosses midnight")
 
@@ -129,9 +130,7 @@ def test_a_journey_that_crosses_a_run_boundary_is_completed_by_the_next_run(simu
     assert late.day[0].date() == day
     assert late.path[0] == whole.path and late.segments[0] == whole.segments
     assert not late.open_at_load[0]
-    counted = query(
-        f"SELECT count(*) AS n FROM conversation_segments WHERE customersessionid = '{csid}'"
-    ).n[0]
+    counted = query(f"SELECT count(*) AS n FROM conversation_segments WHERE customersessionid = '{csid}'").n[0]
     assert counted == whole.segments
     # every journey of the first day is closed now that its next day is loaded
     still_open = query(f"SELECT count(*) AS n FROM customer_journeys WHERE day = '{day}' AND open_at_load").n[0]
@@ -148,8 +147,16 @@ def test_a_run_day_by_day_gives_the_rows_of_one_step_over_the_run(start_simulato
         return simulator.dataset.day_bounds_ms(day)[0] + int(hours * 3_600_000)
 
     def message(csid: str, ts: int, sessionid: str | None) -> tuple[int, bytes]:
-        record = {"text": f"journey {csid}", "ts": ts, "sendertype": "customer", "chattype": "bot",
-                  "customersessionid": csid, "sessionchannel": "sms", "sentiment": 0.25, "topic": "refund"}
+        record = {
+            "text": f"journey {csid}",
+            "ts": ts,
+            "sendertype": "customer",
+            "chattype": "bot",
+            "customersessionid": csid,
+            "sessionchannel": "sms",
+            "sentiment": 0.25,
+            "topic": "refund",
+        }
         if sessionid:
             record["sessionid"] = sessionid
         return ts, orjson.dumps(record)

@@ -105,9 +105,11 @@ def test_a_write_killed_midway_leaves_old_or_new_rows_and_a_rerun_repairs(tmp_pa
     for name in TABLES:
         assert after[name] in (before[name], repaired[name]), name
     assert len(repaired["messages"]) > len(before["messages"]) > 0
-    totals = duckdb.connect(str(path), read_only=True).execute(
-        "SELECT (SELECT sum(messages) FROM sentiment_trends), (SELECT count(*) FROM messages)"
-    ).fetchone()
+    totals = (
+        duckdb.connect(str(path), read_only=True)
+        .execute("SELECT (SELECT sum(messages) FROM sentiment_trends), (SELECT count(*) FROM messages)")
+        .fetchone()
+    )
     assert totals[0] == totals[1]
 
 
@@ -136,8 +138,9 @@ def test_dst_days_have_23_and_25_hours_and_local_days(start_simulator, monkeypat
     point_at(monkeypatch, simulator)
     path = tmp_path / "dst.duckdb"
     for day in (spring, autumn):
-        done = cli("backfill", "--start", str(day), "--end", str(day),
-                   env={"DE_DUCKDB_PATH": str(path), "DE_TIMEZONE": zone})
+        done = cli(
+            "backfill", "--start", str(day), "--end", str(day), env={"DE_DUCKDB_PATH": str(path), "DE_TIMEZONE": zone}
+        )
         assert done.wait(timeout=300) == 0, done.stderr.read()[-3000:]
     connection = duckdb.connect(str(path), read_only=True)
     for day, hours in ((spring, 23), (autumn, 25)):

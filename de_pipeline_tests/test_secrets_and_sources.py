@@ -16,10 +16,10 @@ from dagster import DagsterInstance
 
 from de_pipeline.api.settings import ApiSettings
 from de_pipeline.api.simulator import ScriptedResponse
-from de_pipeline.runner import RunFailedError, run_range
 from de_pipeline.env import SettingsError
-from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.runner import RunFailedError, run_range
 from de_pipeline.warehouse.provenance import ARCHIVE_SOURCE_FILE
+from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import TEST_PROVIDER, point_at
 from de_pipeline_tests.helpers import busy_day, dump, query, served, unique_messages
 
@@ -55,6 +55,7 @@ def archive_dir() -> Path:
 
 
 # ---- the API key ------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def dagster_home(tmp_path, monkeypatch) -> Path:
@@ -198,6 +199,7 @@ def test_plain_http_allowed_by_the_flag_is_warned_about_once(caplog):
 
 # ---- simulated and real data never mix --------------------------------------------------------
 
+
 def archive_snapshot() -> dict[str, tuple[bytes, int | None]]:
     """Every archive file by bytes; the data files also by mtime (the marker is rewritten)."""
     return {
@@ -284,6 +286,7 @@ def test_the_warehouse_refuses_another_source_even_with_a_fresh_archive(
 
 
 # ---- `de-pipeline sql` while another process holds the write lock ----------------------------
+
 
 def test_sql_while_the_warehouse_is_locked_is_one_clear_line(start_simulator, monkeypatch):
     simulator = start_simulator(messages_per_day=50)

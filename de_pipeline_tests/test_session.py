@@ -34,11 +34,13 @@ def damage(path, csid: str) -> None:
     connection = duckdb.connect(str(path))
     connection.execute(
         "DELETE FROM messages WHERE message_key IN (SELECT message_key FROM messages "
-        "WHERE customersessionid = $csid ORDER BY ts_ms LIMIT 2)", {"csid": csid}
+        "WHERE customersessionid = $csid ORDER BY ts_ms LIMIT 2)",
+        {"csid": csid},
     )
     connection.execute(
         "INSERT INTO messages SELECT * REPLACE ('invented' AS message_key, 'invented' AS text) "
-        "FROM messages WHERE customersessionid = $csid LIMIT 1", {"csid": csid}
+        "FROM messages WHERE customersessionid = $csid LIMIT 1",
+        {"csid": csid},
     )
     connection.close()
 
@@ -64,8 +66,9 @@ def test_refresh_journey_restores_the_rows_without_duplicates(loaded):
     csid, first, last, expected, path = loaded
     damage(path, csid)
     job = defs.resolve_job_def("refresh_journey")
-    config = {"ops": {"refresh_journey_rows": {"config": {
-        "customersessionid": csid, "start": str(first), "end": str(last)}}}}
+    config = {
+        "ops": {"refresh_journey_rows": {"config": {"customersessionid": csid, "start": str(first), "end": str(last)}}}
+    }
     with run_instance() as instance:
         for _ in range(2):  # twice: a refresh never duplicates
             assert job.execute_in_process(run_config=config, instance=instance).success
@@ -83,8 +86,13 @@ def test_refresh_journey_restores_the_rows_without_duplicates(loaded):
 def test_refresh_journey_rejects_a_backwards_window(loaded):
     csid, first, last, _, _ = loaded
     job = defs.resolve_job_def("refresh_journey")
-    config = {"ops": {"refresh_journey_rows": {"config": {
-        "customersessionid": csid, "start": str(last), "end": str(first - timedelta(days=1))}}}}
+    config = {
+        "ops": {
+            "refresh_journey_rows": {
+                "config": {"customersessionid": csid, "start": str(last), "end": str(first - timedelta(days=1))}
+            }
+        }
+    }
     with run_instance() as instance:
         result = job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
     assert not result.success

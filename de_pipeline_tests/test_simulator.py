@@ -47,8 +47,8 @@ def day_ms(day: date) -> tuple[int, int]:
 def ordinary_day(dataset: SyntheticDataset, *, weekday: bool = True, days_ago: int = 1) -> date:
     """A recent day that is no outage day (and a Monday to Thursday if `weekday`)."""
     day = TODAY - timedelta(days=days_ago)
-    while dataset.is_outage_day(day) or dataset.is_outage_day(day + timedelta(days=1)) or (
-        weekday and day.weekday() > 3
+    while (
+        dataset.is_outage_day(day) or dataset.is_outage_day(day + timedelta(days=1)) or (weekday and day.weekday() > 3)
     ):
         day -= timedelta(days=1)
     return day
@@ -112,7 +112,9 @@ def wire(simulator: Simulator, ms: int) -> int:
     return ms
 
 
-def page(simulator: Simulator, start_ms: int, end_ms: int, *, limit: int = 1000, offset: int = 0, tries: int = 1) -> list[Any]:
+def page(
+    simulator: Simulator, start_ms: int, end_ms: int, *, limit: int = 1000, offset: int = 0, tries: int = 1
+) -> list[Any]:
     """One page of the provider endpoint; retries faults (hostile mode) up to `tries` times."""
     body = {"start": wire(simulator, start_ms), "end": wire(simulator, end_ms), "limit": limit,
             "offset": offset, "interval": "1d"}  # fmt: skip
@@ -418,7 +420,10 @@ def test_bad_parameters_get_400_with_a_json_error(plain, body):
 
 def test_customersession_endpoint_missing_start_gets_400(plain):
     response = requests.get(
-        plain.base_url + CUSTOMER_SESSION_PATH, params={"customersessionid": "1.1", "end": 5}, headers=headers(), timeout=10
+        plain.base_url + CUSTOMER_SESSION_PATH,
+        params={"customersessionid": "1.1", "end": 5},
+        headers=headers(),
+        timeout=10,
     )
     assert response.status_code == 400
 
@@ -456,8 +461,13 @@ def test_customersession_endpoint_serves_one_journey(plain):
     csid = max((c for c in sizes if c.startswith("-")), key=sizes.get)
 
     def ask(customersessionid: str, **window: int) -> requests.Response:
-        params = {"customersessionid": customersessionid, "start": wire(plain, window.get("start", start_ms)),
-                  "end": wire(plain, window.get("end", end_ms)), "limit": 1000, "offset": window.get("offset", 0)}  # fmt: skip
+        params = {
+            "customersessionid": customersessionid,
+            "start": wire(plain, window.get("start", start_ms)),
+            "end": wire(plain, window.get("end", end_ms)),
+            "limit": 1000,
+            "offset": window.get("offset", 0),
+        }
         return requests.get(plain.base_url + CUSTOMER_SESSION_PATH, params=params, headers=headers(), timeout=10)
 
     response = ask(csid)

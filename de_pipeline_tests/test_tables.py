@@ -17,7 +17,12 @@ SQL = resources.files("de_pipeline.warehouse") / "sql"
 
 
 def missing_sql(entries) -> list[str]:
-    return [f"de_pipeline/warehouse/sql/{name}.sql" for t in entries for name in t.sql_files if not (SQL / f"{name}.sql").is_file()]
+    return [
+        f"de_pipeline/warehouse/sql/{name}.sql"
+        for t in entries
+        for name in t.sql_files
+        if not (SQL / f"{name}.sql").is_file()
+    ]
 
 
 def test_every_daily_table_has_its_sql_files():
@@ -51,7 +56,8 @@ def test_the_warehouse_has_exactly_the_registry_columns_with_their_descriptions(
         ensure_schema(connection)
         for entry in TABLES:
             described = connection.execute(
-                "SELECT column_name, data_type, comment FROM duckdb_columns() WHERE table_name = $t ORDER BY column_index",
+                "SELECT column_name, data_type, comment FROM duckdb_columns() "
+                "WHERE table_name = $t ORDER BY column_index",
                 {"t": entry.name},
             ).fetchall()
             declared = [(c.name, c.base_type, c.description) for c in entry.columns]

@@ -21,14 +21,13 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 from de_pipeline.api import DAY_MS, RETENTION_DAYS
 from de_pipeline.api.simulator import ScriptedResponse, Simulator, SimulatorConfig, SyntheticDataset
 from de_pipeline.cli import main
-from de_pipeline.runner import run_range
 from de_pipeline.env import SettingsError
+from de_pipeline.runner import run_range
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.files import HOST
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER, point_at
 from de_pipeline_tests.helpers import busy_day, query, served, unique_messages
-
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -86,8 +85,9 @@ def test_a_refetch_cut_by_the_retention_keeps_the_complete_archived_copy(monkeyp
     seed = next(s for s in range(7, 200) if not SyntheticDataset(s).is_outage_day(day))
     clock = {"now": datetime.combine(today, datetime.min.time(), UTC).timestamp()}
     simulator = Simulator(
-        SimulatorConfig(seed=seed, messages_per_day=400, api_key=TEST_KEY, provider_id=TEST_PROVIDER,
-                        retry_after_seconds=0),
+        SimulatorConfig(
+            seed=seed, messages_per_day=400, api_key=TEST_KEY, provider_id=TEST_PROVIDER, retry_after_seconds=0
+        ),
         now=lambda: clock["now"],
     )
     simulator.start()
@@ -147,8 +147,10 @@ def small_warehouse(clean_environment: Path) -> Path:
     [
         ("COPY (SELECT * FROM messages) TO '{tmp}/copied.csv'", "disabled by configuration"),
         ("SELECT * FROM read_text('/etc/passwd')", "disabled by configuration"),
-        ("ATTACH '{tmp}/other.duckdb' AS other; CREATE TABLE other.stolen AS SELECT * FROM messages",
-         "disabled by configuration"),
+        (
+            "ATTACH '{tmp}/other.duckdb' AS other; CREATE TABLE other.stolen AS SELECT * FROM messages",
+            "disabled by configuration",
+        ),
         ("INSTALL httpfs", "disabled by configuration"),
         ("SET memory_limit = '8GB'", "configuration has been locked"),
     ],

@@ -155,9 +155,7 @@ class DigitalEngagementClient:
         for legal_window in split_window(window):
             yield from self._pages(CUSTOMER_SESSION, legal_window, {"customersessionid": customersessionid})
 
-    def _pages(
-        self, endpoint: Endpoint, window: Window, query: dict[str, str] | None = None
-    ) -> Iterator[Page]:
+    def _pages(self, endpoint: Endpoint, window: Window, query: dict[str, str] | None = None) -> Iterator[Page]:
         """Pages of one legal window, advancing `offset` by the rows received until `[]`."""
         method, path = endpoint.method, getattr(self.settings, endpoint.path_setting)
         offset = 0
@@ -244,9 +242,7 @@ class DigitalEngagementClient:
             start = body[: 4 * PREVIEW_CHARS + 12 * len(key)].decode("utf-8", "replace")
             head = scrub(start, key)[:PREVIEW_CHARS]
             preview = server_message(head, key) or "(empty body)"
-            raise ApiResponseError(
-                describe, f"the body is not valid JSON ({reason}); it begins: {preview}"
-            ) from None
+            raise ApiResponseError(describe, f"the body is not valid JSON ({reason}); it begins: {preview}") from None
         try:
             if not isinstance(document, simdjson.Array):
                 kind = "dict" if isinstance(document, simdjson.Object) else type(document).__name__
@@ -366,9 +362,7 @@ class DigitalEngagementClient:
                     "host and port of DE_API_BASE_URL: if the API moved, set it there",
                 )
             url, params = target, None  # the new URL holds the query already
-        raise ApiRedirectError(
-            describe, f"more than {MAX_REDIRECTS} redirects; the last to {scrub(target, key)}"
-        )
+        raise ApiRedirectError(describe, f"more than {MAX_REDIRECTS} redirects; the last to {scrub(target, key)}")
 
     def _body(self, response: requests.Response, describe: str) -> bytes:
         """The body, decoded (gzip and the like): a page's up to DE_MAX_PAGE_BYTES, an error
@@ -391,9 +385,7 @@ class DigitalEngagementClient:
                 break
         return b"".join(chunks)[:limit]
 
-    def _status_error(
-        self, response: requests.Response, body: bytes, describe: str, url: str
-    ) -> ApiError:
+    def _status_error(self, response: requests.Response, body: bytes, describe: str, url: str) -> ApiError:
         status = response.status_code
         said = server_message(body, self.settings.api_key)
         if status == 400:
@@ -403,8 +395,7 @@ class DigitalEngagementClient:
         if status == 403:
             return ApiAuthError(
                 describe,
-                f"provider {self.settings.provider_id!r} is not allowed for this key (HTTP 403); "
-                "check DE_PROVIDER_ID",
+                f"provider {self.settings.provider_id!r} is not allowed for this key (HTTP 403); check DE_PROVIDER_ID",
                 said,
             )
         if status == 404:
@@ -424,9 +415,7 @@ class DigitalEngagementClient:
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with equal jitter: half fixed, half random."""
-        ceiling = min(
-            self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** (attempt - 1)
-        )
+        ceiling = min(self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** (attempt - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 

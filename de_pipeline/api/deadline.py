@@ -126,8 +126,7 @@ def _shut_down(connection: Any) -> None:
 def _watch_pools(manager: PoolManager) -> None:
     """Make `manager` open watched subclasses of its connection classes (SOCKS ones too)."""
     manager.pool_classes_by_scheme = {
-        scheme: _watched_pool(pool_class)
-        for scheme, pool_class in manager.pool_classes_by_scheme.items()
+        scheme: _watched_pool(pool_class) for scheme, pool_class in manager.pool_classes_by_scheme.items()
     }
 
 

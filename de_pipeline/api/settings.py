@@ -82,9 +82,7 @@ class ApiSettings:
         return cls(
             base_url=_checked_base_url(base_url, env.flag("DE_ALLOW_INSECURE_HTTP")),
             api_key=env.required("DE_API_KEY", "the API key is needed with DE_API_BASE_URL"),
-            provider_id=env.required(
-                "DE_PROVIDER_ID", "the provider (account) id is needed with DE_API_BASE_URL"
-            ),
+            provider_id=env.required("DE_PROVIDER_ID", "the provider (account) id is needed with DE_API_BASE_URL"),
             **transport_overrides(env),
         )
 
@@ -123,9 +121,7 @@ def _checked_base_url(value: str, allow_insecure_http: bool) -> str:
     (the key would travel in clear text)."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingsError(
-            f"DE_API_BASE_URL={value!r} is not an http(s) URL such as https://api.example.com"
-        )
+        raise SettingsError(f"DE_API_BASE_URL={value!r} is not an http(s) URL such as https://api.example.com")
     if parts.username or parts.password:
         raise SettingsError("DE_API_BASE_URL must not carry credentials; use DE_API_KEY")
     base_url = value.rstrip("/")
@@ -150,9 +146,7 @@ def _is_loopback(host: str) -> bool:
 
 @functools.cache  # settings are read for every run and asset: say it once per process and URL
 def _warn_insecure_http(base_url: str) -> None:
-    _log.warning(
-        "DE_ALLOW_INSECURE_HTTP=1: the API key goes unencrypted over plain http to %s", base_url
-    )
+    _log.warning("DE_ALLOW_INSECURE_HTTP=1: the API key goes unencrypted over plain http to %s", base_url)
 
 
 def _checked_path(env: Env, name: str, default: str) -> str:

@@ -65,9 +65,7 @@ def _total_rows(connection, table: Table) -> int:
     group_name=GROUP,
     kinds={"api", "parquet"},
 )
-def raw_messages(
-    context: AssetExecutionContext, api: DigitalEngagementApi, warehouse: Warehouse
-) -> MaterializeResult:
+def raw_messages(context: AssetExecutionContext, api: DigitalEngagementApi, warehouse: Warehouse) -> MaterializeResult:
     """Every record the API returned for the days, kept as sent in a Parquet file per day
     (the replayable raw archive)."""
     settings = warehouse.settings()
@@ -182,7 +180,9 @@ def daily_table_asset(table: DailyTable, upstream: AssetsDefinition) -> AssetsDe
         group_name=GROUP,
         kinds={"duckdb"},
         deps=[upstream],
-        check_specs=[AssetCheckSpec("counts_reconcile", asset=table.name, description=f"counts add up to {table.upstream}")],
+        check_specs=[
+            AssetCheckSpec("counts_reconcile", asset=table.name, description=f"counts add up to {table.upstream}")
+        ],
         description=table.description,
         metadata=_catalog(table),
     )

@@ -48,7 +48,11 @@ def refresh_journey_rows(
                 refresh_aggregate(connection, table, days[0].day, days[-1].day, settings)
     context.log.info(
         "journey %s: %d records fetched, %d messages stored (was %d), %d unusable records skipped",
-        csid, result.fetched, result.stored, result.before, result.rejected,
+        csid,
+        result.fetched,
+        result.stored,
+        result.before,
+        result.rejected,
     )
     context.log_event(
         AssetMaterialization(

@@ -42,9 +42,7 @@ class CalendarSettings:
 def daily_partitions(environ: Mapping[str, str] | None = None) -> DailyPartitionsDefinition:
     """Days from DE_START_DATE to yesterday, in DE_TIMEZONE."""
     calendar = CalendarSettings.from_env(environ)
-    return DailyPartitionsDefinition(
-        start_date=calendar.start.isoformat(), timezone=calendar.timezone, end_offset=0
-    )
+    return DailyPartitionsDefinition(start_date=calendar.start.isoformat(), timezone=calendar.timezone, end_offset=0)
 
 
 DAILY = daily_partitions()

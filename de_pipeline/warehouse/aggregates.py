@@ -14,6 +14,7 @@ from de_pipeline.warehouse.schema import run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import DailyTable
 
+
 def refresh_aggregate(
     connection: duckdb.DuckDBPyConnection,
     table: DailyTable,

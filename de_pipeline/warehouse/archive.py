@@ -58,8 +58,7 @@ def archive_files(archive_dir: Path, days: Iterable[date]) -> list[str]:
         path = archive_file(archive_dir, day)
         if not path.exists():
             raise ArchiveMissingError(
-                f"the raw archive has no {day} (expected {path}); materialise raw_messages "
-                "for that day first"
+                f"the raw archive has no {day} (expected {path}); materialise raw_messages for that day first"
             )
         files.append(str(path))
     return files
@@ -156,9 +155,7 @@ class ArchiveWriter:
 
     def _records(self, path: Path) -> int:
         """How many records an archive file holds (from its Parquet footer)."""
-        return self._connection.execute(
-            "SELECT count(*) FROM read_parquet($path)", {"path": str(path)}
-        ).fetchone()[0]
+        return self._connection.execute("SELECT count(*) FROM read_parquet($path)", {"path": str(path)}).fetchone()[0]
 
     def _write_day(self, day: date, pages: list[str]) -> tuple[date, Path, int]:
         path = self._directory / f"{day.isoformat()}.parquet"

@@ -118,7 +118,9 @@ def reconcile(connection: duckdb.DuckDBPyConnection, table: DailyTable, settings
     """Does `table` account for everything of the range's days it is built from? Needs day_bounds."""
     spec = table.reconcile
     query = RECONCILE.format(counted=spec.counted, table=table.name, where=spec.where, expected=spec.expected)
-    rows = connection.execute(query, named_parameters(query, {"placeholder_regex": settings.placeholder_regex})).fetchall()
+    rows = connection.execute(
+        query, named_parameters(query, {"placeholder_regex": settings.placeholder_regex})
+    ).fetchall()
     mismatched = {day.isoformat(): [counted, expected] for day, counted, expected in rows if counted != expected}
     return CheckOutcome(
         "counts_reconcile",
@@ -126,4 +128,3 @@ def reconcile(connection: duckdb.DuckDBPyConnection, table: DailyTable, settings
         f"{table.name}'s counts add up to {table.upstream}, day by day",
         metadata={"days": len(rows), "mismatched_days": mismatched or "none"},
     )
-

@@ -17,7 +17,6 @@ import duckdb
 from de_pipeline.warehouse.schema import ensure_schema
 from de_pipeline.warehouse.settings import WarehouseSettings
 
-
 # DuckDB still opens the database file itself, and spills to its own temp folder beside it
 SEALED_CONFIG: dict[str, object] = {"enable_external_access": False}
 

@@ -39,9 +39,7 @@ def calendar_days(first: date, last: date, timezone: str) -> list[DayBounds]:
 
 def day_bounds_table(connection: duckdb.DuckDBPyConnection, days: list[DayBounds]) -> None:
     """(Re)create the temp table day_bounds(day, start_ms, end_ms) that the SQL files join."""
-    connection.execute(
-        "CREATE OR REPLACE TEMP TABLE day_bounds (day DATE, start_ms BIGINT, end_ms BIGINT)"
-    )
+    connection.execute("CREATE OR REPLACE TEMP TABLE day_bounds (day DATE, start_ms BIGINT, end_ms BIGINT)")
     connection.executemany(
         "INSERT INTO day_bounds VALUES (?, ?, ?)",
         [(bounds.day, bounds.start_ms, bounds.end_ms) for bounds in days],

@@ -93,9 +93,7 @@ def load_messages(
     per_day = []
     with transaction(connection):
         connection.execute("DELETE FROM messages WHERE day BETWEEN $first_day AND $last_day", span)
-        connection.execute(
-            "DELETE FROM rejected_messages WHERE archive_day BETWEEN $first_day AND $last_day", span
-        )
+        connection.execute("DELETE FROM rejected_messages WHERE archive_day BETWEEN $first_day AND $last_day", span)
         for first, last in in_steps(span["first_day"], span["last_day"]):
             step = [bounds for bounds in days if first <= bounds.day <= last]
             parse_records(connection, [files[bounds.day] for bounds in step], step, settings)

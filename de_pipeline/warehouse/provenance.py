@@ -23,9 +23,7 @@ def claim_warehouse_source(
     """Record `source` as the warehouse's source, or fail if it holds another one."""
     row = connection.execute("SELECT value FROM warehouse_meta WHERE key = 'source'").fetchone()
     _check(row[0] if row else None, source, allow_change, f"the warehouse {where}", "DE_DUCKDB_PATH")
-    connection.execute(
-        "INSERT OR REPLACE INTO warehouse_meta VALUES ('source', $source)", {"source": source}
-    )
+    connection.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('source', $source)", {"source": source})
 
 
 def claim_archive_source(archive_dir: Path, source: str, *, allow_change: bool) -> None:

@@ -26,9 +26,7 @@ def sql_text(name: str) -> str:
 def _statements(name: str) -> tuple[str, ...]:
     parts = (part.strip() for part in _STATEMENT_END.split(sql_text(name)))
     return tuple(
-        part
-        for part in parts
-        if any(line.strip() and not line.strip().startswith("--") for line in part.splitlines())
+        part for part in parts if any(line.strip() and not line.strip().startswith("--") for line in part.splitlines())
     )
 
 
@@ -67,4 +65,3 @@ def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
             connection.execute(create_table_sql(entry))
         connection.execute("COMMIT")
     run_sql(connection, "schema")
-

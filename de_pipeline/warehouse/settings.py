@@ -48,20 +48,14 @@ class WarehouseSettings:
         duckdb_path = Path(env.text("DE_DUCKDB_PATH", DEFAULT_DUCKDB_PATH))
         if duckdb_path.exists() and duckdb_path.is_dir():
             raise SettingsError(f"DE_DUCKDB_PATH={duckdb_path} is a directory, not a DuckDB file")
-        archive_dir = Path(
-            env.text("DE_ARCHIVE_DIR", str(duckdb_path.with_name(duckdb_path.stem + "_archive")))
-        )
+        archive_dir = Path(env.text("DE_ARCHIVE_DIR", str(duckdb_path.with_name(duckdb_path.stem + "_archive"))))
         custom_labels = env.names("DE_REDACTION_LABELS")
         for label in custom_labels:
             if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", label):
-                raise SettingsError(
-                    f"DE_REDACTION_LABELS: {label!r} is not a label (letters, digits, underscore)"
-                )
+                raise SettingsError(f"DE_REDACTION_LABELS: {label!r} is not a label (letters, digits, underscore)")
         pattern = env.text("DE_REDACTION_PATTERN", DEFAULT_PLACEHOLDER_PATTERN)
         if "LABEL" not in pattern:
-            raise SettingsError(
-                f"DE_REDACTION_PATTERN={pattern!r} must contain LABEL where the entity label stands"
-            )
+            raise SettingsError(f"DE_REDACTION_PATTERN={pattern!r} must contain LABEL where the entity label stands")
         memory_limit = env.text("DE_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
         if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit, re.IGNORECASE):
             raise SettingsError(f"DE_DUCKDB_MEMORY_LIMIT={memory_limit!r} must look like 256MB or 2GB")
@@ -74,9 +68,7 @@ class WarehouseSettings:
             custom_labels=custom_labels,
             memory_limit=memory_limit,
             lock_timeout_seconds=env.number("DE_LOCK_TIMEOUT_SECONDS", 120.0, minimum=0.0),
-            unparsed_sessionid_threshold=env.number(
-                "DE_UNPARSED_SESSIONID_THRESHOLD", 0.01, minimum=0.0, maximum=1.0
-            ),
+            unparsed_sessionid_threshold=env.number("DE_UNPARSED_SESSIONID_THRESHOLD", 0.01, minimum=0.0, maximum=1.0),
             allow_source_change=env.flag("DE_ALLOW_SOURCE_CHANGE"),
         )
         # checked by the engine that runs it: RE2 refuses what Python's `re` accepts (look-behind)
@@ -94,7 +86,7 @@ class WarehouseSettings:
 
     @property
     def entity_labels(self) -> tuple[str, ...]:
-        return ENTITY_LABELS + tuple(l for l in self.custom_labels if l not in ENTITY_LABELS)
+        return ENTITY_LABELS + tuple(label for label in self.custom_labels if label not in ENTITY_LABELS)
 
     @property
     def placeholder_regex(self) -> str:

@@ -71,9 +71,7 @@ def daily_metrics(
         {"first_day": first_day, "last_day": last_day},
     )
     names = [column[0] for column in cursor.description][1:]
-    return {
-        day: {name: _number(value) for name, value in zip(names, values)} for day, *values in cursor.fetchall()
-    }
+    return {day: {name: _number(value) for name, value in zip(names, values)} for day, *values in cursor.fetchall()}
 
 
 def _number(value: Any) -> float | int:
@@ -82,9 +80,7 @@ def _number(value: Any) -> float | int:
     return value if isinstance(value, int) else float(value)
 
 
-def top_rows(
-    connection: duckdb.DuckDBPyConnection, table: str, first_day: date, last_day: date, rows: int
-) -> str:
+def top_rows(connection: duckdb.DuckDBPyConnection, table: str, first_day: date, last_day: date, rows: int) -> str:
     """The first rows of `table` for the days, as a Markdown table."""
     cursor = connection.execute(
         f"SELECT * FROM {table} WHERE day BETWEEN $first_day AND $last_day ORDER BY ALL LIMIT {int(rows)}",

@@ -77,7 +77,9 @@ MESSAGES = Table(
         "arrived twice is stored once; unusable records go to rejected_messages with a reason."
     ),
     columns=(
-        Column("message_key", "VARCHAR NOT NULL", "md5 of customersessionid, sessionid, ts, sendertype, sendername, text"),
+        Column(
+            "message_key", "VARCHAR NOT NULL", "md5 of customersessionid, sessionid, ts, sendertype, sendername, text"
+        ),
         Column("day", "DATE NOT NULL", "the calendar day of ts in DE_TIMEZONE"),
         Column("ts", "TIMESTAMPTZ NOT NULL", "when the message was created"),
         Column("ts_ms", "BIGINT NOT NULL", "ts in epoch milliseconds, as the API sent it"),

@@ -29,9 +29,7 @@ _embedded: dict[SimulatorConfig, Simulator] = {}
 _embedded_lock = threading.Lock()
 
 
-def simulator_config_from_env(
-    environ: Mapping[str, str] | None = None, *, timezone: str = "UTC"
-) -> SimulatorConfig:
+def simulator_config_from_env(environ: Mapping[str, str] | None = None, *, timezone: str = "UTC") -> SimulatorConfig:
     """The simulator's data (DE_SIM_*), speaking the same dialect as the client will: the
     epoch unit and paths come from the client's settings (read and checked there), and the
     local days from the warehouse's time zone, which the caller passes."""

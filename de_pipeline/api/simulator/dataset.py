@@ -248,20 +248,38 @@ class _DayGenerator:
         odd = _JourneyBuilder(self, f"{ordinal}.{number + 1:04d}", "webchat", {}, "en", "Sam Taylor")
         odd.now_ms = self.start_ms
         odd.hostile = False  # the extras are the cases promised every day: never roughened away
-        odd.add(sessionid=f"{ordinal * 1_000_000 + 999_998}.1", sendertype="customer",
-                chattype="bot", text="first message of the day", sentiment=0.0, gap=(0, 0))
+        odd.add(
+            sessionid=f"{ordinal * 1_000_000 + 999_998}.1",
+            sendertype="customer",
+            chattype="bot",
+            text="first message of the day",
+            sentiment=0.0,
+            gap=(0, 0),
+        )
         huge = ("very long message " * (words.HUGE_TEXT_BYTES // 18 + 1))[: words.HUGE_TEXT_BYTES]
         for text in (*words.ODD_TEXTS, huge):
-            odd.add(sessionid=f"{ordinal * 1_000_000 + 999_998}.1", sendertype="customer",
-                    chattype="bot", text=text, sentiment=-0.2)
+            odd.add(
+                sessionid=f"{ordinal * 1_000_000 + 999_998}.1",
+                sendertype="customer",
+                chattype="bot",
+                text=text,
+                sentiment=-0.2,
+            )
         for sessionid in words.MALFORMED_SESSIONIDS:
-            odd.add(sessionid=sessionid, sendertype="customer", chattype="bot",
-                    text="which session am I in?", sentiment=0.1)
+            odd.add(
+                sessionid=sessionid, sendertype="customer", chattype="bot", text="which session am I in?", sentiment=0.1
+            )
         last = _JourneyBuilder(self, f"{ordinal}.{number + 2:04d}", "sms", {}, "en", "Tom Reed")
         last.now_ms = self.end_ms - 1
         last.hostile = False
-        last.add(sessionid=f"{ordinal * 1_000_000 + 999_999}.1", sendertype="customer",
-                 chattype="bot", text="last message of the day", sentiment=0.0, gap=(0, 0))
+        last.add(
+            sessionid=f"{ordinal * 1_000_000 + 999_999}.1",
+            sendertype="customer",
+            chattype="bot",
+            text="last message of the day",
+            sentiment=0.0,
+            gap=(0, 0),
+        )
         bad = [
             (self.start_ms + 1000, orjson.dumps(f"not a message ({self.day})")),
             (self.start_ms + 2000, orjson.dumps({"text": "ts is a string", "ts": str(self.start_ms + 2000)})),
@@ -305,9 +323,7 @@ class _JourneyBuilder:
             self.customer_says(sessionid, "bot", intent, mood - 0.1)
         self.bot(sessionid, workflow, words.BOT_HANDOFF)
 
-    def agent_segment(
-        self, conversation: int, segment: int, agent: str, intent: str, mood: float, last: bool
-    ) -> None:
+    def agent_segment(self, conversation: int, segment: int, agent: str, intent: str, mood: float, last: bool) -> None:
         rng = self.rng
         sessionid = f"{conversation}.{segment}"
         self.now_ms += rng.randint(20, 600) * 1000  # waiting in the queue
@@ -358,9 +374,7 @@ class _JourneyBuilder:
             gap=(10, 90),
         )
 
-    def customer_says(
-        self, sessionid: str, chattype: str, intent: str, mood: float, first: bool = False
-    ) -> None:
+    def customer_says(self, sessionid: str, chattype: str, intent: str, mood: float, first: bool = False) -> None:
         rng = self.rng
         phrases, templates, _, mean_score = words.INTENTS[intent]
         topic_fields: dict[str, Any]
@@ -442,8 +456,7 @@ class _JourneyBuilder:
             text = self.lengthened(text, sendertype)
         message: dict[str, Any] = {
             "text": text,
-            "timestamp": datetime.fromtimestamp(ts / 1000, UTC).isoformat(" ", "milliseconds")[:23]
-            + " UTC",
+            "timestamp": datetime.fromtimestamp(ts / 1000, UTC).isoformat(" ", "milliseconds")[:23] + " UTC",
             "ts": ts,
             "sendertype": sendertype,
             "sessionid": sessionid,

@@ -25,10 +25,10 @@ import orjson
 
 from de_pipeline.api.settings import (
     CUSTOMER_SESSION,
-    PROVIDER,
     CUSTOMER_SESSION_PATH,
     DAY_MS,
     MAX_WINDOW_MS,
+    PROVIDER,
     PROVIDER_PATH,
     RETENTION_DAYS,
 )
@@ -226,9 +226,7 @@ class Simulator:
         if kind == "reset":
             return ScriptedResponse(0, b"")
         if kind == "429-retry-after":
-            return ScriptedResponse(
-                429, _error("slow down"), {"Retry-After": str(self.config.retry_after_seconds)}
-            )
+            return ScriptedResponse(429, _error("slow down"), {"Retry-After": str(self.config.retry_after_seconds)})
         if kind == "429":
             return ScriptedResponse(429, _error("rate limited"))
         status, style = int(kind[:3]), kind[4:]
@@ -261,9 +259,7 @@ class Simulator:
                 self._sequences.popitem(last=False)
         return sequence
 
-    def _record(
-        self, method: str, path: str, status: int, payload: bytes, **details: Any
-    ) -> ScriptedResponse:
+    def _record(self, method: str, path: str, status: int, payload: bytes, **details: Any) -> ScriptedResponse:
         with self._lock:
             self.requests.append(RequestRecord(method, path, status, **details))
         return ScriptedResponse(status, payload)

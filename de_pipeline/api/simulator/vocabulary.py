@@ -217,7 +217,7 @@ LONG_TEXT_DETAILS: dict[str, tuple[str, ...]] = {
 MALFORMED_SESSIONIDS = ("abc", "12", "12.x", "", "1.2.3", "-3.4", " 7.1")
 ODD_TEXTS = (
     "Great 🙂👍🏽 thanks!! 🚀",
-    'He said "it\'s broken" — really \'broken\'',
+    "He said \"it's broken\" — really 'broken'",
     "'); DROP TABLE messages; --",
     "line one\nline two\r\n\tindented \\ backslash",
     "NULL",
