@@ -17,6 +17,7 @@ ERROR_EXIT = 1
 def main(argv: Sequence[str] | None = None) -> int:
     # Dagster marks backfill_policy as beta; say it once in the docs, not on every command
     warnings.filterwarnings("ignore", message=".*is currently in beta")
+    warnings.filterwarnings("ignore", message=".*is superseded")  # the freshness checks: README, "Freshness"
     parser = _parser()
     args = parser.parse_args(argv)
     try:

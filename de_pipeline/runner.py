@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from dagster import DagsterInstance, ExecuteInProcessResult, InitLoggerContext, logger
+from dagster import DagsterEvent, DagsterInstance, ExecuteInProcessResult, InitLoggerContext, logger
 
 from de_pipeline.api import ApiAuthError, ApiBadRequestError, ApiNotFoundError
 from de_pipeline.defs.definitions import defs
@@ -162,15 +162,19 @@ def console_logger(init_context: InitLoggerContext) -> logging.Logger:
     return log
 
 
+def error_line(step_failure: DagsterEvent) -> str:
+    """The first line of a failed step's own error (under Dagster's wrapper)."""
+    error = step_failure.step_failure_data.error
+    while error.cause is not None and "Error occurred while executing" in error.message:
+        error = error.cause
+    return error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
+
+
 def failure_message(result: ExecuteInProcessResult) -> str:
     """The first failed step's error, as one line naming the step."""
     for event in result.all_events:
         if event.is_step_failure:
-            error = event.step_failure_data.error
-            while error.cause is not None and "Error occurred while executing" in error.message:
-                error = error.cause
-            text = error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
-            return f"{event.step_key}: {text}"
+            return f"{event.step_key}: {error_line(event)}"
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
             data = event.event_specific_data

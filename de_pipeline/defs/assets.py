@@ -14,12 +14,11 @@ from dagster import (
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
-    TableColumn,
-    TableSchema,
     asset,
 )
 
 from de_pipeline.api import Window
+from de_pipeline.defs.catalog import asset_catalog, owned
 from de_pipeline.defs.partitions import BACKFILL_POLICY, DAILY, day_bounds
 from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
 from de_pipeline.ingest import fetch_days
@@ -35,18 +34,11 @@ from de_pipeline.warehouse.tables import DAILY_TABLES, MESSAGES, DailyTable, Tab
 
 API_POOL = "digital_engagement_api"
 WAREHOUSE_POOL = "duckdb_warehouse"  # DuckDB allows one writing process: limit 1
-GROUP = "digital_engagement"
 PREVIEW_ROWS = 10
 
 
 def _window_text(days: list[DayBounds]) -> str:
     return f"{days[0].day} .. {days[-1].day} ({Window(days[0].start_ms, days[-1].end_ms)})"
-
-
-def _catalog(table: Table) -> dict[str, object]:
-    """What the Dagster catalog shows of a table before any run: its columns."""
-    columns = [TableColumn(c.name, c.base_type, description=c.description) for c in table.columns]
-    return {"dagster/column_schema": TableSchema(columns=columns)}
 
 
 def _table_metadata(table: Table, settings: WarehouseSettings, total_rows: int) -> dict[str, object]:
@@ -62,12 +54,13 @@ def _total_rows(connection, table: Table) -> int:
     partitions_def=DAILY,
     backfill_policy=BACKFILL_POLICY,
     pool=API_POOL,
-    group_name=GROUP,
     kinds={"api", "parquet"},
+    **owned(),
 )
 def raw_messages(context: AssetExecutionContext, api: DigitalEngagementApi, warehouse: Warehouse) -> MaterializeResult:
-    """Every record the API returned for the days, kept as sent in a Parquet file per day
-    (the replayable raw archive)."""
+    """Every record the Digital Engagement API returned for each day, kept exactly as sent:
+    one Parquet file per day in the raw archive (DE_ARCHIVE_DIR). `messages` is rebuilt from
+    it, also after the vendor has deleted the day (it keeps 365 days)."""
     settings = warehouse.settings()
     source = api.source()
     days = day_bounds(DAILY, context.partition_key_range)
@@ -110,12 +103,10 @@ MESSAGE_CHECK_SPECS = [
     partitions_def=DAILY,
     backfill_policy=BACKFILL_POLICY,
     pool=WAREHOUSE_POOL,
-    group_name=GROUP,
     kinds={"duckdb"},
     deps=[raw_messages],
     check_specs=MESSAGE_CHECK_SPECS,
-    description=MESSAGES.description,
-    metadata=_catalog(MESSAGES),
+    **asset_catalog(MESSAGES),
 )
 def messages(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
     settings = warehouse.settings()
@@ -177,14 +168,12 @@ def daily_table_asset(table: DailyTable, upstream: AssetsDefinition) -> AssetsDe
         partitions_def=DAILY,
         backfill_policy=BACKFILL_POLICY,
         pool=WAREHOUSE_POOL,
-        group_name=GROUP,
         kinds={"duckdb"},
         deps=[upstream],
         check_specs=[
             AssetCheckSpec("counts_reconcile", asset=table.name, description=f"counts add up to {table.upstream}")
         ],
-        description=table.description,
-        metadata=_catalog(table),
+        **asset_catalog(table),
     )
     def _daily_table(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
         settings = warehouse.settings()

@@ -5,18 +5,22 @@ from __future__ import annotations
 from dagster import AssetSelection, define_asset_job
 
 from de_pipeline.defs.assets import raw_messages
+from de_pipeline.defs.freshness import FRESHNESS_CHECKS
 from de_pipeline.defs.partitions import DAILY
+
+# the freshness checks run on their own, by their sensor, not inside every backfill run
+TABLES_AND_THEIR_CHECKS = AssetSelection.all() - AssetSelection.checks(*FRESHNESS_CHECKS)
 
 all_assets_job = define_asset_job(
     "all_assets",
-    selection=AssetSelection.all(),
+    selection=TABLES_AND_THEIR_CHECKS,
     partitions_def=DAILY,
     description="Fetch the days from the API, rebuild messages and every daily table.",
 )
 
 rebuild_from_archive_job = define_asset_job(
     "rebuild_from_archive",
-    selection=AssetSelection.all() - AssetSelection.assets(raw_messages),
+    selection=TABLES_AND_THEIR_CHECKS - AssetSelection.assets(raw_messages),
     partitions_def=DAILY,
     description="Rebuild messages and every daily table from the raw archive, without fetching.",
 )

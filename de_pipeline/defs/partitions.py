@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from dagster import BackfillPolicy, DailyPartitionsDefinition, PartitionKeyRange
@@ -20,11 +20,18 @@ MAX_PARTITIONS_PER_RUN = 7  # one run is one legal API window
 @dataclass(frozen=True)
 class CalendarSettings:
     """The partitions' calendar: DE_TIMEZONE (read by the warehouse settings, which own it),
-    DE_START_DATE and DE_LOOKBACK_DAYS."""
+    DE_START_DATE, DE_LOOKBACK_DAYS, and DE_FRESH_BY (the hour by which yesterday should be
+    loaded)."""
 
     timezone: str
     start: date  # the first partition
     lookback_days: int  # days before yesterday that each daily run re-fetches
+    fresh_by: time = time(6, 0)  # yesterday should be loaded by then (DE_FRESH_BY)
+
+    @property
+    def fresh_by_cron(self) -> str:
+        """The daily deadline as a cron schedule (in `timezone`)."""
+        return f"{self.fresh_by.minute} {self.fresh_by.hour} * * *"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CalendarSettings:
@@ -36,16 +43,17 @@ class CalendarSettings:
         if start >= today:
             raise SettingsError(f"DE_START_DATE={start} must be before today ({today} in {timezone})")
         lookback = env.integer("DE_LOOKBACK_DAYS", 2, minimum=0, maximum=MAX_PARTITIONS_PER_RUN - 1)
-        return cls(timezone, start, lookback)
+        fresh_by = env.text("DE_FRESH_BY", "06:00")
+        try:
+            deadline = time.fromisoformat(fresh_by)
+        except ValueError:
+            raise SettingsError(f"DE_FRESH_BY={fresh_by!r} is not a time of day like 06:00") from None
+        return cls(timezone, start, lookback, deadline.replace(second=0, microsecond=0))
 
 
-def daily_partitions(environ: Mapping[str, str] | None = None) -> DailyPartitionsDefinition:
-    """Days from DE_START_DATE to yesterday, in DE_TIMEZONE."""
-    calendar = CalendarSettings.from_env(environ)
-    return DailyPartitionsDefinition(start_date=calendar.start.isoformat(), timezone=calendar.timezone, end_offset=0)
-
-
-DAILY = daily_partitions()
+CALENDAR = CalendarSettings.from_env()
+# days from DE_START_DATE to yesterday, in DE_TIMEZONE
+DAILY = DailyPartitionsDefinition(start_date=CALENDAR.start.isoformat(), timezone=CALENDAR.timezone, end_offset=0)
 BACKFILL_POLICY = BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN)
 
 

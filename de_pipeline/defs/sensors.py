@@ -1,10 +1,24 @@
-"""Sensors: free the pool slots of runs whose process is gone (see pool_slots.py)."""
+"""Sensors: free the pool slots of runs whose process is gone (see pool_slots.py), and post
+an alert when a run fails (see alerts.py)."""
 
 # No `from __future__ import annotations`: Dagster reads the context annotation.
 
-from dagster import DefaultSensorStatus, SensorEvaluationContext, SkipReason, sensor
+from dagster import (
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    SensorEvaluationContext,
+    SkipReason,
+    run_failure_sensor,
+    sensor,
+)
 
+from de_pipeline.alerts import AlertSettings, failure_text, post_alert
+from de_pipeline.api import ApiSettings
+from de_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
+from de_pipeline.env import SettingsError
 from de_pipeline.pool_slots import free_stale_slots
+
+ALERTS = AlertSettings.from_env()
 
 
 @sensor(
@@ -20,3 +34,36 @@ def free_stale_pool_slots(context: SensorEvaluationContext) -> SkipReason:
     for line in done:
         context.log.warning(line)
     return SkipReason("; ".join(done) or "no run was left by a process that is gone")
+
+
+@run_failure_sensor(
+    name="alert_on_run_failure",
+    default_status=DefaultSensorStatus.RUNNING if ALERTS.webhook_url else DefaultSensorStatus.STOPPED,
+    description=(
+        "Posts a short Slack-compatible message to DE_ALERT_WEBHOOK_URL when a run fails: the "
+        "assets, the days and the first line of the error."
+        + ("" if ALERTS.webhook_url else " Off: DE_ALERT_WEBHOOK_URL is not set.")
+    ),
+)
+def alert_on_run_failure(context: RunFailureSensorContext) -> None:
+    from de_pipeline.runner import error_line  # the runner imports these definitions
+
+    run = context.dagster_run
+    failures = context.get_step_failure_events()
+    tags = run.tags
+    days = (
+        f"{tags[RANGE_START_TAG]} .. {tags[RANGE_END_TAG]}"
+        if RANGE_START_TAG in tags
+        else tags.get("dagster/partition", "no partition")
+    )
+    error = error_line(failures[0]) if failures else (context.failure_event.message or "")
+    post_alert(ALERTS, failure_text(run.run_id, run.job_name, [e.step_key for e in failures], days, error, _key()))
+
+
+def _key() -> str:
+    """The API key, to keep it out of the alert (the errors are scrubbed already)."""
+    try:
+        settings = ApiSettings.from_env()
+    except SettingsError:
+        return ""
+    return settings.api_key if settings else ""

@@ -1,0 +1,72 @@
+"""What the Dagster catalog shows of every table asset: its columns (from the table registry),
+owners and tags a team sets, and whether yesterday has loaded by DE_FRESH_BY."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from dagster import (
+    FreshnessPolicy,
+    TableColumn,
+    TableSchema,
+)
+
+from de_pipeline.defs.partitions import CALENDAR
+from de_pipeline.env import Env, SettingsError
+from de_pipeline.warehouse.tables import Table
+
+GROUP = "digital_engagement"
+_OWNER = re.compile(r"^(team:[\w.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
+_TAG = re.compile(r"^[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    """DE_ASSET_OWNERS (emails or team:name, comma-separated) and DE_ASSET_TAGS (key=value,
+    comma-separated): what a team puts on every asset of the pipeline."""
+
+    owners: tuple[str, ...] = ()
+    tags: Mapping[str, str] | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CatalogSettings:
+        env = Env(environ)
+        owners = env.names("DE_ASSET_OWNERS")
+        for owner in owners:
+            if not _OWNER.match(owner):
+                raise SettingsError(f"DE_ASSET_OWNERS: {owner!r} is neither an email nor team:name")
+        tags = {}
+        for pair in env.names("DE_ASSET_TAGS"):
+            key, _, value = pair.partition("=")
+            if not (_TAG.match(key.strip()) and _TAG.match(value.strip())):
+                raise SettingsError(f"DE_ASSET_TAGS: {pair!r} is not key=value (letters, digits, _ . -)")
+            tags[key.strip()] = value.strip()
+        return cls(owners, tags)
+
+
+CATALOG = CatalogSettings.from_env()
+# Dagster 1.13's freshness policy (shown in the UI's asset health when `freshness: enabled`
+# is in dagster.yaml, as in the repository's): materialised within the day before each
+# DE_FRESH_BY. It judges the asset, not a partition, so the checks below say precisely
+# whether yesterday's partition is there.
+FRESHNESS = FreshnessPolicy.cron(
+    deadline_cron=CALENDAR.fresh_by_cron, lower_bound_delta=timedelta(days=1), timezone=CALENDAR.timezone
+)
+
+
+def owned() -> dict[str, object]:
+    """The @asset arguments every asset of the pipeline shares: its group, owners and tags."""
+    return {"group_name": GROUP, "owners": list(CATALOG.owners), "tags": dict(CATALOG.tags or {})}
+
+
+def asset_catalog(table: Table) -> dict[str, object]:
+    """The @asset arguments that put a registry table in the catalog."""
+    columns = [TableColumn(c.name, c.base_type, description=c.description) for c in table.columns]
+    return owned() | {
+        "description": table.description,
+        "metadata": {"dagster/column_schema": TableSchema(columns=columns)},
+        "freshness_policy": FRESHNESS,
+    }

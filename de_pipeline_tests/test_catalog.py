@@ -1,0 +1,176 @@
+"""The Dagster catalog: row counts and table names per materialisation, freshness of
+yesterday by DE_FRESH_BY, owners and tags, and failure alerts to a webhook."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from dagster import (
+    AssetSelection,
+    DagsterInstance,
+    Definitions,
+    build_run_status_sensor_context,
+    define_asset_job,
+)
+
+from de_pipeline.alerts import AlertSettings, failure_text
+from de_pipeline.defs.catalog import CatalogSettings
+from de_pipeline.defs.definitions import defs
+from de_pipeline.defs.freshness import FRESHNESS_CHECKS
+from de_pipeline.defs.partitions import CALENDAR
+from de_pipeline.env import SettingsError
+from de_pipeline.runner import run_range
+from de_pipeline.warehouse.tables import DAILY_TABLES
+from de_pipeline_tests.conftest import TEST_KEY, point_at
+from de_pipeline_tests.helpers import query
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def dagster_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def expected_partition() -> datetime:
+    """The partition the freshness checks ask for now: the day before the last DE_FRESH_BY."""
+    now = datetime.now(ZoneInfo(CALENDAR.timezone))
+    tick = now.replace(hour=CALENDAR.fresh_by.hour, minute=CALENDAR.fresh_by.minute, second=0, microsecond=0)
+    if tick > now:
+        tick -= timedelta(days=1)
+    return tick.date() - timedelta(days=1)
+
+
+def freshness(instance: DagsterInstance) -> dict[str, bool]:
+    """Run every freshness check now: {asset: passed}."""
+    job = define_asset_job("freshness_now", selection=AssetSelection.checks(*FRESHNESS_CHECKS))
+    checks_only = Definitions(
+        assets=defs.assets, asset_checks=FRESHNESS_CHECKS, jobs=[job], resources=defs.resources
+    ).resolve_job_def("freshness_now")
+    result = checks_only.execute_in_process(instance=instance, raise_on_error=False)
+    return {e.asset_key.to_user_string(): e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_each_materialisation_reports_row_counts_and_its_table(start_simulator, monkeypatch):
+    simulator = start_simulator(messages_per_day=300)
+    point_at(monkeypatch, simulator)
+    day = expected_partition()
+    (result,) = run_range(day, day)
+    for asset in ("messages", "sentiment_trends", "agent_performance"):
+        (materialisation,) = result.asset_materializations_for_node(asset)
+        metadata = materialisation.metadata
+        assert metadata["dagster/table_name"].value == f"warehouse.main.{asset}"
+        assert metadata["dagster/row_count"].value == query(f"SELECT count(*) AS n FROM {asset}").n[0]
+
+
+def test_a_warehouse_missing_yesterday_is_stale_and_a_loaded_one_fresh(start_simulator, monkeypatch, dagster_home):
+    simulator = start_simulator(messages_per_day=100)
+    point_at(monkeypatch, simulator)
+    wanted = expected_partition()
+    with DagsterInstance.get() as instance:
+        run_range(wanted - timedelta(days=1), wanted - timedelta(days=1))
+        stale = freshness(instance)
+        assert stale and not any(stale.values()), stale
+        assert set(stale) == {"messages", *(t.name for t in DAILY_TABLES)}
+        run_range(wanted, wanted)
+        fresh = freshness(instance)
+        assert fresh.keys() == stale.keys() and all(fresh.values()), fresh
+
+
+def test_owners_and_tags_are_set_by_the_team():
+    settings = CatalogSettings.from_env({"DE_ASSET_OWNERS": "team:contact-centre, ana@example.com",
+                                         "DE_ASSET_TAGS": "domain=support,tier=gold"})  # fmt: skip
+    assert settings.owners == ("team:contact-centre", "ana@example.com")
+    assert settings.tags == {"domain": "support", "tier": "gold"}
+    with pytest.raises(SettingsError, match="DE_ASSET_OWNERS"):
+        CatalogSettings.from_env({"DE_ASSET_OWNERS": "not an owner"})
+    with pytest.raises(SettingsError, match="DE_ASSET_TAGS"):
+        CatalogSettings.from_env({"DE_ASSET_TAGS": "no-equals-sign"})
+
+
+def test_fresh_by_is_a_time_of_day():
+    from de_pipeline.defs.partitions import CalendarSettings
+
+    assert CalendarSettings.from_env({"DE_FRESH_BY": "07:30"}).fresh_by_cron == "30 7 * * *"
+    with pytest.raises(SettingsError, match="DE_FRESH_BY"):
+        CalendarSettings.from_env({"DE_FRESH_BY": "25:00"})
+
+
+def test_every_asset_has_a_description_and_a_group():
+    for asset in defs.assets:
+        for key in asset.keys:
+            assert asset.descriptions_by_key.get(key), key
+            assert asset.group_names_by_key[key] == "digital_engagement", key
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    posts: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the base class's name
+        self.posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook():
+    _Recorder.posts = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", _Recorder.posts
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_failed_run_posts_one_short_alert_without_the_key(start_simulator, monkeypatch, webhook):
+    from de_pipeline.defs import sensors
+
+    url, posts = webhook
+    monkeypatch.setattr(sensors, "ALERTS", AlertSettings(url))
+    simulator = start_simulator(messages_per_day=50)
+    point_at(monkeypatch, simulator)
+    monkeypatch.setenv("DE_API_KEY", TEST_KEY + "-wrong")  # refused: the run fails
+    day = expected_partition()
+    with DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def("all_assets").execute_in_process(
+            instance=instance, partition_key=day.isoformat(), raise_on_error=False
+        )
+        assert not result.success
+        context = build_run_status_sensor_context(
+            sensor_name="alert_on_run_failure",
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(result.run_id),
+            dagster_event=result.get_run_failure_event(),
+        ).for_run_failure()
+        sensors.alert_on_run_failure(context)
+    (post,) = posts
+    text = post["text"]
+    assert "raw_messages" in text and day.isoformat() in text and "HTTP 401" in text
+    assert TEST_KEY not in text and "\n" not in text and len(text) < 600
+
+
+def test_an_alert_never_carries_the_key_even_when_the_error_does():
+    text = failure_text("0123456789", "all_assets", ["messages"], "2026-01-01", f"boom {TEST_KEY}\nline two", TEST_KEY)
+    assert TEST_KEY not in text and "line two" not in text and "boom ***" in text
+
+
+def test_without_a_webhook_the_alert_sensor_is_off_and_says_so():
+    sensor = defs.resolve_sensor_def("alert_on_run_failure")
+    assert sensor.default_status.value == "STOPPED"
+    assert "Off: DE_ALERT_WEBHOOK_URL is not set" in sensor.description
+    with pytest.raises(SettingsError, match="DE_ALERT_WEBHOOK_URL"):
+        AlertSettings.from_env({"DE_ALERT_WEBHOOK_URL": "not a url"})
