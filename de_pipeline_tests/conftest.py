@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -44,6 +45,17 @@ def start_simulator() -> Iterator[Callable[..., Simulator]]:
     yield start
     for simulator in started:
         simulator.stop()
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A DAGSTER_HOME with the repository's dagster.yaml (pools of limit 1, freshness on), as
+    a user who sees CLI runs in the UI has; runs then persist in it."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
 
 
 def point_at(monkeypatch: pytest.MonkeyPatch, simulator: Simulator) -> None:

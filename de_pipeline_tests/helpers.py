@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from datetime import date, timedelta
 from typing import Any
 
@@ -103,3 +105,26 @@ def dump(name: str) -> list[tuple[Any, ...]]:
         return connection.execute(f"SELECT {kept} FROM {name} ORDER BY ALL").fetchall()
     finally:
         connection.close()
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen:
+    """`de-pipeline ARGS` in a subprocess, with this environment plus `env`; output as text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "de_pipeline.cli", *args],
+        env=dict(os.environ) | (env or {}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`de-pipeline ARGS` run to the end (see start_cli)."""
+    process = start_cli(*args, env=env)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)

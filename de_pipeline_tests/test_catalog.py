@@ -4,11 +4,9 @@ yesterday by DE_FRESH_BY, owners and tags, and failure alerts to a webhook."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -30,17 +28,6 @@ from de_pipeline.runner import run_range
 from de_pipeline.warehouse.tables import DAILY_TABLES
 from de_pipeline_tests.conftest import TEST_KEY, point_at
 from de_pipeline_tests.helpers import query
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def dagster_home(tmp_path, monkeypatch) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    return home
 
 
 def expected_partition() -> datetime:

@@ -6,8 +6,6 @@ import csv
 import io
 import json
 import os
-import subprocess
-import sys
 from datetime import date
 
 import duckdb
@@ -15,18 +13,7 @@ import pytest
 
 from de_pipeline.cli import main
 from de_pipeline_tests.conftest import TEST_KEY, point_at
-from de_pipeline_tests.helpers import recent_days
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    full_env = dict(os.environ) | (env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "de_pipeline.cli", *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from de_pipeline_tests.helpers import recent_days, run_cli
 
 
 @pytest.fixture

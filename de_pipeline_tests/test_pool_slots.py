@@ -7,43 +7,20 @@ as a user who sees CLI runs in the UI has.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, build_sensor_context
 
 from de_pipeline.defs.sensors import free_stale_pool_slots
 from de_pipeline.pool_slots import HOST_TAG, PID_TAG, free_stale_slots, pool_holders, process_tags
-from de_pipeline_tests.helpers import busy_day
+from de_pipeline_tests.helpers import busy_day, start_cli
 
 API_POOL = "digital_engagement_api"
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    return home
-
-
-def cli(*args: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "de_pipeline.cli", *args],
-        env=dict(os.environ) | env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, killed whole below
-    )
 
 
 def dead_pid() -> int:
@@ -64,15 +41,16 @@ def hold_slot(instance: DagsterInstance, pid: int, pool: str = API_POOL) -> str:
     return run_id
 
 
-def backfill_args(day) -> tuple[str, ...]:
-    return ("backfill", "--start", str(day), "--end", str(day))
+def backfill(day, **env: str) -> subprocess.Popen:
+    """`de-pipeline backfill` of one day, in its own process group (killed whole below)."""
+    return start_cli("backfill", "--start", str(day), "--end", str(day), env=env, start_new_session=True)
 
 
 @pytest.mark.slow
 def test_a_run_killed_by_sigkill_does_not_block_the_next_cli_run(dagster_home):
     day = busy_day(7)
     env = {"DE_SIM_MESSAGES_PER_DAY": "30000"}
-    first = cli(*backfill_args(day), **env)
+    first = backfill(day, **env)
     deadline = time.monotonic() + 300
     with DagsterInstance.get() as instance:
         while not pool_holders(instance, [API_POOL]):  # raw_messages holds the API pool
@@ -84,7 +62,7 @@ def test_a_run_killed_by_sigkill_does_not_block_the_next_cli_run(dagster_home):
         (killed,) = pool_holders(instance, [API_POOL])
         assert killed.alive is False and killed.status == "STARTED"
 
-        second = cli(*backfill_args(day), **env)
+        second = backfill(day, **env)
         try:
             _, err = second.communicate(timeout=300)
         finally:
@@ -102,7 +80,7 @@ def test_a_live_holder_is_named_and_waited_for_until_the_timeout(dagster_home):
     day = busy_day(7)
     with DagsterInstance.get() as instance:
         holder = hold_slot(instance, os.getpid())  # this test process: alive
-        waiting = cli(*backfill_args(day), DE_LOCK_TIMEOUT_SECONDS="3", DE_SIM_MESSAGES_PER_DAY="50")
+        waiting = backfill(day, DE_LOCK_TIMEOUT_SECONDS="3", DE_SIM_MESSAGES_PER_DAY="50")
         _, err = waiting.communicate(timeout=300)
         assert waiting.returncode == 1, err[-3000:]
         assert f"pool {API_POOL} is held by run {holder[:8]} (started, pid {os.getpid()}" in err
@@ -119,7 +97,7 @@ def test_a_slot_of_a_dead_process_is_freed_and_the_run_goes_on(dagster_home):
     day = busy_day(7)
     with DagsterInstance.get() as instance:
         stale = hold_slot(instance, dead_pid())
-        done = cli(*backfill_args(day), DE_LOCK_TIMEOUT_SECONDS="60", DE_SIM_MESSAGES_PER_DAY="50")
+        done = backfill(day, DE_LOCK_TIMEOUT_SECONDS="60", DE_SIM_MESSAGES_PER_DAY="50")
         _, err = done.communicate(timeout=300)
         assert done.returncode == 0, err[-3000:]
         assert f"run {stale[:8]} (all_assets, pid" in err and "marked it failed" in err
@@ -156,7 +134,7 @@ def test_a_user_mistake_prints_one_line_and_debug_prints_the_trace(start_simulat
         "DE_API_KEY": "a-wrong-key",
         "DE_PROVIDER_ID": simulator.config.provider_id,
     }
-    wrong = cli(*backfill_args(day), **env)
+    wrong = backfill(day, **env)
     _, err = wrong.communicate(timeout=300)
     assert wrong.returncode == 1
     assert "Stack Trace" not in err and "Traceback" not in err and 'File "' not in err
@@ -164,7 +142,7 @@ def test_a_user_mistake_prints_one_line_and_debug_prints_the_trace(start_simulat
     assert "the API key was refused (HTTP 401)" in err.strip().splitlines()[-1]
     assert len(err.strip().splitlines()) < 15, err
 
-    debug = cli(*backfill_args(day), **env, DE_DEBUG="1")
+    debug = backfill(day, **env, DE_DEBUG="1")
     _, err = debug.communicate(timeout=300)
     assert debug.returncode != 0
     assert "Stack Trace" in err or "Traceback" in err

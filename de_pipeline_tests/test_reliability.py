@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import subprocess
-import sys
 import time
 from contextlib import redirect_stderr, redirect_stdout
 from datetime import date, datetime, timedelta
@@ -19,20 +17,9 @@ import pytest
 from de_pipeline.cli import main
 from de_pipeline.warehouse.tables import TABLE_NAMES
 from de_pipeline_tests.conftest import point_at
-from de_pipeline_tests.helpers import busy_day, dump, recent_days, served, unique_messages
+from de_pipeline_tests.helpers import busy_day, dump, recent_days, served, start_cli, unique_messages
 
 TABLES = TABLE_NAMES  # every table of the registry
-
-
-def cli(*args: str, env: dict[str, str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "de_pipeline.cli", *args],
-        env=dict(os.environ) | env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
 
 
 def dumps(path: Path) -> dict[str, list]:
@@ -47,8 +34,8 @@ def test_parallel_backfills_and_a_reader_equal_a_serial_run(start_simulator, mon
     shared = tmp_path / "parallel.duckdb"
     env = {"DE_DUCKDB_PATH": str(shared)}
     first, last = recent_days(12)
-    a = cli("backfill", "--start", str(first), "--end", str(first + timedelta(days=7)), env=env)
-    b = cli("backfill", "--start", str(first + timedelta(days=5)), "--end", str(last), env=env)
+    a = start_cli("backfill", "--start", str(first), "--end", str(first + timedelta(days=7)), env=env)
+    b = start_cli("backfill", "--start", str(first + timedelta(days=5)), "--end", str(last), env=env)
     monkeypatch.setenv("DE_DUCKDB_PATH", str(shared))
     queries, failures = 0, []
     deadline = time.monotonic() + 600
@@ -69,7 +56,7 @@ def test_parallel_backfills_and_a_reader_equal_a_serial_run(start_simulator, mon
     assert queries >= 3 and not failures, (queries, failures[:3])
 
     serial = tmp_path / "serial.duckdb"
-    done = cli("backfill", "--start", str(first), "--end", str(last), env={"DE_DUCKDB_PATH": str(serial)})
+    done = start_cli("backfill", "--start", str(first), "--end", str(last), env={"DE_DUCKDB_PATH": str(serial)})
     assert done.wait(timeout=600) == 0, done.stderr.read()[-3000:]
     parallel_tables, serial_tables = dumps(shared), dumps(serial)
     assert len(serial_tables["messages"]) == len(unique_messages(served(simulator, first, last))) > 0
@@ -85,11 +72,11 @@ def test_a_write_killed_midway_leaves_old_or_new_rows_and_a_rerun_repairs(tmp_pa
     args = ("backfill", "--start", str(day), "--end", str(day))
     small = {"DE_DUCKDB_PATH": str(path), "DE_SIM_MESSAGES_PER_DAY": "1000"}
     large = small | {"DE_SIM_MESSAGES_PER_DAY": "120000"}
-    assert cli(*args, env=small).wait(timeout=300) == 0
+    assert start_cli(*args, env=small).wait(timeout=300) == 0
     before = dumps(path)
 
     wal = path.with_name(path.name + ".wal")
-    process = cli(*args, env=large)
+    process = start_cli(*args, env=large)
     deadline = time.monotonic() + 300
     while not (wal.exists() and wal.stat().st_size > 1_000_000):  # the big transaction is writing
         assert process.poll() is None, process.stderr.read()[-3000:]
@@ -99,7 +86,7 @@ def test_a_write_killed_midway_leaves_old_or_new_rows_and_a_rerun_repairs(tmp_pa
     process.wait()
     after = dumps(path)  # the file opens
 
-    assert cli(*args, env=large).wait(timeout=600) == 0
+    assert start_cli(*args, env=large).wait(timeout=600) == 0
     repaired = dumps(path)
     # the killed write left each table's day all old or all new, never a mix
     for name in TABLES:
@@ -118,14 +105,14 @@ def test_days_past_the_vendor_retention_are_refused_plainly(tmp_path):
     today = date.today()
     env = {"DE_DUCKDB_PATH": str(tmp_path / "old.duckdb"), "DE_START_DATE": str(today - timedelta(days=400))}
     gone = today - timedelta(days=380)
-    refused = cli("backfill", "--start", str(gone), "--end", str(gone + timedelta(days=1)), env=env)
+    refused = start_cli("backfill", "--start", str(gone), "--end", str(gone + timedelta(days=1)), env=env)
     _, err = refused.communicate(timeout=300)
     assert refused.returncode == 1
     assert "older than the vendor's 365-day retention" in err and str(gone) in err
     assert "Traceback" not in err
 
     edge = today - timedelta(days=365)  # cut by the retention: partial, said plainly
-    partial = cli("backfill", "--start", str(edge), "--end", str(edge), env=env)
+    partial = start_cli("backfill", "--start", str(edge), "--end", str(edge), env=env)
     _, err = partial.communicate(timeout=300)
     assert partial.returncode == 0, err[-3000:]
     assert "partial" in err and str(edge) in err
@@ -138,7 +125,7 @@ def test_dst_days_have_23_and_25_hours_and_local_days(start_simulator, monkeypat
     point_at(monkeypatch, simulator)
     path = tmp_path / "dst.duckdb"
     for day in (spring, autumn):
-        done = cli(
+        done = start_cli(
             "backfill", "--start", str(day), "--end", str(day), env={"DE_DUCKDB_PATH": str(path), "DE_TIMEZONE": zone}
         )
         assert done.wait(timeout=300) == 0, done.stderr.read()[-3000:]

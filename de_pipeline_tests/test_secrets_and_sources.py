@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,23 +19,13 @@ from de_pipeline.runner import RunFailedError, run_range
 from de_pipeline.warehouse.provenance import ARCHIVE_SOURCE_FILE
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import TEST_PROVIDER, point_at
-from de_pipeline_tests.helpers import busy_day, dump, query, served, unique_messages
+from de_pipeline_tests.helpers import busy_day, dump, query, run_cli, served, unique_messages
 
 # every 8-character piece holds a letter that is not hex, so no run id or hash can match one
 SECRET = "sk-SECRET-9b1f-xq7-do-not-leak-zz"
 
 
 DAY = busy_day(7, 11)  # the seeds these tests use
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "de_pipeline.cli", *args],
-        env=dict(os.environ) | (env or {}),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def key_pieces(text: str) -> list[str]:

@@ -27,17 +27,7 @@ from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.files import HOST
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER, point_at
-from de_pipeline_tests.helpers import busy_day, query, served, unique_messages
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "de_pipeline.cli", *args],
-        env=dict(os.environ) | (env or {}),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+from de_pipeline_tests.helpers import busy_day, query, served, start_cli, unique_messages
 
 
 def finished(process: subprocess.Popen, timeout: int = 300) -> tuple[int, str, str]:
@@ -100,7 +90,7 @@ def test_a_refetch_cut_by_the_retention_keeps_the_complete_archived_copy(monkeyp
         full = served(simulator, day, day)
         path = archive_file(archive_dir(), day)
 
-        status, _, err = finished(cli(*args, env=env))
+        status, _, err = finished(start_cli(*args, env=env))
         assert status == 0, err[-3000:]
         assert archived_records(path) == len(full) > 0
 
@@ -110,7 +100,7 @@ def test_a_refetch_cut_by_the_retention_keeps_the_complete_archived_copy(monkeyp
         partial = simulator.dataset.messages_between(cut_ms, simulator.dataset.day_bounds_ms(day)[1])
         assert 0 < len(partial) < len(full)
 
-        status, _, err = finished(cli(*args, env=env))
+        status, _, err = finished(start_cli(*args, env=env))
         assert status == 0, err[-3000:]
     finally:
         simulator.stop()
@@ -158,7 +148,7 @@ def small_warehouse(clean_environment: Path) -> Path:
 )
 def test_sql_refuses_everything_but_reading_the_warehouse(small_warehouse, tmp_path, statement, refusal):
     before = set(tmp_path.iterdir())
-    out = cli("sql", statement.format(tmp=tmp_path))
+    out = start_cli("sql", statement.format(tmp=tmp_path))
     status, stdout, stderr = finished(out, timeout=120)
     assert status == 1, (stdout, stderr)
     lines = stderr.strip().splitlines()
@@ -167,7 +157,7 @@ def test_sql_refuses_everything_but_reading_the_warehouse(small_warehouse, tmp_p
     assert "root:" not in stdout
     assert {p.name for p in set(tmp_path.iterdir()) - before} <= {small_warehouse.name + ".tmp"}
 
-    status, stdout, stderr = finished(cli("sql", "SELECT count(*) AS n FROM messages", "--format", "csv"))
+    status, stdout, stderr = finished(start_cli("sql", "SELECT count(*) AS n FROM messages", "--format", "csv"))
     assert status == 0 and stdout.split() == ["n", "3"], stderr
 
 
@@ -209,7 +199,7 @@ def test_a_fetch_killed_midway_leaves_a_staging_folder_that_the_next_run_removes
     simulator = start_simulator(messages_per_day=3000, max_page_size=50)
     point_at(monkeypatch, simulator)
     day = busy_day(simulator.config.seed)
-    process = cli("backfill", "--start", str(day), "--end", str(day), env={"DE_MAX_REQUESTS_PER_SECOND": "20"})
+    process = start_cli("backfill", "--start", str(day), "--end", str(day), env={"DE_MAX_REQUESTS_PER_SECOND": "20"})
     deadline = time.monotonic() + 240
     try:
         while not list(archive_dir().glob(".staging-*/page-*.json")):
@@ -245,7 +235,7 @@ def test_a_redaction_pattern_re2_cannot_run_is_refused_when_settings_are_read():
     text = str(refused.value)
     assert "DE_REDACTION_PATTERN" in text and "invalid perl operator" in text and "\n" not in text
 
-    status, _, stderr = finished(cli("sql", "SELECT 1", env={"DE_REDACTION_PATTERN": look_behind}))
+    status, _, stderr = finished(start_cli("sql", "SELECT 1", env={"DE_REDACTION_PATTERN": look_behind}))
     lines = stderr.strip().splitlines()
     assert status == 1 and len(lines) == 1 and "DE_REDACTION_PATTERN" in lines[0], stderr
     assert "Traceback" not in stderr
