@@ -197,9 +197,13 @@ def test_definitions_load_with_placeholder_environment(tmp_path):
         "print(sorted(k.to_user_string() for k in graph.get_all_asset_keys()))\n"
         "print(defs.resolve_job_def('all_assets').partitions_def.timezone)\n"
         "print([s.name for s in defs.schedules])\n"
+        "print(repr(defs.resources['api']), repr(defs.resources['warehouse']))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "'messages', 'raw_messages', 'redaction_entity_counts', 'sentiment_trends'" in out.stdout
     assert "Europe/Berlin" in out.stdout
     assert "daily_refresh" in out.stdout
+    # the UI shows which variable configures each field, never the key itself
+    assert "api_key='DE_API_KEY'" in out.stdout and "placeholder-key" not in out.stdout
+    assert "duckdb_path='DE_DUCKDB_PATH'" in out.stdout

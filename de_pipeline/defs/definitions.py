@@ -8,7 +8,7 @@ from de_pipeline.defs.assets import daily_tables, messages, raw_messages
 from de_pipeline.defs.freshness import FRESHNESS_CHECKS, freshness_sensor
 from de_pipeline.defs.jobs import all_assets_job, rebuild_from_archive_job
 from de_pipeline.defs.journey import refresh_journey
-from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
+from de_pipeline.defs.resources import resources_from_env
 from de_pipeline.defs.schedules import daily_refresh
 from de_pipeline.defs.sensors import alert_on_run_failure, free_stale_pool_slots
 
@@ -18,7 +18,7 @@ defs = Definitions(
     schedules=[daily_refresh],
     asset_checks=FRESHNESS_CHECKS,
     sensors=[free_stale_pool_slots, alert_on_run_failure, freshness_sensor],
-    resources={"api": DigitalEngagementApi(), "warehouse": Warehouse()},
+    resources=resources_from_env(),
     # one process per run: the steps share the embedded simulator and run one after another
     executor=in_process_executor,
 )

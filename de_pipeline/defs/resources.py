@@ -1,26 +1,66 @@
-"""Resources: the API and the warehouse, configured from DE_* environment variables.
+"""Resources: the API and the warehouse, with typed fields that the Dagster UI shows.
 
-Settings are read from the environment when a run starts, not stored as Dagster config, so
-the API key never appears in run config, the UI or event metadata.
+Each field is filled with `EnvVar` from its DE_* variable (definitions.py), so the UI shows
+which variable configures it and never its value: the API key is not in run config, the
+UI or event metadata. A field left empty falls back to the environment when a run starts.
+Either way the value goes through the one place that checks it (ApiSettings,
+WarehouseSettings).
 """
 
 from __future__ import annotations
 
-from dagster import ConfigurableResource
+import os
+from collections.abc import Mapping
+
+from dagster import ConfigurableResource, EnvVar
+from pydantic import Field
 
 from de_pipeline.api import ApiSource, resolve_source
 from de_pipeline.warehouse.settings import WarehouseSettings, timezone_from_env
 
 
 class DigitalEngagementApi(ConfigurableResource):
-    """The vendor's API when DE_API_BASE_URL is set, otherwise the embedded simulator."""
+    """The vendor's API when base_url is set, otherwise the embedded simulator."""
+
+    base_url: str | None = Field(default=None, description="DE_API_BASE_URL; empty: the embedded simulator")
+    provider_id: str | None = Field(default=None, description="DE_PROVIDER_ID: the account")
+    api_key: str | None = Field(default=None, description="DE_API_KEY: a secret, set from the environment")
 
     def source(self) -> ApiSource:
-        return resolve_source(timezone=timezone_from_env())
+        fields = {"DE_API_BASE_URL": self.base_url, "DE_PROVIDER_ID": self.provider_id, "DE_API_KEY": self.api_key}
+        return resolve_source(_environment(fields), timezone=timezone_from_env())
 
 
 class Warehouse(ConfigurableResource):
-    """The DuckDB file (DE_DUCKDB_PATH) and the raw archive beside it (DE_ARCHIVE_DIR)."""
+    """The DuckDB file and the raw archive beside it."""
+
+    duckdb_path: str | None = Field(default=None, description="DE_DUCKDB_PATH: the warehouse file")
+    archive_dir: str | None = Field(default=None, description="DE_ARCHIVE_DIR: the raw archive")
 
     def settings(self) -> WarehouseSettings:
-        return WarehouseSettings.from_env()
+        return WarehouseSettings.from_env(
+            _environment({"DE_DUCKDB_PATH": self.duckdb_path, "DE_ARCHIVE_DIR": self.archive_dir})
+        )
+
+
+RESOURCE_VARIABLES = {
+    "api": {"base_url": "DE_API_BASE_URL", "provider_id": "DE_PROVIDER_ID", "api_key": "DE_API_KEY"},
+    "warehouse": {"duckdb_path": "DE_DUCKDB_PATH", "archive_dir": "DE_ARCHIVE_DIR"},
+}
+
+
+def resources_from_env() -> dict[str, ConfigurableResource]:
+    """The resources, each field an EnvVar of its variable where that is set when the code
+    location loads (an unset one cannot be an EnvVar: Dagster would refuse to start a run)."""
+
+    def bound(name: str) -> dict[str, EnvVar]:
+        return {
+            field: EnvVar(variable) for field, variable in RESOURCE_VARIABLES[name].items() if os.environ.get(variable)
+        }
+
+    return {"api": DigitalEngagementApi(**bound("api")), "warehouse": Warehouse(**bound("warehouse"))}
+
+
+def _environment(fields: Mapping[str, str | None]) -> dict[str, str]:
+    """The process environment, with the resource's fields over it."""
+    return dict(os.environ) | {name: value for name, value in fields.items() if value}
