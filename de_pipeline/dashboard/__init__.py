@@ -81,8 +81,8 @@ def write_dashboard(warehouse: WarehouseSettings, settings: DashboardSettings) -
     return WrittenDashboard(
         path=settings.path,
         size_bytes=settings.path.stat().st_size,
-        first_day=data and data.first_day,
-        last_day=data and data.last_day,
+        first_day=data.first_day if data else None,
+        last_day=data.last_day if data else None,
         drawn=drawn,
         missing=missing,
     )

@@ -24,6 +24,7 @@ class Chart:
 
 
 def laid_out(figure: go.Figure, height: int, *, hovermode: str = "closest", legend: bool = True) -> go.Figure:
+    """`figure` in the dashboard's look, `height` pixels tall; its title is the card's heading."""
     figure.update_layout(
         template="plotly_white",
         height=height,
@@ -38,6 +39,7 @@ def laid_out(figure: go.Figure, height: int, *, hovermode: str = "closest", lege
 
 
 def iso_days(frame: pd.DataFrame) -> list[str]:
+    """The frame's `day` column as YYYY-MM-DD (plotly reads them as dates)."""
     return [day.isoformat()[:10] for day in frame["day"]]
 
 
@@ -47,8 +49,10 @@ def as_text(value: object) -> str:
 
 
 def as_texts(values: Sequence[object]) -> list[str]:
+    """Each value as_text."""
     return [as_text(value) for value in values]
 
 
 def colours(count: int) -> list[str]:
+    """`count` colours of PALETTE, repeating after the last."""
     return [PALETTE[i % len(PALETTE)] for i in range(count)]

@@ -13,6 +13,7 @@ from de_pipeline.dashboard.figures import PALETTE, Chart, as_text, as_texts, iso
 
 
 def topic_confidence(frame: pd.DataFrame) -> Chart:
+    """A panel per busy topic: its daily p10–p90 band and median confidence."""
     name = "top_topic_confidence"
     title = (
         "Intent confidence of the six busiest topics: the band is p10–p90 and the line the median; "
@@ -82,6 +83,7 @@ def topic_confidence(frame: pd.DataFrame) -> Chart:
 
 
 def least_confident_intents(frame: pd.DataFrame) -> Chart:
+    """Topics ranked by mean confidence, lowest first."""
     name = "least_confident_intents"
     title = "The least confident intents, lowest mean confidence on top: give these topics more training phrases first"
     source = "intent_confidence"

@@ -16,6 +16,7 @@ NO_JOURNEYS = (
 
 
 def journey_paths(frame: pd.DataFrame) -> Chart:
+    """The most frequent journey paths, ranked, coloured by sentiment change."""
     name = "journey_paths"
     title = "The ten most frequent journey paths (segments in order), coloured by the customer's sentiment change"
     source = "customer_journeys"
@@ -46,6 +47,7 @@ def journey_paths(frame: pd.DataFrame) -> Chart:
 
 
 def handoffs_per_day(frame: pd.DataFrame) -> Chart:
+    """The handoff rate per day, above the mean sentiment change of the day's journeys."""
     name = "handoffs_per_day"
     title = (
         "Handoff rate and sentiment change per day: more handoffs mean the bot resolves less; "
@@ -92,6 +94,7 @@ def handoffs_per_day(frame: pd.DataFrame) -> Chart:
 
 
 def agents(frame: pd.DataFrame) -> Chart:
+    """Segments handled and customer sentiment, side by side, a row per agent."""
     name = "agents"
     title = "Agents, the least happy customers on top: their customers' sentiment beside the segments they handled"
     source = "agent_performance"

@@ -12,6 +12,7 @@ SENDER_ORDER = ("customer", "bot", "agent")
 
 
 def sentiment_by_channel(frame: pd.DataFrame) -> Chart:
+    """Customer sentiment per day, a line per channel, above the share of negative messages."""
     name = "sentiment_by_channel"
     title = "Customer sentiment per day and channel: a falling line, or a rising negative share, is where to look first"
     source = "sentiment_trends (sendertype = customer)"
@@ -65,6 +66,7 @@ def sentiment_by_channel(frame: pd.DataFrame) -> Chart:
 
 
 def sentiment_by_sender(frame: pd.DataFrame) -> Chart:
+    """Mean sentiment per day, a line per sender type."""
     name = "sentiment_by_sender"
     title = "Sentiment by sender type: customers below bots and agents is normal; a shrinking gap is good news"
     source = "sentiment_trends"

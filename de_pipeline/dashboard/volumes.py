@@ -12,6 +12,7 @@ from de_pipeline.dashboard.figures import PALETTE, Chart, as_text, colours, iso_
 
 
 def redacted_entities(frame: pd.DataFrame) -> Chart:
+    """Placeholders per day, stacked by entity type, the commonest at the bottom."""
     name = "redacted_entities"
     title = (
         "Redacted entities per day, by type: a jump means customers share more personal data, or the redaction changed"
@@ -39,6 +40,7 @@ def redacted_entities(frame: pd.DataFrame) -> Chart:
 
 
 def data_health(frame: pd.DataFrame, last_day: date) -> Chart:
+    """Messages stored and records rejected per day; days without messages in red."""
     name = "data_health"
     title = f"Data health: messages stored and records rejected per day; the last loaded day is {last_day}"
     source = "messages, rejected_messages"
