@@ -10,6 +10,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 from datetime import date, timedelta
+from pathlib import Path
 
 ERROR_EXIT = 1
 
@@ -54,6 +55,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _html_file(text: str) -> Path:
+    from de_pipeline.dashboard.settings import path_problem
+
+    problem = path_problem(Path(text))
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text} {problem}")
+    return Path(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="de-pipeline",
@@ -86,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--end", type=_day, help="last day (default: all)")
     export.set_defaults(command=export_command, name="export")
 
+    dashboard = commands.add_parser("dashboard", help="write the dashboard (HTML) from the warehouse, without fetching")
+    dashboard.add_argument("--out", type=_html_file, help="the file (default: DE_DASHBOARD_PATH)")
+    dashboard.add_argument("--days", type=_positive, help="days up to the last loaded day (default: DE_DASHBOARD_DAYS)")
+    dashboard.add_argument("--open", action="store_true", help="open it in the default browser")
+    dashboard.set_defaults(command=dashboard_command, name="dashboard")
+
     session = commands.add_parser("session", help="fetch one customer journey live and compare it with the warehouse")
     session.add_argument("customersessionid")
     session.add_argument("--start", type=_day, help="first day to look in (default: 6 days ago)")
@@ -113,12 +129,14 @@ def backfill_command(args: argparse.Namespace) -> int:
 
 
 def _materialise(first: date, last: date, job_name: str) -> int:
+    from de_pipeline.dashboard.settings import DashboardSettings
     from de_pipeline.runner import run_range
     from de_pipeline.warehouse.connection import reader
     from de_pipeline.warehouse.settings import WarehouseSettings
     from de_pipeline.warehouse.summary import headlines, table_sizes
 
     settings = WarehouseSettings.from_env()
+    dashboard = DashboardSettings.from_env(settings)  # a bad DE_DASHBOARD_* stops it before any fetch
     print(f"materialising {first} .. {last} into {settings.duckdb_path}", flush=True)
     run_range(
         first,
@@ -133,6 +151,29 @@ def _materialise(first: date, last: date, job_name: str) -> int:
         for title, text in headlines(connection).items():
             print(f"\n{title}\n{text}")
     print('\nQuery it: de-pipeline sql "SELECT * FROM sentiment_trends LIMIT 10"')
+    print(f"Dashboard (the job's last step wrote it; open it in a browser): {dashboard.path.resolve()}")
+    return 0
+
+
+def dashboard_command(args: argparse.Namespace) -> int:
+    import webbrowser
+    from dataclasses import replace
+
+    from de_pipeline.dashboard import write_dashboard
+    from de_pipeline.dashboard.settings import DashboardSettings
+    from de_pipeline.warehouse.settings import WarehouseSettings
+
+    warehouse = WarehouseSettings.from_env()
+    settings = DashboardSettings.from_env(warehouse)
+    settings = replace(settings, path=args.out or settings.path, days=args.days or settings.days)
+    written = write_dashboard(warehouse, settings)
+    days = f"{written.first_day} .. {written.last_day}" if written.last_day else "no data yet"
+    size = f"{len(written.drawn)} charts, {written.size_bytes / 1e6:.1f} MB"
+    print(f"dashboard of {days} ({size}): {written.path.resolve()}")
+    for chart, why in written.missing.items():
+        print(f"  {chart}: {why}")
+    if args.open:
+        webbrowser.open(written.path.resolve().as_uri())
     return 0
 
 

@@ -102,11 +102,14 @@ def run_range(
     on_chunk: Callable[[RunChunk], None] | None = None,
 ) -> list[ExecuteInProcessResult]:
     """Materialise every asset of `job_name` for the days, one run per chunk of ≤7 days.
-    Stops at the first failed run with RunFailedError.
+    Stops at the first failed run with RunFailedError. Unpartitioned assets (the dashboard)
+    cover every day: only the last run builds them, as an asset backfill in the UI does.
 
     Before each run, runs left by processes that are gone lose their pool slots; while a
     run waits for a slot, the console says who holds it (see pool_slots.PoolWatch)."""
     job = defs.resolve_job_def(job_name).with_logger_defs({"console": console_logger})
+    graph = defs.resolve_asset_graph()
+    partitioned = [key for key in job.asset_layer.executable_asset_keys if graph.get(key).is_partitioned]
     timeout = WarehouseSettings.from_env().lock_timeout_seconds
     results = []
     with run_instance() as instance:
@@ -122,6 +125,7 @@ def run_range(
                     run_id=run_id,
                     tags=range_tags(chunk.first.isoformat(), chunk.last.isoformat()) | process_tags(),
                     run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+                    asset_selection=None if chunk.number == chunk.total else partitioned,
                     raise_on_error=False,
                 )
             if not result.success:

@@ -1,4 +1,5 @@
-"""Jobs: everything, or everything but the fetch (rebuild from the raw archive)."""
+"""Jobs: everything, or everything but the fetch (rebuild from the raw archive). Both end
+with the unpartitioned `dashboard`, which Dagster runs in the same run, after the tables."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ all_assets_job = define_asset_job(
     "all_assets",
     selection=TABLES_AND_THEIR_CHECKS,
     partitions_def=DAILY,
-    description="Fetch the days from the API, rebuild messages and every daily table.",
+    description="Fetch the days from the API, rebuild messages and every daily table, then the dashboard.",
 )
 
 rebuild_from_archive_job = define_asset_job(
     "rebuild_from_archive",
     selection=TABLES_AND_THEIR_CHECKS - AssetSelection.assets(raw_messages),
     partitions_def=DAILY,
-    description="Rebuild messages and every daily table from the raw archive, without fetching.",
+    description="Rebuild messages, every daily table and the dashboard from the raw archive, without fetching.",
 )

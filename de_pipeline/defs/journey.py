@@ -1,13 +1,15 @@
 """One customer journey from the customer-session endpoint: fetch it, compare it with the
-warehouse, or replace the warehouse's rows of it (the `refresh_journey` job)."""
+warehouse, or replace the warehouse's rows of it (the `refresh_journey` job), then rebuild
+the dashboard from the corrected tables."""
 
 # No `from __future__ import annotations`: Dagster reads the context and config annotations.
 
 from datetime import date
 
-from dagster import AssetMaterialization, Config, OpExecutionContext, job, op
+from dagster import AssetMaterialization, Config, In, Nothing, OpExecutionContext, Out, job, op
 
 from de_pipeline.defs.assets import WAREHOUSE_POOL
+from de_pipeline.defs.dashboard import build_dashboard
 from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
 from de_pipeline.env import SettingsError
 from de_pipeline.ingest import fetched_journey, journey_days
@@ -25,7 +27,7 @@ class RefreshJourneyConfig(Config):
     end: str
 
 
-@op(pool=WAREHOUSE_POOL)
+@op(pool=WAREHOUSE_POOL, out=Out(Nothing))
 def refresh_journey_rows(
     context: OpExecutionContext,
     config: RefreshJourneyConfig,
@@ -69,6 +71,18 @@ def refresh_journey_rows(
     )
 
 
-@job(description="Refresh one customer journey's rows from the customer-session endpoint.")
+@op(pool=WAREHOUSE_POOL, ins={"after": In(Nothing)})
+def refresh_dashboard_file(context: OpExecutionContext, warehouse: Warehouse) -> None:
+    """Rebuild the dashboard, so that it shows the corrected daily tables."""
+    context.log_event(
+        AssetMaterialization(
+            asset_key="dashboard",
+            description="rebuilt after a journey refresh",
+            metadata=build_dashboard(warehouse.settings()),
+        )
+    )
+
+
+@job(description="Refresh one customer journey's rows from the customer-session endpoint, then the dashboard.")
 def refresh_journey() -> None:
-    refresh_journey_rows()
+    refresh_dashboard_file(refresh_journey_rows())

@@ -1,0 +1,57 @@
+"""The `dashboard` asset: one HTML file of charts, built after every daily table.
+
+Unpartitioned: it is one file over the last DE_DASHBOARD_DAYS loaded days, so the UI shows
+one latest materialisation with a link to the file, not a partition per day. Dagster 1.13
+runs an unpartitioned asset inside a partitioned job's run, after its upstream steps: the
+`all_assets` and `rebuild_from_archive` jobs (so the daily schedule) end with it, and an
+asset backfill of the whole graph runs it once, after the last partition (README: Dashboard).
+"""
+
+# No `from __future__ import annotations`: Dagster reads the context annotation.
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from de_pipeline.dashboard import WrittenDashboard, write_dashboard
+from de_pipeline.dashboard.settings import DashboardSettings
+from de_pipeline.defs.assets import WAREHOUSE_POOL, daily_tables, messages
+from de_pipeline.defs.catalog import owned
+from de_pipeline.defs.resources import Warehouse
+from de_pipeline.warehouse.settings import WarehouseSettings
+
+
+def build_dashboard(settings: WarehouseSettings) -> dict[str, object]:
+    """Write the dashboard (DE_DASHBOARD_PATH); its materialisation metadata."""
+    return dashboard_metadata(write_dashboard(settings, DashboardSettings.from_env(settings)))
+
+
+def dashboard_metadata(written: WrittenDashboard) -> dict[str, object]:
+    """What the UI shows of a written dashboard: the file (path and link), its days, its charts."""
+    path = written.path.resolve()
+    return {
+        "path": MetadataValue.path(str(path)),
+        "url": MetadataValue.url(path.as_uri()),
+        "days": f"{written.first_day} .. {written.last_day}" if written.last_day else "no data yet",
+        "last_loaded_day": str(written.last_day or "none"),
+        "charts_drawn": len(written.drawn),
+        "charts_missing": MetadataValue.json(written.missing),
+        "size_bytes": written.size_bytes,
+    }
+
+
+@asset(
+    # reads the DuckDB file, which a writer in another process locks: one step at a time
+    pool=WAREHOUSE_POOL,
+    kinds={"plotly", "html"},
+    deps=[messages, *daily_tables],
+    description=(
+        "The morning dashboard: one self-contained HTML file (DE_DASHBOARD_PATH, default "
+        "dashboard.html beside the warehouse) of charts over the last DE_DASHBOARD_DAYS loaded days: "
+        "sentiment, intent confidence, redacted entities, journeys, agents and data health. "
+        "Aggregates only; opens offline."
+    ),
+    **owned(),
+)
+def dashboard(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
+    metadata = build_dashboard(warehouse.settings())
+    context.log.info("dashboard of %s written to %s", metadata["days"], metadata["path"].value)
+    return MaterializeResult(metadata=metadata)

@@ -1,0 +1,181 @@
+"""The numbers behind the dashboard: one small aggregate query per chart, over the days
+$first_day..$last_day, from the warehouse's tables. Each returns at most a few rows per day
+(never message rows), so the dashboard stays small whatever the volume.
+
+DuckDB only: dashboard/ turns the frames into charts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import duckdb
+import pandas as pd
+
+# Customer messages per day and channel: the mean sentiment of those that have one, and
+# the share of all of them that are negative (as the demo's headline computes it).
+SENTIMENT_BY_CHANNEL = """
+SELECT day, coalesce(sessionchannel, '(no channel)') AS channel,
+       CAST(sum(messages) AS BIGINT) AS messages,
+       sum(avg_sentiment * (messages - without_sentiment))
+           / nullif(sum(messages - without_sentiment), 0) AS avg_sentiment,
+       sum(negative) / sum(messages) AS negative_share
+FROM sentiment_trends
+WHERE sendertype = 'customer' AND day BETWEEN $first_day AND $last_day
+GROUP BY ALL ORDER BY channel, day
+"""
+
+# Every sender type per day (customer, bot, agent, and any other the API sends).
+SENTIMENT_BY_SENDER = """
+SELECT day, coalesce(sendertype, '(no sender type)') AS sendertype,
+       CAST(sum(messages) AS BIGINT) AS messages,
+       sum(avg_sentiment * (messages - without_sentiment))
+           / nullif(sum(messages - without_sentiment), 0) AS avg_sentiment
+FROM sentiment_trends
+WHERE day BETWEEN $first_day AND $last_day
+GROUP BY ALL ORDER BY sendertype, day
+"""
+
+# The six topics with the most messages: per day their p10, median and p90 confidence,
+# the day's low-confidence share, and the window's (topic_low_share).
+TOP_TOPIC_CONFIDENCE = """
+WITH window_rows AS (
+    SELECT * FROM intent_confidence
+    WHERE topic IS NOT NULL AND day BETWEEN $first_day AND $last_day
+), top_topics AS (
+    SELECT topic, sum(messages) AS topic_messages, sum(low_confidence) / sum(messages) AS topic_low_share
+    FROM window_rows GROUP BY topic ORDER BY topic_messages DESC, topic LIMIT 6
+)
+SELECT day, topic, messages, p10_score, p50_score, p90_score,
+       low_confidence / messages AS low_confidence_share,
+       CAST(topic_messages AS BIGINT) AS topic_messages, topic_low_share
+FROM window_rows JOIN top_topics USING (topic)
+ORDER BY topic_messages DESC, topic, day
+"""
+
+# The ten topics with the lowest mean confidence over the days.
+LEAST_CONFIDENT_INTENTS = """
+SELECT topic, CAST(sum(messages) AS BIGINT) AS messages,
+       sum(avg_score * messages) / sum(messages) AS avg_score,
+       sum(low_confidence) / sum(messages) AS low_confidence_share
+FROM intent_confidence
+WHERE topic IS NOT NULL AND day BETWEEN $first_day AND $last_day
+GROUP BY topic ORDER BY avg_score NULLS LAST, topic LIMIT 10
+"""
+
+# Placeholders per day and entity type; '' is a placeholder whose label was not found.
+REDACTED_ENTITIES = """
+SELECT day, coalesce(nullif(entity_type, ''), '(no label)') AS entity_type,
+       CAST(sum(occurrences) AS BIGINT) AS occurrences, CAST(sum(messages) AS BIGINT) AS messages
+FROM redaction_entity_counts
+WHERE day BETWEEN $first_day AND $last_day
+GROUP BY ALL ORDER BY entity_type, day
+"""
+
+# The ten most frequent journey paths, with their share of all journeys of the days.
+JOURNEY_PATHS = """
+SELECT path, count(*) AS journeys, count(*) / sum(count(*)) OVER () AS share,
+       favg(sentiment_change) AS avg_sentiment_change
+FROM customer_journeys
+WHERE day BETWEEN $first_day AND $last_day
+GROUP BY path ORDER BY journeys DESC, path LIMIT 10
+"""
+
+HANDOFFS_PER_DAY = """
+SELECT day, count(*) AS journeys, avg(handoff_to_agent::INT) AS handoff_rate,
+       favg(sentiment_change) AS avg_sentiment_change
+FROM customer_journeys
+WHERE day BETWEEN $first_day AND $last_day
+GROUP BY day ORDER BY day
+"""
+
+# The 30 busiest agents (sendername) over the days, the least happy customers first; the
+# sentiment is weighted by customer messages; `agents` counts them all.
+AGENTS = """
+WITH per_agent AS (
+    SELECT coalesce(agent, '(no name)') AS agent, CAST(sum(segments) AS BIGINT) AS segments,
+           CAST(sum(customer_messages) AS BIGINT) AS customer_messages,
+           sum(avg_customer_sentiment * customer_messages)
+               / nullif(sum(customer_messages) FILTER (WHERE avg_customer_sentiment IS NOT NULL), 0)
+               AS avg_customer_sentiment,
+           CAST(sum(handoffs_received) AS BIGINT) AS handoffs_received
+    FROM agent_performance
+    WHERE day BETWEEN $first_day AND $last_day
+    GROUP BY ALL
+), busiest AS (
+    SELECT *, count(*) OVER () AS agents FROM per_agent ORDER BY segments DESC, agent LIMIT 30
+)
+SELECT * FROM busiest ORDER BY avg_customer_sentiment NULLS LAST, agent
+"""
+
+# Every day of the window, also those without messages: messages stored, and records
+# rejected by the day they arrived in (duplicates are not stored in the warehouse).
+DATA_HEALTH = """
+WITH days AS (
+    SELECT CAST(range AS DATE) AS day
+    FROM range(CAST($first_day AS TIMESTAMP), CAST($last_day AS TIMESTAMP) + INTERVAL 1 DAY, INTERVAL 1 DAY)
+), stored AS (
+    SELECT day, count(*) AS messages FROM messages WHERE day BETWEEN $first_day AND $last_day GROUP BY day
+), rejected AS (
+    SELECT archive_day AS day, count(*) AS rejected FROM rejected_messages
+    WHERE archive_day BETWEEN $first_day AND $last_day GROUP BY archive_day
+)
+SELECT day, coalesce(messages, 0) AS messages, coalesce(rejected, 0) AS rejected
+FROM days LEFT JOIN stored USING (day) LEFT JOIN rejected USING (day)
+ORDER BY day
+"""
+
+# The headline numbers, for the last loaded day and for the whole window.
+KPIS = """
+WITH periods(period, first_day, last_day) AS (
+    VALUES ('last day', $last_day, $last_day), ('window', $first_day, $last_day)
+)
+SELECT period,
+       (SELECT count(*) FROM messages WHERE day BETWEEN first_day AND last_day) AS messages,
+       (SELECT count(*) FROM customer_journeys WHERE day BETWEEN first_day AND last_day) AS journeys,
+       (SELECT avg(handoff_to_agent::INT) FROM customer_journeys
+        WHERE day BETWEEN first_day AND last_day) AS handoff_rate,
+       (SELECT sum(avg_sentiment * (messages - without_sentiment)) / nullif(sum(messages - without_sentiment), 0)
+        FROM sentiment_trends
+        WHERE sendertype = 'customer' AND day BETWEEN first_day AND last_day) AS customer_sentiment,
+       (SELECT sum(low_confidence) / nullif(sum(messages), 0) FROM intent_confidence
+        WHERE topic IS NOT NULL AND day BETWEEN first_day AND last_day) AS low_confidence_share
+FROM periods ORDER BY period
+"""
+
+QUERIES: dict[str, str] = {
+    "sentiment_by_channel": SENTIMENT_BY_CHANNEL,
+    "sentiment_by_sender": SENTIMENT_BY_SENDER,
+    "top_topic_confidence": TOP_TOPIC_CONFIDENCE,
+    "least_confident_intents": LEAST_CONFIDENT_INTENTS,
+    "redacted_entities": REDACTED_ENTITIES,
+    "journey_paths": JOURNEY_PATHS,
+    "handoffs_per_day": HANDOFFS_PER_DAY,
+    "agents": AGENTS,
+    "data_health": DATA_HEALTH,
+    "kpis": KPIS,
+}
+
+
+@dataclass(frozen=True)
+class DashboardData:
+    """The frames of QUERIES for first_day..last_day; `last_day` is the last loaded day."""
+
+    first_day: date
+    last_day: date
+    frames: dict[str, pd.DataFrame]
+    source: str | None  # where the data came from, as the warehouse records it
+
+
+def dashboard_data(connection: duckdb.DuckDBPyConnection, days: int) -> DashboardData | None:
+    """The `days` days up to the last loaded day (the latest day in messages), from the first
+    loaded day if that is later; None when the warehouse holds no message yet."""
+    loaded_from, last_day = connection.execute("SELECT min(day), max(day) FROM messages").fetchone()
+    if last_day is None:
+        return None
+    first_day = max(loaded_from, last_day - timedelta(days=days - 1))
+    params = {"first_day": first_day, "last_day": last_day}
+    frames = {name: connection.execute(query, params).df() for name, query in QUERIES.items()}
+    source = connection.execute("SELECT any_value(value) FROM warehouse_meta WHERE key = 'source'").fetchone()[0]
+    return DashboardData(first_day, last_day, frames, source)

@@ -1,0 +1,264 @@
+"""The dashboard: an asset after every daily table, a command, one offline HTML file whose
+numbers are the warehouse's (checked against `de-pipeline sql`), drawn in a real browser."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from dagster import AssetKey
+
+from de_pipeline.cli import main
+from de_pipeline.defs.definitions import defs
+from de_pipeline.runner import run_range
+from de_pipeline.warehouse.connection import writer
+from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.tables import DAILY_TABLES
+from de_pipeline_tests.conftest import point_at
+from de_pipeline_tests.helpers import recent_days
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOT = REPO_ROOT / "docs" / "images" / "dashboard.png"  # shown by the README
+FIGURE = re.compile(r'<script type="application/json" class="figure" data-chart="(\w+)">(.*?)</script>', re.S)
+DASHBOARD = AssetKey("dashboard")
+
+
+def figures(path: Path) -> dict[str, dict[str, Any]]:
+    """The plotly figures embedded in the page, by chart name."""
+    return {name: json.loads(text) for name, text in FIGURE.findall(path.read_text())}
+
+
+def values(array: Any) -> list[Any]:
+    """A trace's array as plotly wrote it: a JSON list, or a typed array in base64."""
+    if isinstance(array, dict) and "bdata" in array:
+        decoded = np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
+        if "shape" in array:
+            decoded = decoded.reshape([int(n) for n in str(array["shape"]).split(",")])
+        return decoded.tolist()
+    return list(array)
+
+
+def sql(capsys: pytest.CaptureFixture[str], query: str) -> list[dict[str, Any]]:
+    """`de-pipeline sql QUERY --format json`, parsed."""
+    capsys.readouterr()
+    assert main(["sql", query, "--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def load(start_simulator, monkeypatch, days: int, messages_per_day: int = 200):
+    """The last `days` days (no outage among them) from a simulator, through the runner."""
+    point_at(monkeypatch, start_simulator(messages_per_day=messages_per_day))
+    first, last = recent_days(days)
+    return first, last, run_range(first, last, log_level="ERROR")
+
+
+def test_the_dashboard_comes_after_every_daily_table_in_both_jobs():
+    graph = defs.resolve_asset_graph()
+    node = graph.get(DASHBOARD)
+    assert not node.is_partitioned  # one file over the last days, not one per day
+    upstream = {key.to_user_string() for key in node.parent_keys}
+    assert {"messages", *(table.name for table in DAILY_TABLES)} <= upstream
+    for job in ("all_assets", "rebuild_from_archive"):
+        assert DASHBOARD in defs.resolve_job_def(job).asset_layer.executable_asset_keys, job
+    # a journey refresh rewrites daily tables, then the dashboard
+    refresh = defs.resolve_job_def("refresh_journey").graph.dependencies
+    after = {node.name: {dep.node for dep in inputs.values()} for node, inputs in refresh.items()}
+    assert after["refresh_dashboard_file"] == {"refresh_journey_rows"}
+
+
+@pytest.mark.dates
+def test_the_charts_show_the_numbers_of_the_sql(start_simulator, monkeypatch, tmp_path, capsys):
+    first, last, results = load(start_simulator, monkeypatch, days=9)
+    # two runs (7 + 2 days); only the last builds the dashboard, over every day
+    assert len(results) == 2
+    assert not results[0].asset_materializations_for_node("dashboard")
+    (done,) = results[1].asset_materializations_for_node("dashboard")
+    path = tmp_path / "dashboard.html"  # the default: beside the warehouse
+    assert done.metadata["path"].value == str(path.resolve())
+    assert done.metadata["days"].value == f"{first} .. {last}"
+    drawn = figures(path)
+    assert len(drawn) == done.metadata["charts_drawn"].value == 9
+
+    health = drawn["data_health"]["data"][0]
+    per_day = sql(capsys, "SELECT CAST(day AS VARCHAR) AS day, count(*) AS n FROM messages GROUP BY day ORDER BY day")
+    assert dict(zip(health["x"], values(health["y"]))) == {r["day"]: r["n"] for r in per_day}
+    assert len(per_day) == 9
+
+    # customer sentiment per channel and day, recomputed from the messages themselves
+    expected = {
+        (r["channel"], r["day"]): r["sentiment"]
+        for r in sql(
+            capsys,
+            "SELECT sessionchannel AS channel, CAST(day AS VARCHAR) AS day, avg(sentiment) AS sentiment "
+            "FROM messages WHERE sendertype = 'customer' AND sentiment IS NOT NULL GROUP BY ALL",
+        )
+    }
+    lines = [t for t in drawn["sentiment_by_channel"]["data"] if t.get("yaxis", "y") == "y"]
+    shown = {(t["name"], day): y for t in lines for day, y in zip(t["x"], values(t["y"]))}
+    assert shown.keys() == expected.keys() and len({c for c, _ in shown}) > 1
+    assert all(abs(shown[key] - expected[key]) < 1e-9 for key in expected)
+
+    agents = drawn["agents"]["data"][0]
+    segments = sql(capsys, "SELECT agent, sum(segments) AS n FROM agent_performance GROUP BY agent")
+    assert dict(zip(agents["y"], values(agents["x"]))) == {r["agent"]: r["n"] for r in segments}
+
+    entities = {
+        (t["name"], day): y for t in drawn["redacted_entities"]["data"] for day, y in zip(t["x"], values(t["y"]))
+    }
+    counted = sql(
+        capsys,
+        "SELECT entity_type, CAST(day AS VARCHAR) AS day, sum(occurrences) AS n "
+        "FROM redaction_entity_counts GROUP BY ALL",
+    )
+    assert entities == {(r["entity_type"], r["day"]): r["n"] for r in counted}
+
+    paths = drawn["journey_paths"]["data"][0]
+    journeys = {
+        r["path"]: r["n"] for r in sql(capsys, "SELECT path, count(*) AS n FROM customer_journeys GROUP BY path")
+    }
+    shown_paths = dict(zip((p.replace(" → ", ">") for p in paths["y"]), values(paths["x"])))
+    assert shown_paths and all(journeys[p] == n for p, n in shown_paths.items())
+    assert sorted(shown_paths.values(), reverse=True) == sorted(journeys.values(), reverse=True)[: len(shown_paths)]
+
+    # aggregates only: no message text, no customer's or bot's name, no email
+    page = path.read_text()
+    private = sql(
+        capsys,
+        "SELECT DISTINCT text AS value FROM messages WHERE length(text) > 15 "
+        "UNION SELECT DISTINCT sendername FROM messages WHERE sendertype <> 'agent' AND sendername <> '[PERSON]' "
+        "UNION SELECT DISTINCT senderemail FROM messages",
+    )
+    leaked = [r["value"] for r in private if r["value"] and r["value"] in page]
+    assert len(private) > 50 and not leaked
+
+
+def test_a_backfill_ends_with_the_dashboards_path_and_the_command_rewrites_it(
+    start_simulator, monkeypatch, tmp_path, capsys
+):
+    point_at(monkeypatch, start_simulator(messages_per_day=150))
+    first, last = recent_days(2)
+    assert main(["backfill", "--start", str(first), "--end", str(last)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("Dashboard") and out[-1].endswith(str((tmp_path / "dashboard.html").resolve()))
+    assert (tmp_path / "dashboard.html").is_file()
+
+    opened: list[str] = []
+    monkeypatch.setattr("webbrowser.open", opened.append)
+    other = tmp_path / "elsewhere" / "today.html"
+    assert main(["dashboard", "--out", str(other), "--days", "1", "--open"]) == 0
+    assert opened == [other.resolve().as_uri()]
+    assert f"dashboard of {last} .. {last} (9 charts" in capsys.readouterr().out
+    assert values(figures(other)["data_health"]["data"][0]["x"]) == [str(last)]
+
+
+def test_one_channel_and_no_journeys_draw_what_they_can(start_simulator, monkeypatch, tmp_path, capsys):
+    load(start_simulator, monkeypatch, days=2, messages_per_day=150)
+    with writer(WarehouseSettings.from_env()) as connection:
+        connection.execute("DELETE FROM sentiment_trends WHERE sessionchannel <> 'webchat'")
+        for table in ("conversation_segments", "customer_journeys", "agent_performance"):
+            connection.execute(f"DELETE FROM {table}")
+    assert main(["dashboard"]) == 0
+    out = capsys.readouterr().out
+    page = (tmp_path / "dashboard.html").read_text()
+    drawn = figures(tmp_path / "dashboard.html")
+    missing = {"journey_paths", "handoffs_per_day", "agents"}
+    assert set(drawn) == {
+        "sentiment_by_channel",
+        "sentiment_by_sender",
+        "top_topic_confidence",
+        "least_confident_intents",
+        "redacted_entities",
+        "data_health",
+    }
+    assert [t["name"] for t in drawn["sentiment_by_channel"]["data"]] == ["webchat", "webchat"]
+    assert "Only one channel in these days (webchat)" in page
+    assert page.count('<p class="missing">No customer journeys in these days') == 2
+    assert '<p class="missing">No agent segments in these days' in page
+    assert all(f"  {name}: No " in out for name in missing)
+
+
+def test_an_empty_warehouse_says_no_data_yet(tmp_path, capsys):
+    with writer(WarehouseSettings.from_env()):
+        pass  # the tables, without a row
+    assert main(["dashboard"]) == 0
+    assert "no data yet" in capsys.readouterr().out
+    page = (tmp_path / "dashboard.html").read_text()
+    assert "<h1>No data yet</h1>" in page and "de-pipeline demo" in page and not figures(tmp_path / "dashboard.html")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["dashboard"], {"DE_DASHBOARD_DAYS": "0"}, "DE_DASHBOARD_DAYS=0 must be at least 1"),
+        (["dashboard"], {"DE_DASHBOARD_PATH": "."}, "DE_DASHBOARD_PATH=. is a directory"),
+        (["dashboard"], {}, "no warehouse at"),
+    ],
+)
+def test_bad_settings_are_one_line(monkeypatch, capsys, args, env, expected):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_page_draws_every_chart_offline_in_chromium(start_simulator, monkeypatch, tmp_path):
+    """Headless Chromium with every request but file:// refused: each chart is drawn, no
+    error; the full page is the README's screenshot."""
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("Playwright is not installed: pip install -e '.[test]' (see .ci/run)")
+    load(start_simulator, monkeypatch, days=14, messages_per_day=300)
+    path = tmp_path / "dashboard.html"
+    charts = list(figures(path))
+    assert len(charts) == 9
+
+    executable = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
+    try:
+        playwright = sync_playwright().start()
+    except Exception as exc:  # the driver Playwright ships could not start
+        pytest.skip(f"Playwright could not start: {exc}")
+    try:
+        try:
+            browser = playwright.chromium.launch(executable_path=executable, headless=True)
+        except PlaywrightError as exc:
+            pytest.skip(f"Chromium ({executable or 'none on PATH'}) could not be launched: {str(exc).splitlines()[0]}")
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        refused: list[str] = []
+        errors: list[str] = []
+
+        def only_files(route) -> None:
+            if route.request.url.startswith("file://"):
+                route.continue_()
+            else:
+                refused.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", only_files)
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(path.as_uri(), wait_until="load")
+        page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length === {len(charts)}")
+        plotted = page.eval_on_selector_all(
+            ".js-plotly-plot",
+            """plots => plots.map(plot => {
+                const box = plot.querySelector('svg.main-svg, canvas').getBoundingClientRect();
+                return [plot.id, box.width, box.height, plot.querySelectorAll('.trace').length];
+            })""",
+        )
+        assert [p[0] for p in plotted] == [f"chart-{name}" for name in charts]
+        assert all(width > 0 and height > 0 and traces > 0 for _, width, height, traces in plotted), plotted
+        assert not errors and not refused, (errors, refused)
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENSHOT, full_page=True)
+        browser.close()
+    finally:
+        playwright.stop()
