@@ -1,0 +1,152 @@
+"""Many requests in flight: the shared rate limiter, the simulator's latency and rate limit,
+and a concurrent backfill that stores exactly what a sequential one does."""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from de_pipeline.api import DigitalEngagementClient, Window
+from de_pipeline.api.limiter import RateLimiter
+from de_pipeline.api.simulator import ScriptedResponse, Simulator
+from de_pipeline_tests.helpers import recent_days
+from de_pipeline_tests.test_api_client import settings_for
+
+THREADS = 8
+
+
+def grant_clock() -> tuple[Callable[[], float], threading.local]:
+    """A monotonic clock that remembers, per thread, its last reading: right after `acquire`
+    returns, that is the moment of the grant (the limiter's last reading under its lock)."""
+    last = threading.local()
+
+    def clock() -> float:
+        last.value = time.monotonic()
+        return last.value
+
+    return clock, last
+
+
+def most_in_one_second(moments: list[float]) -> int:
+    """The most moments in any closed 1-second window."""
+    moments = sorted(moments)
+    return max(bisect.bisect_right(moments, m + 1.0) - i for i, m in enumerate(moments))
+
+
+def run_workers(work: Callable[[int], None], count: int = THREADS) -> None:
+    with ThreadPoolExecutor(count) as pool:
+        list(pool.map(work, range(count)))
+
+
+def test_the_limiter_keeps_the_rate_over_every_window_across_threads():
+    clock, last = grant_clock()
+    limiter = RateLimiter(50, clock=clock)
+    grants: list[float] = []
+    stop = time.monotonic() + 2.0
+
+    def worker(_: int) -> None:
+        while time.monotonic() < stop:
+            limiter.acquire()
+            grants.append(last.value)  # list.append is atomic
+
+    run_workers(worker)
+    assert most_in_one_second(grants) <= 50 + 1
+    assert len(grants) >= 60  # it does grant, at about the rate (generous: a loaded machine)
+
+
+def test_a_pause_holds_back_every_thread():
+    clock, last = grant_clock()
+    limiter = RateLimiter(200, clock=clock)
+    grants: list[float] = []
+    stop = time.monotonic() + 3.0
+
+    def worker(_: int) -> None:
+        while time.monotonic() < stop:
+            limiter.acquire()
+            grants.append(last.value)
+
+    moments: list[float] = []
+
+    def pause() -> None:
+        moments.append(time.monotonic())
+        limiter.pause(2.0)
+        moments.append(time.monotonic())
+
+    pauser = threading.Timer(0.3, pause)
+    pauser.start()
+    run_workers(worker)
+    before, after = moments
+    assert not [g for g in grants if after < g < before + 2.0]
+    assert [g for g in grants if g < before] and [g for g in grants if g >= before + 2.0]
+
+
+def day_windows(simulator: Simulator, count: int) -> list[Window]:
+    first, _ = recent_days(count)
+    bounds = [simulator.dataset.day_bounds_ms(first.fromordinal(first.toordinal() + n)) for n in range(count)]
+    return [Window(start, end) for start, end in bounds]
+
+
+def fetch_concurrently(simulator: Simulator, windows: list[Window], **settings: object) -> None:
+    """Each window's pages by its own client, all at once."""
+
+    def fetch(number: int) -> None:
+        with DigitalEngagementClient(settings_for(simulator, **settings)) as client:
+            for _ in client.provider_pages(windows[number]):
+                pass
+
+    run_workers(fetch, len(windows))
+
+
+def test_a_retry_after_pauses_every_worker(start_simulator):
+    simulator = start_simulator(messages_per_day=600, max_page_size=50)
+    simulator.script([ScriptedResponse(429, b'{"error": "slow down"}', {"Retry-After": "2"})])
+    fetch_concurrently(simulator, day_windows(simulator, THREADS), page_size=50)
+
+    [refused] = [r for r in simulator.requests if r.status == 429]
+    # requests already on their way when the 429 came arrive at once; then none for 2 s
+    assert not [r for r in simulator.requests if refused.at + 0.3 < r.at < refused.at + 1.9]
+    assert [r for r in simulator.requests if r.at >= refused.at + 1.9]
+
+
+def test_the_simulator_answers_late_and_concurrently(start_simulator):
+    simulator = start_simulator(messages_per_day=100, latency_ms=400)
+    windows = day_windows(simulator, THREADS)
+    started = time.monotonic()
+    fetch_concurrently(simulator, windows)
+    elapsed = time.monotonic() - started
+    # each day is two requests (a page, then []): 16 in all, 6.4 s one at a time
+    assert len(simulator.requests) == 2 * THREADS
+    assert 0.8 <= elapsed < 4.0
+
+
+def test_the_simulator_refuses_requests_past_its_rate_limit(start_simulator):
+    simulator = start_simulator(messages_per_day=100, rate_limit=10)
+    window = day_windows(simulator, 1)[0]
+    statuses = []
+    with requests.Session() as session:
+        for _ in range(25):
+            answer = session.post(
+                simulator.base_url + simulator.config.provider_path,
+                json={"start": window.start_ms // 1000, "end": window.end_ms // 1000, "limit": 10},
+                headers={
+                    "Authorization": f"Bearer {simulator.config.api_key}",
+                    "providerid": simulator.config.provider_id,
+                },  # fmt: skip
+            )
+            statuses.append(answer.status_code)
+            if answer.status_code == 429:
+                assert answer.headers["Retry-After"] == "1"
+    assert statuses.count(429) == simulator.rate_limited >= 5
+    assert statuses.count(200) >= 10
+
+
+def test_a_client_limit_below_the_servers_meets_no_429(start_simulator):
+    simulator = start_simulator(messages_per_day=300, max_page_size=20, rate_limit=10)
+    fetch_concurrently(simulator, day_windows(simulator, 4), page_size=20, max_requests_per_second=8)
+    assert simulator.rate_limited == 0
+    assert len(simulator.requests) >= 20  # over two seconds at 8 a second
