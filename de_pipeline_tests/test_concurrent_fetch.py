@@ -9,12 +9,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from de_pipeline.api import DigitalEngagementClient, Window
 from de_pipeline.api.limiter import RateLimiter
 from de_pipeline.api.simulator import ScriptedResponse, Simulator
-from de_pipeline_tests.helpers import recent_days
+from de_pipeline.runner import run_range
+from de_pipeline_tests.conftest import point_at
+from de_pipeline_tests.helpers import dump, recent_days, served, unique_messages
 from de_pipeline_tests.test_api_client import settings_for
 
 THREADS = 8
@@ -150,3 +153,38 @@ def test_a_client_limit_below_the_servers_meets_no_429(start_simulator):
     fetch_concurrently(simulator, day_windows(simulator, 4), page_size=20, max_requests_per_second=8)
     assert simulator.rate_limited == 0
     assert len(simulator.requests) >= 20  # over two seconds at 8 a second
+
+
+def run_metadata(results: list) -> dict[str, object]:
+    """raw_messages' metadata of a one-run range (every partition carries the run's)."""
+    [result] = results
+    first = result.asset_materializations_for_node("raw_messages")[0]
+    return {name: value.value for name, value in first.metadata.items()}
+
+
+@pytest.mark.dates
+def test_a_concurrent_backfill_stores_what_a_sequential_one_does(start_simulator, monkeypatch, tmp_path):
+    simulator = start_simulator(hostile=True, messages_per_day=700, max_page_size=150)
+    point_at(monkeypatch, simulator)
+    first, last = recent_days(7)  # one run: its days are fetched at once
+    tables = ("messages", "rejected_messages")
+    dumps, metadata, windows = {}, {}, {}
+    for in_flight in ("1", "8"):
+        monkeypatch.setenv("DE_MAX_IN_FLIGHT", in_flight)
+        monkeypatch.setenv("DE_DUCKDB_PATH", str(tmp_path / f"in_flight_{in_flight}.duckdb"))
+        seen = len(simulator.requests)
+        metadata[in_flight] = run_metadata(run_range(first, last))
+        dumps[in_flight] = {name: dump(name) for name in tables}
+        windows[in_flight] = [r.start_ms for r in simulator.requests[seen:] if r.start_ms is not None]
+
+    assert windows["1"] == sorted(windows["1"])  # one day after the other
+    assert windows["8"] != sorted(windows["8"])  # the days' requests interleaved
+
+    assert dumps["8"] == dumps["1"]
+    assert len(dumps["8"]["messages"]) == len(unique_messages(served(simulator, first, last))) > 0
+    assert dumps["8"]["rejected_messages"]  # the hostile server sends malformed records
+    assert metadata["8"]["records_fetched"] == metadata["1"]["records_fetched"]
+    for run in metadata.values():
+        assert run["api_retries"] > 0  # the hostile server failed requests; they were retried
+        assert run["requests_per_second"] > 0
+        assert 0 <= run["limiter_wait_share"] <= 1

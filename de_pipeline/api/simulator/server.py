@@ -43,6 +43,8 @@ HOSTILE_CYCLE = (
     "500-text", "ok", "reset", "ok", "502-text", "ok",
 )  # fmt: skip
 
+SEQUENCE_CACHE = 16  # windows served at once: a concurrent fetch pages through up to DE_MAX_IN_FLIGHT days
+
 
 @dataclass(frozen=True)
 class SimulatorConfig:
@@ -284,7 +286,7 @@ class Simulator:
             sequence = _with_repeats(sequence, self.config.max_page_size)
         with self._lock:
             self._sequences[key] = sequence
-            while len(self._sequences) > 4:
+            while len(self._sequences) > SEQUENCE_CACHE:
                 self._sequences.popitem(last=False)
         return sequence
 
