@@ -14,7 +14,9 @@ import requests
 
 from de_pipeline.api import DigitalEngagementClient, Window
 from de_pipeline.api.limiter import RateLimiter
-from de_pipeline.api.simulator import ScriptedResponse, Simulator
+from de_pipeline.api.settings import transport_overrides
+from de_pipeline.api.simulator import ScriptedResponse, Simulator, simulator_config_from_env
+from de_pipeline.env import Env, SettingsError
 from de_pipeline.runner import run_range
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import dump, recent_days, served, unique_messages
@@ -114,6 +116,17 @@ def test_a_retry_after_pauses_every_worker(start_simulator):
     # requests already on their way when the 429 came arrive at once; then none for 2 s
     assert not [r for r in simulator.requests if refused.at + 0.3 < r.at < refused.at + 1.9]
     assert [r for r in simulator.requests if r.at >= refused.at + 1.9]
+
+
+def test_the_settings_are_read_once_and_named_when_wrong():
+    config = simulator_config_from_env({"DE_SIM_LATENCY_MS": "250", "DE_SIM_RATE_LIMIT": "20"})
+    assert (config.latency_ms, config.rate_limit) == (250, 20)
+    assert transport_overrides(Env({"DE_MAX_IN_FLIGHT": "3"}))["max_in_flight"] == 3
+    for name, value in (("DE_SIM_LATENCY_MS", "-1"), ("DE_SIM_RATE_LIMIT", "fast")):
+        with pytest.raises(SettingsError, match=name):
+            simulator_config_from_env({name: value})
+    with pytest.raises(SettingsError, match="DE_MAX_IN_FLIGHT"):
+        transport_overrides(Env({"DE_MAX_IN_FLIGHT": "0"}))
 
 
 def test_the_simulator_answers_late_and_concurrently(start_simulator):
