@@ -4,11 +4,14 @@ and a concurrent backfill that stores exactly what a sequential one does."""
 from __future__ import annotations
 
 import bisect
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import duckdb
 import pytest
 import requests
 
@@ -18,8 +21,10 @@ from de_pipeline.api.settings import transport_overrides
 from de_pipeline.api.simulator import ScriptedResponse, Simulator, simulator_config_from_env
 from de_pipeline.env import Env, SettingsError
 from de_pipeline.runner import run_range
+from de_pipeline.warehouse.archive import archive_file
+from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import point_at
-from de_pipeline_tests.helpers import dump, recent_days, served, unique_messages
+from de_pipeline_tests.helpers import dump, recent_days, served, start_cli, unique_messages
 from de_pipeline_tests.test_api_client import settings_for
 
 THREADS = 8
@@ -162,7 +167,7 @@ def test_the_simulator_refuses_requests_past_its_rate_limit(start_simulator):
 
 
 def test_a_client_limit_below_the_servers_meets_no_429(start_simulator):
-    simulator = start_simulator(messages_per_day=300, max_page_size=20, rate_limit=10)
+    simulator = start_simulator(messages_per_day=150, max_page_size=20, rate_limit=10)
     fetch_concurrently(simulator, day_windows(simulator, 4), page_size=20, max_requests_per_second=8)
     assert simulator.rate_limited == 0
     assert len(simulator.requests) >= 20  # over two seconds at 8 a second
@@ -201,3 +206,43 @@ def test_a_concurrent_backfill_stores_what_a_sequential_one_does(start_simulator
         assert run["api_retries"] > 0  # the hostile server failed requests; they were retried
         assert run["requests_per_second"] > 0
         assert 0 <= run["limiter_wait_share"] <= 1
+
+
+def archived_fetches(path: os.PathLike) -> tuple[int, tuple[object, ...]]:
+    """An archive file's records, and the fetch times they carry (one for a whole day)."""
+    with duckdb.connect() as connection:
+        rows = connection.execute("SELECT raw, fetched_at FROM read_parquet($p)", {"p": str(path)}).fetchall()
+    return len(rows), tuple(sorted({fetched_at for _, fetched_at in rows}))
+
+
+@pytest.mark.slow
+@pytest.mark.dates
+def test_a_kill_during_a_concurrent_fetch_leaves_every_day_whole(start_simulator, monkeypatch):
+    simulator = start_simulator(messages_per_day=1500, max_page_size=50)
+    point_at(monkeypatch, simulator)
+    first, last = recent_days(4)
+    run_range(first, last)
+    archive_dir = WarehouseSettings.from_env().archive_dir
+    days = [first.fromordinal(n) for n in range(first.toordinal(), last.toordinal() + 1)]
+    before = {day: archived_fetches(archive_file(archive_dir, day)) for day in days}
+
+    # four days at once, slowly (30 pages a day at 20 requests a second): kill while staging
+    env = {"DE_MAX_REQUESTS_PER_SECOND": "20", "DE_MAX_IN_FLIGHT": "8"}
+    process = start_cli("backfill", "--start", str(first), "--end", str(last), env=env)
+    deadline = time.monotonic() + 120
+    try:
+        while len(list(archive_dir.glob(".staging-*/page-*.json"))) < 20:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "the fetch never staged 20 pages"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+
+    for day in days:  # its old file, whole (the kill came long before every day was in)
+        records, fetches = archived_fetches(archive_file(archive_dir, day))
+        assert (records, fetches) == before[day]
+        assert records == len(served(simulator, day, day)) and len(fetches) == 1
