@@ -82,8 +82,9 @@ class Ingest:
 
     @property
     def limiter_wait_share(self) -> float:
-        """The share of the workers' time spent waiting for the shared rate limiter: near 1,
-        the vendor's limit is the bottleneck; near 0, the server or this machine is."""
+        """The share of the workers' time spent waiting for the shared rate limiter: well
+        above 0, the vendor's limit holds them back; near 0 with a rate below the limit, the
+        server's latency or this machine is the bottleneck."""
         return self.stats.limiter_wait_seconds / self.worker_seconds if self.worker_seconds else 0.0
 
     def day_metadata(self, simulated: bool) -> dict[date, dict[str, Any]]:
