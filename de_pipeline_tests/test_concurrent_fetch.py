@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from de_pipeline.api import DigitalEngagementClient, Window
-from de_pipeline.api.limiter import RateLimiter
+from de_pipeline.api.limiter import RateLimiter, shared_limiter
 from de_pipeline.api.settings import transport_overrides
 from de_pipeline.api.simulator import ScriptedResponse, Simulator, simulator_config_from_env
 from de_pipeline.cli import main
@@ -68,6 +68,13 @@ def test_the_limiter_keeps_the_rate_over_every_window_across_threads():
     run_workers(worker)
     assert most_in_one_second(grants) <= 50 + 1
     assert len(grants) >= 60  # it does grant, at about the rate (generous: a loaded machine)
+
+
+def test_one_limiter_per_account_whatever_the_client():
+    one = shared_limiter("https://api.example.com", "key-a", 20)
+    assert shared_limiter("https://api.example.com", "key-a", 20) is one
+    assert shared_limiter("https://api.example.com", "key-b", 20) is not one
+    assert shared_limiter("https://other.example.com", "key-a", 20) is not one
 
 
 def test_a_pause_holds_back_every_thread():
