@@ -3,6 +3,13 @@
     python benchmarks/ingest.py --days 14 --per-day 50000            # the comparison
     python benchmarks/ingest.py --days 7 --memory-sweep              # peak RSS at 5k/50k/200k/300k a day
     python benchmarks/ingest.py --days 2 --per-day 2000 --repeat 1   # a quick smoke run
+    python benchmarks/ingest.py --latency-ms 250 --rate-limit 20     # against a distant, rate-limited API
+
+With --latency-ms or --rate-limit, only de-pipeline runs, once per --in-flight value
+(default 8), against a simulator that answers each request that late and refuses more
+than that many requests a second, with DE_MAX_REQUESTS_PER_SECOND set to the same limit.
+It reports the share of the ceiling reached (the requests needed over the rate limit, as a
+share of the fetch's time), the 429s the simulator sent, and the run's limiter wait share.
 
 Flags: --days, --per-day, --repeat (default 3), --skip-dlt, --memory-sweep (with
 --sweep-volumes, --memory-limit), --long-texts/--no-long-texts (texts of up to a few
@@ -51,6 +58,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -133,15 +141,25 @@ class Endpoint:
 class SimulatorProcess:
     """The API simulator in a child process, for the `with` block; stops when stdin closes."""
 
-    def __init__(self, per_day: int, long_texts: bool = False) -> None:
+    def __init__(self, per_day: int, long_texts: bool = False, latency_ms: int = 0, rate_limit: int = 0) -> None:
         self.per_day = per_day
         self.long_texts = long_texts
+        self.latency_ms = latency_ms
+        self.rate_limit = rate_limit
         self._process: subprocess.Popen[str] | None = None
         self.endpoint: Endpoint | None = None
 
     def __enter__(self) -> Endpoint:
         self._process = subprocess.Popen(
-            [sys.executable, __file__, "_simulator", str(self.per_day), str(int(self.long_texts))],
+            [
+                sys.executable,
+                __file__,
+                "_simulator",
+                str(self.per_day),
+                str(int(self.long_texts)),
+                str(self.latency_ms),
+                str(self.rate_limit),
+            ],  # fmt: skip
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -152,6 +170,13 @@ class SimulatorProcess:
             raise RuntimeError("the simulator process ended before it served")
         self.endpoint = Endpoint(**json.loads(line))
         return self.endpoint
+
+    def rate_limited(self) -> int:
+        """The 429s the simulator has sent for its rate limit so far."""
+        assert self._process is not None and self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write("?\n")
+        self._process.stdin.flush()
+        return int(self._process.stdout.readline())
 
     def __exit__(self, *exc_info: object) -> None:
         if self._process is not None:
@@ -164,8 +189,9 @@ class SimulatorProcess:
                 self._process.wait()
 
 
-def simulator_child(per_day: int, long_texts: bool) -> None:
-    """Serve the simulator until stdin closes. Prints its endpoint as one JSON line."""
+def simulator_child(per_day: int, long_texts: bool, latency_ms: int = 0, rate_limit: int = 0) -> None:
+    """Serve the simulator until stdin closes. Prints its endpoint as one JSON line, and
+    its count of 429s for each line read."""
     from de_pipeline.api.simulator import Simulator, SimulatorConfig
 
     config = SimulatorConfig(
@@ -174,12 +200,15 @@ def simulator_child(per_day: int, long_texts: bool) -> None:
         max_page_size=PAGE_SIZE,
         default_page_size=PAGE_SIZE,
         long_texts=long_texts,
+        latency_ms=latency_ms,
+        rate_limit=rate_limit,
     )
     simulator = Simulator(config)
     base_url = simulator.start()
     endpoint = Endpoint(base_url, config.api_key, config.provider_id, os.getpid())
     print(json.dumps(asdict(endpoint)), flush=True)
-    sys.stdin.read()
+    for _ in sys.stdin:
+        print(simulator.rate_limited, flush=True)
     simulator.stop()
 
 
@@ -288,6 +317,8 @@ class Spec:
     workdir: str
     page_size: int = PAGE_SIZE
     memory_limit: str | None = None  # DE_DUCKDB_MEMORY_LIMIT; None: the pipeline's default
+    max_requests_per_second: str = MAX_REQUESTS_PER_SECOND
+    max_in_flight: int | None = None  # DE_MAX_IN_FLIGHT; None: the pipeline's default
 
     def days(self) -> list[date]:
         first, last = date.fromisoformat(self.first), date.fromisoformat(self.last)
@@ -326,7 +357,7 @@ def child_environment(spec: Spec) -> dict[str, str]:
             "DE_PROVIDER_ID": spec.endpoint.provider_id,
             "DE_DUCKDB_PATH": str(workdir / "warehouse.duckdb"),
             "DE_ARCHIVE_DIR": str(workdir / "archive"),
-            "DE_MAX_REQUESTS_PER_SECOND": MAX_REQUESTS_PER_SECOND,
+            "DE_MAX_REQUESTS_PER_SECOND": spec.max_requests_per_second,
             "DE_PAGE_SIZE": str(spec.page_size),
             "DE_TIMEZONE": "UTC",
             "RUNTIME__DLTHUB_TELEMETRY": "false",
@@ -336,6 +367,8 @@ def child_environment(spec: Spec) -> dict[str, str]:
     )
     if spec.memory_limit:
         env["DE_DUCKDB_MEMORY_LIMIT"] = spec.memory_limit
+    if spec.max_in_flight:
+        env["DE_MAX_IN_FLIGHT"] = str(spec.max_in_flight)
     return env
 
 
@@ -423,6 +456,7 @@ class Stopwatch:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()  # the fetch's worker threads stage pages at once
 
     def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
@@ -430,7 +464,8 @@ class Stopwatch:
             try:
                 return function(*args, **kwargs)
             finally:
-                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+                with self._lock:
+                    self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
 
         return timed
 
@@ -514,8 +549,33 @@ def pipeline_child(spec: Spec, profile: str | None = None) -> RunResult:
         stored + rejected,
         wall,
         import_s,
-        details={"split": time_split(wall, steps, stopwatch), "steps": steps, "rejected": rejected},
+        details={
+            "split": time_split(wall, steps, stopwatch),
+            "steps": steps,
+            "rejected": rejected,
+            "fetch": fetch_metadata(results),
+        },  # fmt: skip
     )
+
+
+def fetch_metadata(results: Sequence[Any]) -> dict[str, float]:
+    """Over the runs, from raw_messages' run metadata: requests, pages, windows (days), the
+    fetch's seconds, and the seconds the workers waited on the rate limiter."""
+    total = {"requests": 0.0, "pages": 0.0, "days": 0.0, "seconds": 0.0, "limiter_wait_share": 0.0}
+    for result in results:
+        materialisations = result.asset_materializations_for_node("raw_messages")
+        if not materialisations:
+            continue
+        meta = {name: value.value for name, value in materialisations[0].metadata.items()}
+        seconds = meta["api_requests"] / meta["requests_per_second"] if meta["requests_per_second"] else 0.0
+        total["requests"] += meta["api_requests"]
+        total["pages"] += meta["pages"]
+        total["days"] += len(materialisations)
+        total["seconds"] += seconds
+        total["limiter_wait_share"] += meta["limiter_wait_share"] * seconds  # weighted by time
+    if total["seconds"]:
+        total["limiter_wait_share"] /= total["seconds"]
+    return total
 
 
 def dlt_child(spec: Spec) -> RunResult:
@@ -650,6 +710,35 @@ def run_contender(
     finally:
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def wire(args: argparse.Namespace, days: list[date], workdir: Path) -> None:
+    """de-pipeline against a distant, rate-limited simulator, once per --in-flight value:
+    the share of the rate limit it reaches, and the 429s it meets."""
+    limit = args.rate_limit or float(MAX_REQUESTS_PER_SECOND)
+    print(f"simulator: {args.latency_ms} ms a request, rate limit {args.rate_limit or 'none'}/s; "
+          f"DE_MAX_REQUESTS_PER_SECOND={limit:g}")  # fmt: skip
+    simulator = SimulatorProcess(args.per_day, args.long_texts, args.latency_ms, args.rate_limit)
+    with simulator as endpoint:
+        warm_simulator(endpoint, days)
+        for in_flight in args.in_flight:
+            before = simulator.rate_limited()
+            folder = workdir / f"wire-{in_flight}"
+            spec = Spec(endpoint, days[0].isoformat(), days[-1].isoformat(), str(folder),
+                        max_requests_per_second=f"{limit:g}", max_in_flight=in_flight)  # fmt: skip
+            try:
+                result = run_child("_de-pipeline", spec)
+            finally:
+                if not args.keep:
+                    shutil.rmtree(folder, ignore_errors=True)
+            fetch = result.details["fetch"]
+            needed = fetch["pages"] + fetch["days"]  # every page, and the `[]` that ends each day
+            share = needed / limit / fetch["seconds"] if fetch["seconds"] else float("nan")
+            print(f"  DE_MAX_IN_FLIGHT={in_flight}: {result.rows:,} messages; fetch {fetch['seconds']:.1f}s, "
+                  f"{fetch['requests']:.0f} requests ({needed:.0f} needed: {needed / limit:.1f}s at the limit), "
+                  f"{fetch['requests'] / fetch['seconds']:.1f} requests/s = {share:.0%} of the ceiling; "
+                  f"{simulator.rate_limited() - before} 429s; limiter wait share {fetch['limiter_wait_share']:.2f}; "
+                  f"whole graph {result.wall_s:.1f}s", flush=True)  # fmt: skip
 
 
 def print_header(args: argparse.Namespace, days: list[date]) -> None:
@@ -850,6 +939,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--incremental-runs", type=int, default=3, help="timed runs per child in the incremental test (default 3)"
     )
+    parser.add_argument("--latency-ms", type=int, default=0, help="the simulator answers each request this late")
+    parser.add_argument("--rate-limit", type=int, default=0, help="the simulator refuses more requests a second")
+    parser.add_argument(
+        "--in-flight",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[8],
+        help="DE_MAX_IN_FLIGHT values to run with --latency-ms/--rate-limit, comma-separated (default 8)",
+    )
     parser.add_argument("--workdir", help="where scratch files go (default: the system temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch files")  # fmt: skip
     args = parser.parse_args(argv)
@@ -860,7 +957,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str]) -> int:
     if argv and argv[0] == "_simulator":
-        simulator_child(int(argv[1]), argv[2:3] == ["1"])
+        simulator_child(int(argv[1]), argv[2] == "1", int(argv[3]), int(argv[4]))
         return 0
     if argv and argv[0] == "_aggregates":
         report(aggregates_child(Spec.from_json(argv[1]), int(argv[2]), *argv[3:4]))
@@ -877,6 +974,9 @@ def main(argv: Sequence[str]) -> int:
     with scratch(args.workdir, args.keep) as workdir:
         if args.memory_sweep:
             memory_sweep(args, days, workdir)
+            return 0
+        if args.latency_ms or args.rate_limit:
+            wire(args, days, workdir)
             return 0
         compare(args, days, workdir)
         if args.incremental:

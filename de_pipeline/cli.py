@@ -110,6 +110,10 @@ def _parser() -> argparse.ArgumentParser:
 
     simulate = commands.add_parser("simulate", help="serve the simulated API on 127.0.0.1")
     simulate.add_argument("--port", type=int, default=8765)
+    simulate.add_argument("--latency-ms", type=int, help="answer each request this late (default: DE_SIM_LATENCY_MS)")
+    simulate.add_argument(
+        "--rate-limit", type=int, help="429 past this many requests a second (default: DE_SIM_RATE_LIMIT, 0 = none)"
+    )
     simulate.set_defaults(command=simulate_command, name="simulate")
     return parser
 
@@ -283,12 +287,15 @@ def simulate_command(args: argparse.Namespace) -> int:
     from de_pipeline.api.simulator import Simulator, simulator_config_from_env
     from de_pipeline.warehouse.settings import timezone_from_env
 
-    config = simulator_config_from_env(timezone=timezone_from_env())
+    flags = {"DE_SIM_LATENCY_MS": args.latency_ms, "DE_SIM_RATE_LIMIT": args.rate_limit}
+    environ = dict(os.environ) | {name: str(value) for name, value in flags.items() if value is not None}
+    config = simulator_config_from_env(environ, timezone=timezone_from_env())  # checks the flags too
     simulator = Simulator(config)
     base_url = simulator.start(port=args.port)
     print(
         f"simulator serving on {base_url} ({config.messages_per_day} messages/day, seed {config.seed},"
-        f" {'hostile' if config.hostile else 'well-behaved'}); Ctrl-C stops it"
+        f" {'hostile' if config.hostile else 'well-behaved'}, latency {config.latency_ms} ms,"
+        f" rate limit {config.rate_limit or 'none'}); Ctrl-C stops it"
     )
     print(f"  export DE_API_BASE_URL={base_url} DE_API_KEY={config.api_key} DE_PROVIDER_ID={config.provider_id}")
     try:

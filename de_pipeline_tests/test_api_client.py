@@ -37,6 +37,7 @@ from de_pipeline.api import (
     Window,
 )
 from de_pipeline.api.errors import scrub
+from de_pipeline.api.limiter import RateLimiter
 from de_pipeline.api.settings import CUSTOMER_SESSION_PATH, DAY_MS, MAX_WINDOW_MS, PROVIDER_PATH
 from de_pipeline.api.simulator import ScriptedResponse, Simulator
 from de_pipeline.env import Env, SettingsError
@@ -59,6 +60,21 @@ def ordinary_days(simulator: Simulator, count: int, *, ending_days_ago: int = 1)
         if not any(simulator.dataset.is_outage_day(day) for day in days):
             return first, last
         last -= timedelta(days=1)
+
+
+class FakeClock:
+    """A monotonic clock that only sleeping advances; the sleeps are kept."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 def days_window(simulator: Simulator, first: date, last: date) -> Window:
@@ -509,12 +525,14 @@ def test_retry_after_is_honoured(start_simulator, form):
     window = days_window(simulator, *ordinary_days(simulator, 1))
     value = "3" if form == "seconds" else formatdate(time.time() + 5, usegmt=True)
     simulator.script([ScriptedResponse(429, b'{"error": "slow down"}', {"Retry-After": value})])
-    sleeps: list[float] = []
-    with DigitalEngagementClient(settings_for(simulator), sleep=sleeps.append) as client:
+    clock = FakeClock()  # the wait is the shared limiter's pause: every worker waits
+    limiter = RateLimiter(1000, clock=clock, sleep=clock.sleep)
+    with DigitalEngagementClient(settings_for(simulator), sleep=clock.sleep, limiter=limiter) as client:
         fetched, _ = records_of(client.provider_pages(window))
     assert fetched == expected_payloads(simulator, window)
     assert client.stats.retries == 1
-    waits = [s for s in sleeps if s >= 1]
+    assert client.stats.limiter_wait_seconds >= 3
+    waits = [s for s in clock.sleeps if s >= 1]
     assert len(waits) == 1
     if form == "seconds":
         assert waits[0] == 3

@@ -11,8 +11,8 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, fields
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
@@ -33,6 +33,7 @@ from de_pipeline.api.errors import (
     scrub,
     server_message,
 )
+from de_pipeline.api.limiter import RateLimiter, shared_limiter
 from de_pipeline.api.settings import CUSTOMER_SESSION, PROVIDER, ApiSettings, Endpoint
 from de_pipeline.api.windows import Window, split_window
 
@@ -90,10 +91,22 @@ class ClientStats:
     pages: int = 0
     rows: int = 0
     repaired_pages: int = 0
+    limiter_wait_seconds: float = 0.0  # waiting for a turn of the shared rate limiter
+
+    @classmethod
+    def total(cls, parts: Iterable[ClientStats]) -> ClientStats:
+        """The counters of several clients (the workers of one fetch), summed."""
+        parts = list(parts)
+        return cls(**{f.name: sum(getattr(part, f.name) for part in parts) for f in fields(cls)})
 
 
 class DigitalEngagementClient:
-    """Reads messages from the API. Use as a context manager, or call `close()`."""
+    """Reads messages from the API. Use as a context manager, or call `close()`.
+
+    One client sends one request at a time (its session and deadline watchdog are its own);
+    run several, one per thread, to have more in flight. They share the account's rate
+    limiter (`shared_limiter`), so the process as a whole keeps DE_MAX_REQUESTS_PER_SECOND.
+    """
 
     def __init__(
         self,
@@ -102,13 +115,14 @@ class DigitalEngagementClient:
         logger: Logger | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings
         self.stats = ClientStats()
         self._log: Logger = logger or _log
         self._sleep = sleep
         self._clock = clock
-        self._next_request_at = 0.0
+        self._limiter = limiter or shared_limiter(settings.base_url, settings.api_key, settings.max_requests_per_second)
         self._json = simdjson.Parser()
         self._watchdog = Watchdog(settings.request_deadline_seconds)
         self._session = requests.Session()
@@ -269,7 +283,7 @@ class DigitalEngagementClient:
         started = self._clock()
         attempt = 0
         while True:
-            self._throttle()
+            self.stats.limiter_wait_seconds += self._limiter.acquire()
             retry_after: float | None = None
             said = ""
             try:
@@ -303,7 +317,10 @@ class DigitalEngagementClient:
                 self.settings.max_retries,
                 delay,
             )
-            self._sleep(delay)
+            if retry_after is not None:  # the server's word is for the whole key: every worker waits
+                self._limiter.pause(delay)
+            else:
+                self._sleep(delay)
 
     def _attempt(
         self, method: str, url: str, params: dict[str, Any] | None, data: bytes | None, describe: str
@@ -405,13 +422,6 @@ class DigitalEngagementClient:
                 said,
             )
         return ApiStatusError(describe, f"unexpected HTTP {status}", said)
-
-    def _throttle(self) -> None:
-        now = self._clock()
-        if now < self._next_request_at:
-            self._sleep(self._next_request_at - now)
-            now = self._next_request_at
-        self._next_request_at = now + 1.0 / self.settings.max_requests_per_second
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with equal jitter: half fixed, half random."""

@@ -51,7 +51,8 @@ class ApiSettings:
     providerid_in: str = "header"  # "header", "query" or "both"
     provider_path: str = PROVIDER_PATH
     customer_session_path: str = CUSTOMER_SESSION_PATH
-    max_requests_per_second: float = 20.0
+    max_requests_per_second: float = 20.0  # for the whole process: all clients share it
+    max_in_flight: int = 8  # DE_MAX_IN_FLIGHT: days fetched at once, each by its own client
     connect_timeout: float = 10.0
     read_timeout: float = 60.0  # DE_REQUEST_TIMEOUT: the longest silence while reading
     # DE_REQUEST_DEADLINE_SECONDS: the most one try may take, from connecting to the body's
@@ -104,6 +105,7 @@ def transport_overrides(env: Env) -> dict[str, object]:
         "max_requests_per_second": env.number(
             "DE_MAX_REQUESTS_PER_SECOND", default["max_requests_per_second"], minimum=0.1, maximum=10_000
         ),
+        "max_in_flight": env.integer("DE_MAX_IN_FLIGHT", default["max_in_flight"], minimum=1, maximum=64),
         "read_timeout": env.number("DE_REQUEST_TIMEOUT", default["read_timeout"], minimum=0.1),
         "request_deadline_seconds": env.number(
             "DE_REQUEST_DEADLINE_SECONDS", default["request_deadline_seconds"], minimum=0.1

@@ -77,6 +77,10 @@ def raw_messages(context: AssetExecutionContext, api: DigitalEngagementApi, ware
             "api_retries": done.stats.retries,
             "pages": done.stats.pages,
             "pages_with_repaired_utf8": done.stats.repaired_pages,
+            # near DE_MAX_REQUESTS_PER_SECOND with a wait share well above 0: the vendor's limit
+            # is the bottleneck; below it with a share near 0: the server's latency or this machine
+            "requests_per_second": round(done.requests_per_second, 2),
+            "limiter_wait_share": round(done.limiter_wait_share, 3),
             "archive": MetadataValue.path(str(settings.archive_dir)),
         }
     )

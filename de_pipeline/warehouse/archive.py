@@ -1,10 +1,10 @@
 """The raw archive: what the API returned, one Parquet file per day, replayable.
 
-Pages are fetched one day's window at a time and staged on disk as they arrive (memory
-holds one page); once a day is complete, one DuckDB statement writes its pages into
-`<archive>/day=YYYY-MM-DD/data.parquet` while the next day is fetched. A record belongs to
-the day whose window the API answered it for, so the archive does not depend on how days
-were grouped into runs. Each day's file is replaced whole, so re-fetching a day never
+Pages are fetched by day window, several days at once, and staged on disk as they arrive
+(memory holds one page per fetching thread); once a day is complete, one DuckDB statement
+writes its pages into `<archive>/day=YYYY-MM-DD/data.parquet` while other days are
+fetched. A record belongs to the day whose window the API answered it for, so the archive
+does not depend on how days were grouped into runs. Each day's file is replaced whole, so re-fetching a day never
 mixes two fetches; a day that the vendor's retention has cut keeps its larger archived copy.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Collection, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -80,15 +81,16 @@ class ArchivedDay:
 
 
 class ArchiveWriter:
-    """Writes fetched pages into the archive, one day at a time, while the next day is fetched.
+    """Writes fetched pages into the archive, day by day, while other days are fetched.
 
-    `add` stages a page's bytes in a private folder (memory holds one page). `end_day` hands
-    the day to a background thread, where one DuckDB statement writes its Parquet file:
-    DuckDB releases the GIL, so that work overlaps with fetching the next day. `commit` waits
-    for every day, and only then replaces the archive's files, so a failed fetch or write
-    leaves the archive as it was. A day with no record gets an empty file, which says that
-    the day was fetched and held nothing. The staging folder is named after this process
-    (see files.py), so a later run removes it if the process is killed.
+    `add` stages a page's bytes in a private folder (memory holds one page); several threads
+    may add and end days at once, but each day's pages must come from one thread, in order.
+    `end_day` hands the day to a background thread, where one DuckDB statement writes its
+    Parquet file: DuckDB releases the GIL, so that work overlaps with fetching other days.
+    `commit` waits for every day, and only then replaces the archive's files, so a failed
+    fetch or write leaves the archive as it was. A day with no record gets an empty file,
+    which says that the day was fetched and held nothing. The staging folder is named after
+    this process (see files.py), so a later run removes it if the process is killed.
     """
 
     def __init__(self, settings: WarehouseSettings, fetched_at: datetime) -> None:
@@ -97,6 +99,7 @@ class ArchiveWriter:
         self._fetched_at = fetched_at
         self._pages: dict[date, list[str]] = {}
         self._page_count = 0
+        self._lock = threading.Lock()  # fetching threads add and end days at once
         # One DuckDB thread: the fetch needs the other core, and fewer JSON read buffers are
         # held at once (with a 96MB budget a 200k-message day failed on two threads).
         self._connection = duckdb.connect(
@@ -113,21 +116,25 @@ class ArchiveWriter:
         self._days: list[Future[tuple[date, Path, int]]] = []
 
     def add(self, day: date, body: bytes) -> None:
-        self._page_count += 1
-        path = self._directory / f"page-{self._page_count:07d}.json"
-        path.write_bytes(body)
-        self._pages.setdefault(day, []).append(str(path))
+        """Stage the next page of `day`, numbered in the order pages arrive (the number is
+        in the file name; archive_pages.sql reads it): a day's pages keep their order."""
+        with self._lock:
+            self._page_count += 1
+            path = self._directory / f"page-{self._page_count:07d}.json"
+            self._pages.setdefault(day, []).append(str(path))
+        path.write_bytes(body)  # outside the lock: only the day's own thread ends the day
 
     def end_day(self, day: date) -> None:
         """Every page of `day` is staged: start writing its file."""
-        self._days.append(self._writer.submit(self._write_day, day, self._pages.pop(day, [])))
+        with self._lock:
+            self._days.append(self._writer.submit(self._write_day, day, self._pages.pop(day, [])))
 
     def commit(self, keep_larger: Collection[date] = ()) -> list[ArchivedDay]:
         """Wait for every day's file, then replace the archive's files with them, each
         flushed to disk first. A day in `keep_larger` (one the vendor's retention has cut)
         keeps its archived file if that holds more records than the new one."""
         with memory_budget(self._settings):
-            produced = [future.result() for future in self._days]
+            produced = sorted(future.result() for future in self._days)  # by day, however they ended
         result = []
         for day, path, count in produced:
             target = archive_file(self._settings.archive_dir, day)

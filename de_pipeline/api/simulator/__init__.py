@@ -40,6 +40,8 @@ def simulator_config_from_env(environ: Mapping[str, str] | None = None, *, timez
         messages_per_day=env.integer("DE_SIM_MESSAGES_PER_DAY", 2000, minimum=0),
         hostile=env.flag("DE_SIM_HOSTILE"),
         max_page_size=env.integer("DE_SIM_PAGE_CAP", 500, minimum=1),
+        latency_ms=env.integer("DE_SIM_LATENCY_MS", 0, minimum=0, maximum=60_000),
+        rate_limit=env.integer("DE_SIM_RATE_LIMIT", 0, minimum=0),
         timezone=timezone,
         epoch_unit=transport["epoch_unit"],
         provider_path=transport["provider_path"],

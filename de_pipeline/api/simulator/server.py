@@ -4,6 +4,8 @@
   404 for an unknown path;
 - half-open windows, a page-size cap below what is asked, `[]` at the end;
 - `[]` past the 365-day retention and for an unknown customer session;
+- a distant server: each answer `latency_ms` late (concurrently, one thread per request);
+- a rate limit: 429 with Retry-After past `rate_limit` requests in any 1-second window;
 - hostile mode: 429 with and without Retry-After, 5xx with HTML or text bodies, dropped
   connections, and a message repeated across page boundaries (as offset paging over
   live data does).
@@ -12,9 +14,10 @@ Pages are joined from pre-serialised messages, so the server is never the bottle
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +43,8 @@ HOSTILE_CYCLE = (
     "500-text", "ok", "reset", "ok", "502-text", "ok",
 )  # fmt: skip
 
+SEQUENCE_CACHE = 16  # windows served at once: a concurrent fetch pages through up to DE_MAX_IN_FLIGHT days
+
 
 @dataclass(frozen=True)
 class SimulatorConfig:
@@ -58,6 +63,8 @@ class SimulatorConfig:
     retention_days: int = RETENTION_DAYS
     provider_path: str = PROVIDER_PATH
     customer_session_path: str = CUSTOMER_SESSION_PATH
+    latency_ms: int = 0  # every answer this late, as from a distant server
+    rate_limit: int = 0  # data requests answered in any 1-second window; 0: no limit
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,7 @@ class RequestRecord:
     offset: int | None = None
     rows: int = 0
     customersessionid: str | None = None
+    at: float = 0.0  # time.monotonic() when the request arrived
 
 
 class _BadRequest(Exception):
@@ -109,6 +117,8 @@ class Simulator:
         self.requests: list[RequestRecord] = []
         self._scripted: list[ScriptedResponse] = []
         self._data_requests = 0
+        self._answered: deque[float] = deque()  # arrival times of the last second's answers
+        self.rate_limited = 0  # 429s sent for DE_SIM_RATE_LIMIT
         self._sequences: OrderedDict[tuple[Any, ...], list[bytes]] = OrderedDict()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -148,6 +158,7 @@ class Simulator:
     # ---- answering ----------------------------------------------------------------------
 
     def answer(self, method: str, target: str, headers: Any, body: bytes) -> ScriptedResponse:
+        arrived = time.monotonic()
         parts = urlsplit(target)
         query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
         path = parts.path
@@ -169,7 +180,12 @@ class Simulator:
             return self._record(method, path, 400, _error(str(exc)))
         csid = query.get("customersessionid") if method == "GET" else None
         record = {"start_ms": start_ms, "end_ms": end_ms, "limit": page_size, "offset": offset,
-                  "customersessionid": csid}  # fmt: skip
+                  "customersessionid": csid, "at": arrived}  # fmt: skip
+        wait = self._over_rate_limit(arrived)
+        if wait is not None:
+            answer = ScriptedResponse(429, _error("rate limit exceeded"), {"Retry-After": str(wait)})
+            self._record(method, path, 429, answer.body, **record)
+            return answer
         fault = self._next_fault()
         if fault is not None:
             self._record(method, path, fault.status, fault.body, **record)
@@ -213,6 +229,21 @@ class Simulator:
         limit = values["limit"] or self.config.default_page_size
         return start_ms, end_ms, min(limit, self.config.max_page_size), values["offset"]
 
+    def _over_rate_limit(self, arrived: float) -> int | None:
+        """None if the request is within the rate limit (it is counted then); otherwise the
+        whole seconds until the window has room again (a 429's Retry-After)."""
+        if not self.config.rate_limit:
+            return None
+        with self._lock:
+            answered = self._answered
+            while answered and answered[0] <= arrived - 1.0:
+                answered.popleft()
+            if len(answered) < self.config.rate_limit:
+                answered.append(arrived)
+                return None
+            self.rate_limited += 1
+            return max(1, math.ceil(answered[0] + 1.0 - arrived))
+
     def _next_fault(self) -> ScriptedResponse | None:
         with self._lock:
             if self._scripted:
@@ -255,7 +286,7 @@ class Simulator:
             sequence = _with_repeats(sequence, self.config.max_page_size)
         with self._lock:
             self._sequences[key] = sequence
-            while len(self._sequences) > 4:
+            while len(self._sequences) > SEQUENCE_CACHE:
                 self._sequences.popitem(last=False)
         return sequence
 
@@ -315,6 +346,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, body: bytes) -> None:
         answer = self.simulator.answer(self.command, self.path, self.headers, body)
+        if self.simulator.config.latency_ms:  # in this request's own thread: others go on
+            time.sleep(self.simulator.config.latency_ms / 1000)
         if answer.status == 0:  # a dropped connection
             self.close_connection = True
             return

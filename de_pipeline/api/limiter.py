@@ -1,0 +1,70 @@
+"""One request rate per account, shared by every client and thread of the process.
+
+The vendor limits requests per company key, not per connection: all clients of one base URL
+and key take their turns from one RateLimiter, and a 429's Retry-After pauses all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+
+_shared: dict[tuple[str, str], RateLimiter] = {}
+_shared_lock = threading.Lock()
+
+
+class RateLimiter:
+    """Grants requests at most `rate` a second to any number of threads: a grant is given
+    under the lock only once `1/rate` has passed since the previous one, so no 1-second
+    window holds more than `rate + 1` grants. `pause` (a Retry-After) holds every caller
+    back until it ends, including those already waiting."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+        self._interval = 1.0 / rate
+        self._next = float("-inf")  # the earliest moment of the next grant
+        self._resume_at = float("-inf")  # the end of the latest pause
+
+    def set_rate(self, rate: float) -> None:
+        with self._lock:
+            self._interval = 1.0 / rate
+
+    def acquire(self) -> float:
+        """Wait for this caller's turn; returns the seconds waited."""
+        started = self._clock()
+        while True:
+            with self._lock:
+                now = self._clock()
+                turn = max(self._next, self._resume_at)
+                if now >= turn:
+                    self._next = now + self._interval
+                    return now - started
+            self._sleep(turn - now)
+
+    def pause(self, seconds: float) -> None:
+        """No grant to anyone for `seconds` from now (a longer pause already set stays)."""
+        with self._lock:
+            self._resume_at = max(self._resume_at, self._clock() + seconds)
+
+
+def shared_limiter(base_url: str, api_key: str, rate: float) -> RateLimiter:
+    """The process's limiter of one account (base URL and key), at `rate` requests a second.
+    The key is held only as a digest."""
+    account = (base_url, hashlib.sha256(api_key.encode()).hexdigest())
+    with _shared_lock:
+        limiter = _shared.get(account)
+        if limiter is None:
+            limiter = _shared[account] = RateLimiter(rate)
+        else:
+            limiter.set_rate(rate)
+        return limiter
