@@ -67,7 +67,6 @@ class Ingest:
     """What one fetch did: per day, the archive's record counts and notes; in total, the
     client's counters."""
 
-    days: list[DayBounds]
     fetched: list[ArchivedDay] = field(default_factory=list)
     kept_from_archive: list[date] = field(default_factory=list)
     partial: list[date] = field(default_factory=list)
@@ -106,7 +105,6 @@ def fetch_days(
     *,
     allow_source_change: bool,
     log: Logger,
-    now: Callable[[], float] = time.time,
 ) -> Ingest:
     """Fetch each day's window into the raw archive. A day past the vendor's retention keeps
     its archived copy (a RetentionError if there is none); a day the retention cuts keeps
@@ -115,8 +113,8 @@ def fetch_days(
         log.info("DE_API_BASE_URL is not set: reading the embedded simulator at %s (simulated data)",
                  source.settings.base_url)  # fmt: skip
     remove_leftovers(settings.archive_dir, log)  # what killed runs left
-    split = RetentionSplit.of(days, int(now() * 1000))
-    result = Ingest(days, partial=[d.day for d in split.partial])
+    split = RetentionSplit.of(days, int(time.time() * 1000))
+    result = Ingest(partial=[d.day for d in split.partial])
     result.kept_from_archive = archived(settings.archive_dir, [d.day for d in split.gone])
     missing = [str(d.day) for d in split.gone if d.day not in result.kept_from_archive]
     if missing:
