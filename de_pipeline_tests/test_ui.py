@@ -50,6 +50,11 @@ pytestmark = pytest.mark.timeout(20 * 60)
 def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev]:
     """`dagster dev` in the repository root, on a free 127.0.0.1 port, with DAGSTER_HOME,
     the warehouse and its archive in a temporary directory."""
+    if "libfaketime" in os.environ.get("LD_PRELOAD", ""):
+        # seen on 2026-12-02 with Debian's libfaketime 0.9.10, both builds: the daemon logged
+        # nothing after its first sensor ticks and the backfill never ran. The date is not
+        # the cause: the dates-marked tests run under libfaketime (test_dates.py).
+        pytest.skip("dagster dev's daemon stalls under libfaketime (LD_PRELOAD); run the UI tests on a real clock")
     root = tmp_path_factory.mktemp("dagster_dev")
     home = root / "dagster_home"
     home.mkdir()
