@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -128,3 +131,19 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -
         if process.poll() is None:
             process.kill()
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def kill_when_staged(process: subprocess.Popen, archive_dir: Path, pages: int, timeout: float) -> None:
+    """SIGKILL `process` once its fetch has staged `pages` pages in `archive_dir` (bounded wait)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while len(list(archive_dir.glob(".staging-*/page-*.json"))) < pages:
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, f"the fetch never staged {pages} pages"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL

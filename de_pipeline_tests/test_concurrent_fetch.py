@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import bisect
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from de_pipeline.runner import run_range
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import point_at
-from de_pipeline_tests.helpers import dump, recent_days, served, start_cli, unique_messages
+from de_pipeline_tests.helpers import dump, kill_when_staged, recent_days, served, start_cli, unique_messages
 from de_pipeline_tests.test_api_client import settings_for
 
 THREADS = 8
@@ -242,18 +241,7 @@ def test_a_kill_during_a_concurrent_fetch_leaves_every_day_whole(start_simulator
     # four days at once, slowly (30 pages a day at 20 requests a second): kill while staging
     env = {"DE_MAX_REQUESTS_PER_SECOND": "20", "DE_MAX_IN_FLIGHT": "8"}
     process = start_cli("backfill", "--start", str(first), "--end", str(last), env=env)
-    deadline = time.monotonic() + 120
-    try:
-        while len(list(archive_dir.glob(".staging-*/page-*.json"))) < 20:
-            assert process.poll() is None, process.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "the fetch never staged 20 pages"
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+    kill_when_staged(process, archive_dir, pages=20, timeout=120)
 
     for day in days:  # its old file, whole (the kill came long before every day was in)
         records, fetches = archived_fetches(archive_file(archive_dir, day))

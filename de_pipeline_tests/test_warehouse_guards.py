@@ -5,8 +5,6 @@ scratch folders for good, the redaction pattern is checked by the engine that ru
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -27,7 +25,7 @@ from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.files import HOST
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER, point_at
-from de_pipeline_tests.helpers import busy_day, query, served, start_cli, unique_messages
+from de_pipeline_tests.helpers import busy_day, kill_when_staged, query, served, start_cli, unique_messages
 
 
 def finished(process: subprocess.Popen, timeout: int = 300) -> tuple[int, str, str]:
@@ -200,18 +198,7 @@ def test_a_fetch_killed_midway_leaves_a_staging_folder_that_the_next_run_removes
     point_at(monkeypatch, simulator)
     day = busy_day(simulator.config.seed)
     process = start_cli("backfill", "--start", str(day), "--end", str(day), env={"DE_MAX_REQUESTS_PER_SECOND": "20"})
-    deadline = time.monotonic() + 240
-    try:
-        while not list(archive_dir().glob(".staging-*/page-*.json")):
-            assert process.poll() is None, process.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "the fetch never staged a page"
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=60)
-    assert process.returncode == -signal.SIGKILL
+    kill_when_staged(process, archive_dir(), pages=1, timeout=240)
     left = list(archive_dir().glob(".staging-*"))
     assert len(left) == 1 and f"-{process.pid}-" in left[0].name
     assert list(left[0].glob("page-*.json"))
