@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from de_pipeline.runner import run_range
 from de_pipeline.warehouse.connection import writer
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import DAILY_TABLES
+from de_pipeline_tests.browser import chromium_page
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import recent_days
 
@@ -211,27 +211,12 @@ def test_bad_settings_are_one_line(monkeypatch, capsys, args, env, expected):
 def test_the_page_draws_every_chart_offline_in_chromium(start_simulator, monkeypatch, tmp_path):
     """Headless Chromium with every request but file:// refused: each chart is drawn, no
     error; the full page is the README's screenshot."""
-    try:
-        from playwright.sync_api import Error as PlaywrightError
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("Playwright is not installed: pip install -e '.[test]' (see .ci/run)")
     load(start_simulator, monkeypatch, days=14, messages_per_day=300)
     path = tmp_path / "dashboard.html"
     charts = list(figures(path))
     assert len(charts) == 9
 
-    executable = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
-    try:
-        playwright = sync_playwright().start()
-    except Exception as exc:  # the driver Playwright ships could not start
-        pytest.skip(f"Playwright could not start: {exc}")
-    try:
-        try:
-            browser = playwright.chromium.launch(executable_path=executable, headless=True)
-        except PlaywrightError as exc:
-            pytest.skip(f"Chromium ({executable or 'none on PATH'}) could not be launched: {str(exc).splitlines()[0]}")
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
+    with chromium_page() as page:
         refused: list[str] = []
         errors: list[str] = []
 
@@ -259,6 +244,3 @@ def test_the_page_draws_every_chart_offline_in_chromium(start_simulator, monkeyp
         assert not errors and not refused, (errors, refused)
         SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=SCREENSHOT, full_page=True)
-        browser.close()
-    finally:
-        playwright.stop()

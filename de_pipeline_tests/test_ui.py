@@ -15,7 +15,6 @@ the browser test looks at the same result in headless Chromium; the last test st
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from de_pipeline_tests.browser import chromium_page
 from de_pipeline_tests.dagster_dev import WORKSPACE_QUERY, DagsterDev, processes_in_group
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -293,8 +293,7 @@ def _assert_warehouse(path: Path, backfill: Backfill) -> None:
 def test_asset_pages_in_browser(dagster_dev: DagsterDev, backfill: Backfill) -> None:
     """The catalogue and the partitions page of `messages` show the 10 materialised days."""
     try:
-        from playwright.sync_api import Error as PlaywrightError
-        from playwright.sync_api import expect, sync_playwright
+        from playwright.sync_api import expect
     except ImportError:
         pytest.skip("Playwright is not installed: pip install -e '.[test]' (see .ci/run)")
     assert backfill.status in SUCCESS, backfill.explain(dagster_dev)
@@ -311,20 +310,7 @@ def test_asset_pages_in_browser(dagster_dev: DagsterDev, backfill: Backfill) -> 
         )
     }
 
-    executable = _chromium()
-    try:
-        playwright = sync_playwright().start()
-    except Exception as exc:  # the driver Playwright ships could not start
-        pytest.skip(f"Playwright could not start: {_first_line(exc)}")
-    try:
-        try:
-            browser = playwright.chromium.launch(executable_path=executable, headless=True)
-        except PlaywrightError as exc:
-            pytest.skip(
-                f"Chromium ({executable or 'no chromium on PATH; Playwright build'}) could not be "
-                f"launched: {_first_line(exc)} (.ci/run installs Debian's chromium)"
-            )
-        page = browser.new_page(viewport={"width": 1440, "height": 900})
+    with chromium_page() as page:
         page.set_default_timeout(60_000)
         try:
             page.goto(f"{dagster_dev.url}/assets", wait_until="domcontentloaded")
@@ -373,24 +359,6 @@ def test_asset_pages_in_browser(dagster_dev: DagsterDev, backfill: Backfill) -> 
         except Exception:
             page.screenshot(path=SCREENSHOT_DIR / "ui-failure.png")  # what the page showed then
             raise
-        finally:
-            browser.close()
-    finally:
-        playwright.stop()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _chromium() -> str | None:
-    """Debian's Chromium (package chromium) if installed; None lets Playwright use its own."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
 
 
 def _days_between(first: str, last: str) -> list[str]:
