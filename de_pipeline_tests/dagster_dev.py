@@ -1,9 +1,11 @@
-"""`dagster dev` for tests: started in its own process group, spoken to over GraphQL, stopped
-with nothing left behind.
+"""Dagster's processes for tests: each started in its own process group, spoken to over
+GraphQL, stopped with nothing left behind.
 
-`dagster dev` starts the webserver, the daemon and code servers (which start the run
-workers); they all stay in the process group of the `dagster dev` process, which is started
-as the leader of a new session, so the whole tree can be signalled and checked at once.
+`ServiceProcess` runs one command (`dagster dev`, or one of the separate services of a
+deployment: code server, daemon, webserver) as the leader of a new session, so that its whole
+tree (`dagster dev` starts the webserver, the daemon and code servers, which start the run
+workers) can be signalled and checked at once. `DagsterGraphQL` talks to a webserver.
+`DagsterDev` is the two together for `dagster dev`.
 """
 
 from __future__ import annotations
@@ -92,26 +94,24 @@ def _default_signals() -> None:
         signal.signal(number, signal.SIG_DFL)
 
 
-class DagsterDev:
-    """One `dagster dev` on 127.0.0.1:`port`, run in `cwd` with `env`, logging to `log_path`."""
+class ServiceProcess:
+    """One command run in `cwd` with `env`, logging to `log_path`, as the leader of a new
+    session and process group."""
 
-    def __init__(self, *, cwd: Path, env: Mapping[str, str], log_path: Path, port: int | None = None):
+    def __init__(self, command: list[str], *, cwd: Path, env: Mapping[str, str], log_path: Path):
+        self.command = command
         self.cwd = cwd
         self.env = dict(env)
         self.log_path = log_path
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.stop_report: StopReport | None = None
-        self._session = requests.Session()
-
-    # ---- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "dagster", "dev", "--host", "127.0.0.1", "--port", str(self.port)]
+        """Start the command (again, after a stop or kill: the log goes on)."""
+        self.stop_report = None
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                command,
+                self.command,
                 cwd=self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -122,12 +122,24 @@ class DagsterDev:
             )
 
     @property
+    def name(self) -> str:
+        return " ".join(Path(part).name if n == 0 else part for n, part in enumerate(self.command[:4]))
+
+    @property
     def pgid(self) -> int:
         assert self.process is not None, "not started"
         return self.process.pid
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def raise_if_exited(self) -> None:
+        """DagsterDevError with the log's tail if the process has exited."""
+        if not self.running():
+            raise DagsterDevError(
+                f"`{self.name}` exited with {self.process.returncode if self.process else None}; "
+                f"its log ends:\n{self.log_tail()}"
+            )
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -136,18 +148,76 @@ class DagsterDev:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
-    def wait_until_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> dict[str, Any]:
+    def stop(self, graceful_seconds: float = GRACEFUL_STOP_SECONDS) -> StopReport:
+        """Ctrl-C the whole process group (SIGINT, as a terminal does), wait for every process
+        of the group to exit; whatever is left then gets SIGTERM, then SIGKILL."""
+        if self.stop_report is not None:
+            return self.stop_report
+        report = StopReport()
+        started = time.monotonic()
+        if self.process is None:
+            self.stop_report = report
+            return report
+        pgid = self.pgid
+        _signal_group(pgid, signal.SIGINT)
+        if not self._wait_group_gone(pgid, graceful_seconds):
+            report.left_after_interrupt = processes_in_group(pgid)
+            _signal_group(pgid, signal.SIGTERM)
+            if not self._wait_group_gone(pgid, 10):
+                _signal_group(pgid, signal.SIGKILL)
+                self._wait_group_gone(pgid, 10)
+        try:
+            report.exit_code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        report.left_after_kill = processes_in_group(pgid)
+        report.seconds = time.monotonic() - started
+        self.stop_report = report
+        return report
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group at once, as a crash or an OOM kill would, and wait
+        until it is gone."""
+        if self.process is None:
+            return
+        _signal_group(self.pgid, signal.SIGKILL)
+        if not self._wait_group_gone(self.pgid, 10):
+            raise DagsterDevError(f"`{self.name}` survived SIGKILL: {processes_in_group(self.pgid)}")
+        self.stop_report = StopReport(exit_code=self.process.wait(timeout=5))
+
+    def _wait_group_gone(self, pgid: int, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while True:
+            if self.process is not None:
+                self.process.poll()  # reap the leader, so it is not counted as a zombie
+            if not processes_in_group(pgid):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.25)
+
+
+class DagsterGraphQL:
+    """The GraphQL API of a Dagster webserver at `url`."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._session = requests.Session()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def wait_until_ready(
+        self, processes: list[ServiceProcess], timeout: float = READY_TIMEOUT_SECONDS
+    ) -> dict[str, Any]:
         """Wait for the webserver to answer, every code location to be loaded, and every
         required daemon to be healthy; return the workspace. Raises DagsterDevError if a code
-        location failed to load, `dagster dev` died, or the time ran out."""
+        location failed to load, one of `processes` died, or the time ran out."""
         deadline = time.monotonic() + timeout
         last = "nothing yet"
         while time.monotonic() < deadline:
-            if not self.running():
-                raise DagsterDevError(
-                    f"`dagster dev` exited with {self.process.returncode if self.process else None} "
-                    f"before it was ready; its log ends:\n{self.log_tail()}"
-                )
+            for process in processes:
+                process.raise_if_exited()
             try:
                 response = self._session.get(f"{self.url}/server_info", timeout=5)
                 if response.status_code != 200:
@@ -182,50 +252,8 @@ class DagsterDev:
             except _NotYet:
                 pass
             time.sleep(1)
-        raise DagsterDevError(
-            f"`dagster dev` not ready after {timeout:.0f}s ({last}); its log ends:\n{self.log_tail()}"
-        )
-
-    def stop(self, graceful_seconds: float = GRACEFUL_STOP_SECONDS) -> StopReport:
-        """Ctrl-C the whole process group (SIGINT, as a terminal does), wait for every process
-        of the group to exit; whatever is left then gets SIGTERM, then SIGKILL."""
-        if self.stop_report is not None:
-            return self.stop_report
-        report = StopReport()
-        started = time.monotonic()
-        self._session.close()
-        if self.process is None:
-            self.stop_report = report
-            return report
-        pgid = self.pgid
-        _signal_group(pgid, signal.SIGINT)
-        if not self._wait_group_gone(pgid, graceful_seconds):
-            report.left_after_interrupt = processes_in_group(pgid)
-            _signal_group(pgid, signal.SIGTERM)
-            if not self._wait_group_gone(pgid, 10):
-                _signal_group(pgid, signal.SIGKILL)
-                self._wait_group_gone(pgid, 10)
-        try:
-            report.exit_code = self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        report.left_after_kill = processes_in_group(pgid)
-        report.seconds = time.monotonic() - started
-        self.stop_report = report
-        return report
-
-    def _wait_group_gone(self, pgid: int, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while True:
-            if self.process is not None:
-                self.process.poll()  # reap the leader, so it is not counted as a zombie
-            if not processes_in_group(pgid):
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.25)
-
-    # ---- GraphQL ---------------------------------------------------------------------
+        tails = "\n".join(f"--- {p.name}:\n{p.log_tail(30)}" for p in processes)
+        raise DagsterDevError(f"{self.url} not ready after {timeout:.0f}s ({last}); the logs end:\n{tails}")
 
     def graphql(self, query: str, variables: Mapping[str, Any] | None = None, timeout: float = 60) -> dict[str, Any]:
         """POST a query to /graphql; its `data`, or DagsterDevError naming the errors."""
@@ -241,6 +269,27 @@ class DagsterDev:
         if response.status_code != 200 or body.get("data") is None:
             raise DagsterDevError(f"/graphql answered {response.status_code}: {body}")
         return body["data"]
+
+
+class DagsterDev(ServiceProcess):
+    """One `dagster dev` on 127.0.0.1:`port`, run in `cwd` with `env`, logging to `log_path`."""
+
+    def __init__(self, *, cwd: Path, env: Mapping[str, str], log_path: Path, port: int | None = None):
+        self.port = port or free_port()
+        command = [sys.executable, "-m", "dagster", "dev", "--host", "127.0.0.1", "--port", str(self.port)]
+        super().__init__(command, cwd=cwd, env=env, log_path=log_path)
+        self.api = DagsterGraphQL(f"http://127.0.0.1:{self.port}")
+        self.url = self.api.url
+
+    def wait_until_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> dict[str, Any]:
+        return self.api.wait_until_ready([self], timeout)
+
+    def graphql(self, query: str, variables: Mapping[str, Any] | None = None, timeout: float = 60) -> dict[str, Any]:
+        return self.api.graphql(query, variables, timeout)
+
+    def stop(self, graceful_seconds: float = GRACEFUL_STOP_SECONDS) -> StopReport:
+        self.api.close()
+        return super().stop(graceful_seconds)
 
 
 class _NotYet(Exception):
@@ -285,3 +334,85 @@ query Daemons {
   instance { daemonHealth { allDaemonStatuses { daemonType required healthy } } }
 }
 """
+
+
+class DagsterServices:
+    """A deployment's three services, each a process group of its own, as in Dagster's Docker
+    and Kubernetes deployments: a gRPC code server for `module`, and dagster-daemon and
+    dagster-webserver reading `workspace`, which finds the code server through
+    DAGSTER_CODE_SERVER_HOST and DAGSTER_CODE_SERVER_PORT. All get `env`; the code server (which
+    runs the runs) also gets `code_server_env`, e.g. the API key the others need not see."""
+
+    def __init__(
+        self,
+        *,
+        module: str,
+        workspace: Path,
+        cwd: Path,
+        env: Mapping[str, str],
+        code_server_env: Mapping[str, str],
+        log_dir: Path,
+    ):
+        code_port, web_port = free_port(), free_port()
+        env = dict(env) | {"DAGSTER_CODE_SERVER_HOST": "127.0.0.1", "DAGSTER_CODE_SERVER_PORT": str(code_port)}
+        bin_dir = Path(sys.executable).parent
+        self.code_server = ServiceProcess(
+            [str(bin_dir / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(code_port), "-m", module],
+            cwd=cwd,
+            env=env | dict(code_server_env),
+            log_path=log_dir / "code_server.log",
+        )
+        self.daemon = ServiceProcess(
+            [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)],
+            cwd=cwd,
+            env=env,
+            log_path=log_dir / "daemon.log",
+        )
+        self.webserver = ServiceProcess(
+            [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port), "-w", str(workspace)],
+            cwd=cwd,
+            env=env,
+            log_path=log_dir / "webserver.log",
+        )
+        self.api = DagsterGraphQL(f"http://127.0.0.1:{web_port}")
+
+    @property
+    def processes(self) -> list[ServiceProcess]:
+        return [self.code_server, self.daemon, self.webserver]
+
+    def start(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        """Start the code server; once it answers its health check, the daemon and the
+        webserver; wait until the webserver answers, the code location is loaded and the
+        daemons are healthy."""
+        deadline = time.monotonic() + timeout
+        self.code_server.start()
+        self.wait_for_code_server(deadline - time.monotonic())
+        self.daemon.start()
+        self.webserver.start()
+        self.api.wait_until_ready(self.processes, deadline - time.monotonic())
+
+    def wait_for_code_server(self, timeout: float) -> None:
+        """Poll `dagster api grpc-health-check`, the health check of docker-compose.yaml and of
+        the Helm chart's probes, until the code server answers SERVING."""
+        env = self.code_server.env
+        command = [str(Path(sys.executable).parent / "dagster"), "api", "grpc-health-check"]
+        command += ["--host", env["DAGSTER_CODE_SERVER_HOST"], "-p", env["DAGSTER_CODE_SERVER_PORT"]]
+        deadline = time.monotonic() + timeout
+        while True:
+            self.code_server.raise_if_exited()
+            if subprocess.run(command, env=env, capture_output=True, timeout=60).returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise DagsterDevError(f"the code server is not serving after {timeout:.0f}s:\n{self.log_tail()}")
+            time.sleep(1)
+
+    def graphql(self, query: str, variables: Mapping[str, Any] | None = None, timeout: float = 60) -> dict[str, Any]:
+        return self.api.graphql(query, variables, timeout)
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(f"--- {p.name}:\n{p.log_tail(lines)}" for p in self.processes)
+
+    def stop(self) -> list[StopReport]:
+        """Stop the webserver, the daemon, then the code server (and its runs)."""
+        self.api.close()
+        return [process.stop() for process in reversed(self.processes)]

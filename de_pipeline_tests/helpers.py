@@ -99,9 +99,10 @@ def query(sql: str, path: str | None = None) -> pd.DataFrame:
         connection.close()
 
 
-def dump(name: str) -> list[tuple[Any, ...]]:
-    """An ordered dump of a table without the fetch time, for byte-for-byte comparison."""
-    connection = duckdb.connect(os.environ["DE_DUCKDB_PATH"], read_only=True)
+def dump(name: str, path: str | Path | None = None) -> list[tuple[Any, ...]]:
+    """An ordered dump of a table of `path` (default: DE_DUCKDB_PATH) without the fetch time,
+    for byte-for-byte comparison."""
+    connection = duckdb.connect(str(path or os.environ["DE_DUCKDB_PATH"]), read_only=True)
     try:
         columns = [row[0] for row in connection.execute(f"DESCRIBE {name}").fetchall()]
         kept = ", ".join(f'CAST("{c}" AS VARCHAR)' for c in columns if c != "fetched_at")

@@ -17,27 +17,32 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
 
+from de_pipeline_tests.backfills import (
+    SUCCESS,
+    Backfill,
+    assert_days_materialized,
+    assert_instance_config,
+    assert_runs_of_at_most_7_days,
+    key,
+    launch_backfill,
+    run_days,
+    wait_for_backfill,
+)
 from de_pipeline_tests.browser import chromium_page
 from de_pipeline_tests.dagster_dev import WORKSPACE_QUERY, DagsterDev, processes_in_group
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT_DIR = REPO_ROOT / "screenshots"  # git-ignored
 BACKFILL_DAYS = 10
-MAX_PARTITIONS_PER_RUN = 7  # BackfillPolicy.multi_run(7) on every asset
-BACKFILL_TIMEOUT_SECONDS = 8 * 60
 MESSAGES_PER_DAY = "300"
 # named in the issue; the test backfills every asset of the code location, these included
 EXPECTED_ASSETS = {"raw_messages", "messages", "sentiment_trends", "intent_confidence", "redaction_entity_counts"}
-SUCCESS = {"COMPLETED_SUCCESS", "COMPLETED"}  # COMPLETED: the deprecated name
-GIVE_UP = {"FAILED", "FAILING", "CANCELED", "CANCELING", "COMPLETED_FAILED"}
 
 # startup + backfill + checks stay far below this; our own timeouts fail first, with a reason
 pytestmark = pytest.mark.timeout(20 * 60)
@@ -84,70 +89,11 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
     assert stopped_by_test or report.clean, f"`dagster dev` left processes behind: {report}"
 
 
-@dataclass
-class Backfill:
-    id: str
-    first: date
-    last: date
-    assets: list[str]
-    status: str = "NOT LAUNCHED"
-    seconds: float = 0.0
-    detail: dict[str, Any] = field(default_factory=dict)
-    problem: str = ""
-
-    @property
-    def days(self) -> list[str]:
-        return [(self.first + timedelta(days=n)).isoformat() for n in range((self.last - self.first).days + 1)]
-
-    def explain(self, dev: DagsterDev) -> str:
-        return f"backfill {self.id} {self.status} after {self.seconds:.0f}s {self.problem}\n{dev.log_tail(40)}"
-
-
 @pytest.fixture(scope="module")
 def backfill(dagster_dev: DagsterDev) -> Backfill:
     """Every asset of the code location, for the 10 days ending yesterday, as one partition
     backfill launched like the UI's *Materialize* dialog; waited for until it ends."""
-    nodes = dagster_dev.graphql(ASSET_NODES_QUERY)["assetNodes"]
-    assets = sorted(_key(n) for n in nodes if n["isMaterializable"] and n["isPartitioned"])
-    # the last 10 partitions as the server sees them (the last is yesterday in DE_TIMEZONE)
-    keys = next(n for n in nodes if _key(n) == "messages")["partitionKeysByDimension"][0]["partitionKeys"]
-    first, last = date.fromisoformat(keys[-BACKFILL_DAYS]), date.fromisoformat(keys[-1])
-    params = ui_backfill_params(assets, keys[-BACKFILL_DAYS:])
-    started = time.monotonic()
-    launched = dagster_dev.graphql(LAUNCH_BACKFILL_MUTATION, {"params": params})["launchPartitionBackfill"]
-    result = Backfill(id=launched.get("backfillId", ""), first=first, last=last, assets=assets)
-    if launched["__typename"] != "LaunchBackfillSuccess":
-        result.problem = f"launch answered {launched}"
-        return result
-    while True:
-        answer = dagster_dev.graphql(BACKFILL_QUERY, {"id": result.id})["partitionBackfillOrError"]
-        result.seconds = time.monotonic() - started
-        if answer["__typename"] != "PartitionBackfill":
-            result.status, result.problem = answer["__typename"], answer.get("message", "")
-            return result
-        result.status, result.detail = answer["status"], answer
-        if result.status in SUCCESS or result.status in GIVE_UP:
-            if answer.get("error"):
-                result.problem = answer["error"]["message"]
-            return result
-        if result.seconds > BACKFILL_TIMEOUT_SECONDS:
-            result.problem = f"timed out after {BACKFILL_TIMEOUT_SECONDS}s"
-            return result
-        time.sleep(2)
-
-
-def ui_backfill_params(assets: list[str], partition_keys: list[str]) -> dict[str, Any]:
-    """LaunchBackfillParams as the 1.13 UI sends them when a person selects assets in the
-    catalogue, *Materialize selected*, picks a range of days and *Launch backfill*
-    (LaunchAssetChoosePartitionsDialog.tsx: assetSelection + partitionNames, no selector:
-    an asset backfill). The same range as `partitionsByAssets: [{assetKey, partitions:
-    {range: {start, end}}}]` (the API's form) makes the same backfill and runs."""
-    return {
-        "tags": [],
-        "assetSelection": [{"path": [a]} for a in assets],
-        "partitionNames": partition_keys,
-        "fromFailure": False,
-    }
+    return wait_for_backfill(dagster_dev, launch_backfill(dagster_dev, BACKFILL_DAYS))
 
 
 # ---- GraphQL -------------------------------------------------------------------------
@@ -164,43 +110,13 @@ def test_backfill_through_graphql(dagster_dev: DagsterDev, backfill: Backfill) -
         assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", entry
     assert EXPECTED_ASSETS <= set(backfill.assets), backfill.assets
 
-    # the backfill completed
-    assert backfill.status in SUCCESS, backfill.explain(dagster_dev)
-    detail = backfill.detail
-    assert detail["isAssetBackfill"] and detail["numPartitions"] == BACKFILL_DAYS, detail
-    assert sorted(_key(a) for a in detail["assetSelection"]) == backfill.assets
-
-    # ... as runs of at most 7 days (7 + 3), each of every asset, all successful
-    runs = sorted(detail["runs"], key=lambda r: _tag(r, "dagster/asset_partition_range_start"))
-    ranges = [
-        (_tag(r, "dagster/asset_partition_range_start"), _tag(r, "dagster/asset_partition_range_end")) for r in runs
-    ]
-    summary = [(r["runId"][:8], r["status"], start, end) for r, (start, end) in zip(runs, ranges)]
-    assert [r["status"] for r in runs] == ["SUCCESS"] * len(runs), summary
-    days = backfill.days
-    expected_ranges = [
-        (days[i], days[min(i + MAX_PARTITIONS_PER_RUN, len(days)) - 1])
-        for i in range(0, len(days), MAX_PARTITIONS_PER_RUN)
-    ]
-    assert ranges == expected_ranges, summary  # two runs: 7 days, then 3
-    for run in runs:
-        assert sorted(_key(a) for a in run["assetSelection"]) == backfill.assets, run["runId"]
-        steps = {s["stepKey"]: s["status"] for s in run["stepStats"]}
-        # the selected assets, and the freshness checks the UI runs with them (they warn, never fail a step)
-        checks = {key: status for key, status in steps.items() if key.startswith("freshness_check")}
-        assert steps == {a: "SUCCESS" for a in backfill.assets} | checks, (run["runId"], steps)
-        assert set(checks.values()) <= {"SUCCESS"}, (run["runId"], checks)
-
+    # the backfill completed, as runs of at most 7 days (7 + 3), each of every asset, all successful
+    assert backfill.status in SUCCESS, backfill.explain(dagster_dev.log_tail(40))
+    runs = assert_runs_of_at_most_7_days(backfill)
     # every asset shows exactly those 10 days materialised, and nothing failed
-    for node in dagster_dev.graphql(PARTITION_STATUS_QUERY)["assetNodes"]:
-        if _key(node) not in backfill.assets:
-            continue
-        statuses = node["assetPartitionStatuses"]
-        spans = [(r["status"], r["startKey"], r["endKey"]) for r in statuses["ranges"]]
-        assert spans == [("MATERIALIZED", days[0], days[-1])], (_key(node), spans)
-
+    assert_days_materialized(dagster_dev, backfill)
     # dagster.yaml applies; pools have limit 1 each, so no two steps of a pool overlapped
-    _assert_instance_config(dagster_dev, backfill, runs)
+    assert_instance_config(dagster_dev, backfill, runs)
 
     # every asset check of the definitions is listed, and passed on the backfilled data
     from de_pipeline.defs.definitions import defs
@@ -209,10 +125,10 @@ def test_backfill_through_graphql(dagster_dev: DagsterDev, backfill: Backfill) -
     listed = {}
     for node in dagster_dev.graphql(ASSET_CHECKS_QUERY)["assetNodes"]:
         checks = node["assetChecksOrError"]
-        assert checks["__typename"] == "AssetChecks", (_key(node), checks)
+        assert checks["__typename"] == "AssetChecks", (key(node), checks)
         for check in checks["checks"]:
             execution = check["executionForLatestMaterialization"]
-            listed[(_key(node), check["name"])] = execution and execution["status"]
+            listed[(key(node), check["name"])] = execution and execution["status"]
     assert set(listed) == defined
     assert {"messages", "sentiment_trends"} <= {asset for asset, _ in listed}
     not_passed = {key: status for key, status in listed.items() if status != "SUCCEEDED"}
@@ -229,34 +145,6 @@ def test_backfill_through_graphql(dagster_dev: DagsterDev, backfill: Backfill) -
 
     # the warehouse holds exactly those days
     _assert_warehouse(Path(dagster_dev.env["DE_DUCKDB_PATH"]), backfill)
-
-
-def _assert_instance_config(dev: DagsterDev, backfill: Backfill, runs: list[dict[str, Any]]) -> None:
-    data = dev.graphql(POOLS_QUERY)
-    # the copied dagster.yaml is in force: pools, run queue, run monitoring
-    instance = data["instance"]
-    assert instance["poolConfig"]["defaultPoolLimit"] == 1, instance
-    assert instance["poolConfig"]["poolGranularity"] == "op", instance
-    assert instance["runQueueConfig"]["maxConcurrentRuns"] == 4, instance
-    daemons = {d["daemonType"]: d["healthy"] for d in instance["daemonHealth"]["allDaemonStatuses"]}
-    assert daemons.get("MONITORING") and daemons.get("BACKFILL") and daemons.get("QUEUED_RUN_COORDINATOR"), daemons
-    pools: dict[str, set[str]] = {}
-    for node in data["assetNodes"]:
-        for pool in node["pools"]:
-            pools.setdefault(pool, set()).add(_key(node))
-    assert {"duckdb_warehouse", "digital_engagement_api"} <= set(pools), pools
-    for pool, assets in pools.items():
-        limit = dev.graphql(POOL_LIMIT_QUERY, {"pool": pool})["instance"]["concurrencyLimit"]
-        assert limit["slotCount"] == 1 and limit["activeSlotCount"] == 0, limit
-        spans = sorted(
-            (s["startTime"], s["endTime"], r["runId"][:8], s["stepKey"])
-            for r in runs
-            for s in r["stepStats"]
-            if s["stepKey"] in assets
-        )
-        assert len(spans) == len(runs) * len(assets & set(backfill.assets)), spans
-        for before, after in zip(spans, spans[1:]):
-            assert before[1] <= after[0], f"pool {pool} (limit 1) ran two steps at once: {before} and {after}"
 
 
 def _assert_warehouse(path: Path, backfill: Backfill) -> None:
@@ -296,19 +184,13 @@ def test_asset_pages_in_browser(dagster_dev: DagsterDev, backfill: Backfill) -> 
         from playwright.sync_api import expect
     except ImportError:
         pytest.skip("Playwright is not installed: pip install -e '.[test]' (see .ci/run)")
-    assert backfill.status in SUCCESS, backfill.explain(dagster_dev)
+    assert backfill.status in SUCCESS, backfill.explain(dagster_dev.log_tail(40))
     SCREENSHOT_DIR.mkdir(exist_ok=True)
     (SCREENSHOT_DIR / "ui-failure.png").unlink(missing_ok=True)
     # the UI shows a one-off "Join the Dagster community" dialog on localhost; its Skip
     # button sends this mutation
     dagster_dev.graphql("mutation { setNuxSeen }")
-    runs = {
-        date_key: run["runId"]
-        for run in backfill.detail["runs"]
-        for date_key in _days_between(
-            _tag(run, "dagster/asset_partition_range_start"), _tag(run, "dagster/asset_partition_range_end")
-        )
-    }
+    runs = {date_key: run["runId"] for run in backfill.runs for date_key in _days_between(*run_days(run))}
 
     with chromium_page() as page:
         page.set_default_timeout(60_000)
@@ -393,69 +275,8 @@ def test_dagster_dev_stops_cleanly(dagster_dev: DagsterDev) -> None:
         time.sleep(0.2)
 
 
-# ---- helpers and queries -------------------------------------------------------------
+# ---- queries -------------------------------------------------------------------------
 
-
-def _key(node: dict[str, Any]) -> str:
-    path = node["assetKey"]["path"] if "assetKey" in node else node["path"]
-    return "/".join(path)
-
-
-def _tag(run: dict[str, Any], key: str) -> str:
-    return next((t["value"] for t in run["tags"] if t["key"] == key), "")
-
-
-ASSET_NODES_QUERY = """
-query AssetNodes {
-  assetNodes { assetKey { path } isMaterializable isPartitioned partitionKeysByDimension { partitionKeys } }
-}
-"""
-
-LAUNCH_BACKFILL_MUTATION = """
-mutation LaunchBackfill($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on Error { message }
-  }
-}
-"""
-
-BACKFILL_QUERY = """
-query Backfill($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on Error { message }
-    ... on PartitionBackfill {
-      id
-      status
-      isAssetBackfill
-      numPartitions
-      error { message }
-      assetSelection { path }
-      runs {
-        runId
-        status
-        tags { key value }
-        assetSelection { path }
-        stepStats { stepKey status startTime endTime }
-      }
-    }
-  }
-}
-"""
-
-PARTITION_STATUS_QUERY = """
-query PartitionStatus {
-  assetNodes {
-    assetKey { path }
-    assetPartitionStatuses {
-      __typename
-      ... on TimePartitionStatuses { ranges { status startKey endKey } }
-    }
-  }
-}
-"""
 
 ASSET_CHECKS_QUERY = """
 query AssetChecks {
@@ -466,22 +287,5 @@ query AssetChecks {
       ... on AssetChecks { checks { name executionForLatestMaterialization { status } } }
     }
   }
-}
-"""
-
-POOLS_QUERY = """
-query Pools {
-  instance {
-    poolConfig { poolGranularity defaultPoolLimit }
-    runQueueConfig { maxConcurrentRuns }
-    daemonHealth { allDaemonStatuses { daemonType healthy } }
-  }
-  assetNodes { assetKey { path } pools }
-}
-"""
-
-POOL_LIMIT_QUERY = """
-query PoolLimit($pool: String!) {
-  instance { concurrencyLimit(concurrencyKey: $pool) { slotCount activeSlotCount } }
 }
 """
