@@ -1,0 +1,227 @@
+"""The deployment files, checked without containers (none can be built or run here):
+deploy/docker-compose.yaml against the Compose Specification's JSON schema (the copy
+check-jsonschema ships), deploy/dagster.yaml and the instance config that
+deploy/helm/values.yaml makes through Dagster's own validation, and the pieces every file
+must agree on (the code location, the volume, the secrets, the pools)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from dagster._core.instance.config import dagster_instance_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEPLOY_DIR = REPO_ROOT / "deploy"
+MODULE = "de_pipeline.defs.definitions"
+DAGSTER_SERVICES = ("code-server", "webserver", "daemon")
+# What the local and the deployed instance share (deploy/dagster.yaml adds storage and launcher).
+SHARED_SETTINGS = ("concurrency", "run_monitoring", "freshness")
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def _env_names(config: Any) -> set[str]:
+    """The variables a Dagster config file reads with `{env: NAME}`."""
+    if isinstance(config, dict):
+        if set(config) == {"env"}:
+            return {config["env"]}
+        return set().union(*map(_env_names, config.values()))
+    if isinstance(config, list):
+        return set().union(*map(_env_names, config))
+    return set()
+
+
+def _validated_instance_config(tmp_path: Path, config: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict:
+    """`config` as Dagster validates a dagster.yaml (schema, and the concurrency rules)."""
+    for name in _env_names(config):
+        monkeypatch.setenv(name, "5432" if name.endswith("PORT") else "x")
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(config))
+    validated, _ = dagster_instance_config(str(tmp_path))
+    return dict(validated)
+
+
+# ---- deploy/dagster.yaml ---------------------------------------------------------------
+
+
+def test_deployed_instance_is_valid_and_keeps_the_local_settings(tmp_path, monkeypatch) -> None:
+    deployed = _yaml(DEPLOY_DIR / "dagster.yaml")
+    validated = _validated_instance_config(tmp_path, deployed, monkeypatch)
+    assert set(validated["storage"]) == {"postgres"}
+    assert _env_names(deployed["storage"]) == {
+        f"DAGSTER_PG_{part}" for part in ("HOST", "PORT", "USER", "PASSWORD", "DB")
+    }
+    assert deployed["run_launcher"]["class"] == "DefaultRunLauncher"
+    local = _yaml(REPO_ROOT / "dagster.yaml")
+    assert {k: deployed[k] for k in SHARED_SETTINGS} == {k: local[k] for k in SHARED_SETTINGS}
+
+
+# ---- deploy/docker-compose.yaml and the Dockerfile ---------------------------------------
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    checker = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
+    if checker is None:
+        pytest.skip("check-jsonschema is not installed: pip install -e '.[test]'")
+    result = subprocess.run(
+        [checker, "--builtin-schema", "vendor.compose-spec", str(DEPLOY_DIR / "docker-compose.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_services_share_the_instance_and_only_the_code_server_has_the_key() -> None:
+    compose = _yaml(DEPLOY_DIR / "docker-compose.yaml")
+    services = compose["services"]
+    assert set(services) == {"postgres", *DAGSTER_SERVICES}
+    read = _env_names(_yaml(DEPLOY_DIR / "dagster.yaml")) | _env_names(_yaml(DEPLOY_DIR / "workspace.yaml"))
+    for name in DAGSTER_SERVICES:
+        environment = services[name]["environment"]
+        assert read <= set(environment), (name, read - set(environment))
+        assert not any(variable.startswith("DE_API") for variable in environment), name
+        assert services[name]["image"] == services["code-server"]["image"]
+        if name != "code-server":
+            assert "env_file" not in services[name], f"{name} needs no account settings"
+            assert services[name]["command"][-2:] == ["-w", "/opt/dagster/workspace.yaml"], name
+            assert services[name]["depends_on"]["code-server"] == {"condition": "service_healthy"}
+    # the account and its key from an env file, read by the code server only
+    code_server = services["code-server"]
+    assert code_server["env_file"] == "de-pipeline.env"
+    assert (DEPLOY_DIR / "de-pipeline.env.example").read_text().count("DE_API_KEY=\n") == 1
+    # the warehouse and the archive on the named volume `warehouse`
+    assert "warehouse:/data" in code_server["volumes"] and "warehouse" in compose["volumes"]
+    for variable in ("DE_DUCKDB_PATH", "DE_ARCHIVE_DIR"):
+        assert code_server["environment"][variable].startswith("/data/"), variable
+    assert code_server["environment"]["DAGSTER_CODE_SERVER_PORT"] == "4000"
+
+
+def test_dockerfile_serves_the_code_location_and_holds_no_secret() -> None:
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert "pip install '.[deploy]'" in dockerfile
+    assert "COPY deploy/dagster.yaml ${DAGSTER_HOME}/dagster.yaml" in dockerfile
+    assert "COPY deploy/workspace.yaml /opt/dagster/workspace.yaml" in dockerfile
+    cmd = next(line for line in dockerfile.splitlines() if line.startswith("CMD "))
+    assert yaml.safe_load(cmd.removeprefix("CMD ")) == [
+        "dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", MODULE,
+    ]  # fmt: skip
+    assert "DE_API_KEY" not in dockerfile and "PASSWORD" not in dockerfile
+    assert "deploy/de-pipeline.env" in (REPO_ROOT / ".gitignore").read_text()
+
+
+# ---- deploy/helm/values.yaml -------------------------------------------------------------
+
+# Keys of the chart's values.schema.json (dagster-io/dagster, helm/dagster/values.schema.json
+# and helm/dagster/schema/schema/charts/dagster/subschema/concurrency.py, read 2026-12-02);
+# the chart refuses values with other keys where its schema says additionalProperties: false.
+CHART_TOP_LEVEL_KEYS = {
+    "dagsterWebserver", "dagster-user-deployments", "postgresql", "generatePostgresqlPasswordSecret",
+    "generateCeleryConfigSecret", "rabbitmq", "redis", "flower", "ingress", "imagePullSecrets",
+    "computeLogManager", "scheduler", "runLauncher", "pythonLogs", "dagsterDaemon", "busybox", "migrate",
+    "telemetry", "serviceAccount", "global", "retention", "additionalInstanceConfig", "concurrency",
+}  # fmt: skip
+CHART_USER_DEPLOYMENT_KEYS = {
+    "name", "image", "dagsterApiGrpcArgs", "codeServerArgs", "includeConfigInLaunchedRuns", "deploymentNamespace",
+    "port", "env", "envConfigMaps", "envSecrets", "annotations", "nodeSelector", "affinity", "tolerations",
+    "podSecurityContext", "securityContext", "resources", "livenessProbe", "readinessProbe", "startupProbe",
+    "labels", "volumeMounts", "volumes", "schedulerName", "initContainers", "sidecarContainers", "replicaCount",
+}  # fmt: skip
+CHART_DAEMON_KEYS = {
+    "enabled", "image", "runCoordinator", "heartbeatTolerance", "env", "envConfigMaps", "envSecrets",
+    "deploymentLabels", "labels", "nodeSelector", "affinity", "tolerations", "podSecurityContext",
+    "securityContext", "resources", "livenessProbe", "readinessProbe", "startupProbe", "annotations",
+    "runMonitoring", "runRetries", "sensors", "schedules", "schedulerName", "volumeMounts", "volumes",
+    "initContainerResources",
+}  # fmt: skip
+CHART_POSTGRESQL_KEYS = {
+    "image", "enabled", "postgresqlHost", "postgresqlUsername", "postgresqlPassword", "postgresqlDatabase",
+    "postgresqlParams", "postgresqlScheme", "service",
+}  # fmt: skip
+
+
+def _helm_values() -> dict[str, Any]:
+    return _yaml(DEPLOY_DIR / "helm" / "values.yaml")
+
+
+def _instance_config_from_helm(values: dict[str, Any]) -> dict[str, Any]:
+    """The parts of dagster.yaml the chart writes from these values, as its templates do
+    (helpers/instance/_concurrency.tpl, _run-coordinator.tpl, _run-launcher.tpl, and
+    configmap-instance.yaml for run_monitoring and additionalInstanceConfig)."""
+    daemon, concurrency = values["dagsterDaemon"], values["concurrency"]
+    monitoring = daemon["runMonitoring"]
+    coordinator = daemon["runCoordinator"]["config"]["customRunCoordinator"]
+    launcher = values["runLauncher"]["config"]["customRunLauncher"]
+    return {
+        "run_coordinator": {k: coordinator[k] for k in ("module", "class", "config")},
+        "run_launcher": {k: launcher[k] for k in ("module", "class", "config")},
+        "concurrency": {
+            "pools": {
+                "default_limit": concurrency["pools"]["defaultLimit"],
+                "granularity": concurrency["pools"]["granularity"],
+            },
+            "runs": {"max_concurrent_runs": concurrency["runs"]["maxConcurrentRuns"]},
+        },
+        "run_monitoring": {
+            "enabled": monitoring["enabled"],
+            "start_timeout_seconds": monitoring["startTimeoutSeconds"],
+            "poll_interval_seconds": monitoring["pollIntervalSeconds"],
+            "free_slots_after_run_end_seconds": monitoring["freeSlotsAfterRunEndSeconds"],
+        },
+        **values["additionalInstanceConfig"],
+    }
+
+
+def test_helm_values_use_only_keys_of_the_chart() -> None:
+    values = _helm_values()
+    assert set(values) <= CHART_TOP_LEVEL_KEYS, set(values) - CHART_TOP_LEVEL_KEYS
+    for deployment in values["dagster-user-deployments"]["deployments"]:
+        assert set(deployment) <= CHART_USER_DEPLOYMENT_KEYS, set(deployment) - CHART_USER_DEPLOYMENT_KEYS
+    assert set(values["dagsterDaemon"]) <= CHART_DAEMON_KEYS, set(values["dagsterDaemon"]) - CHART_DAEMON_KEYS
+    assert set(values["postgresql"]) <= CHART_POSTGRESQL_KEYS, set(values["postgresql"]) - CHART_POSTGRESQL_KEYS
+    assert set(values["concurrency"]) == {"enabled", "pools", "runs"}
+
+
+def test_helm_values_make_the_deployed_instance(tmp_path, monkeypatch) -> None:
+    """The instance the chart writes is valid for Dagster and has the pools, run queue, run
+    monitoring, freshness and run launcher of deploy/dagster.yaml."""
+    values = _helm_values()
+    assert values["concurrency"]["enabled"] and values["dagsterDaemon"]["runMonitoring"]["enabled"]
+    rendered = _instance_config_from_helm(values)
+    validated = _validated_instance_config(tmp_path, rendered, monkeypatch)
+    deployed = _yaml(DEPLOY_DIR / "dagster.yaml")
+    for key in ("concurrency", "freshness", "run_launcher"):
+        assert {k: v for k, v in validated[key].items() if k != "config"} == {
+            k: v for k, v in deployed[key].items() if k != "config"
+        }, key
+    # the chart always writes a start timeout; 180 s is Dagster's default
+    assert rendered["run_monitoring"] == {"start_timeout_seconds": 180, **deployed["run_monitoring"]}
+    assert values["postgresql"]["postgresqlScheme"] == deployed["storage"]["postgres"]["postgres_db"]["scheme"]
+
+
+def test_helm_user_deployment_takes_the_key_from_a_secret() -> None:
+    values = _helm_values()
+    assert values["dagster-user-deployments"]["enabled"] and values["dagster-user-deployments"]["enableSubchart"]
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    assert deployment["codeServerArgs"] == ["-m", MODULE]
+    assert deployment["envSecrets"] == [{"name": "de-pipeline-api"}]
+    assert not any(name.startswith("DE_API") for name in deployment["env"]), deployment["env"]
+    # the warehouse and the archive on the volume this pod (and its runs) mount
+    [mount] = deployment["volumeMounts"]
+    [volume] = deployment["volumes"]
+    assert mount["name"] == volume["name"] and "persistentVolumeClaim" in volume
+    for variable in ("DE_DUCKDB_PATH", "DE_ARCHIVE_DIR"):
+        assert deployment["env"][variable].startswith(mount["mountPath"] + "/"), variable
+    assert deployment["replicaCount"] == 1  # one writer of the DuckDB file
+    # Dagster's storage: the password from a Secret, never in the values
+    assert "postgresqlPassword" not in values["postgresql"] and not values["generatePostgresqlPasswordSecret"]
+    assert values["global"]["postgresqlSecretName"]
+    images = {values[k]["image"]["repository"] for k in ("dagsterWebserver", "dagsterDaemon")}
+    assert images == {deployment["image"]["repository"]}
