@@ -87,16 +87,17 @@ def wait_for_backfill(
     backfill: Backfill,
     timeout: float = BACKFILL_TIMEOUT_SECONDS,
     while_waiting: Callable[[Backfill], None] | None = None,
+    poll_seconds: float = 2.0,
 ) -> Backfill:
-    """Poll until the backfill ends or `timeout` passes (then `problem` says so); between
-    polls, `while_waiting` is called with its latest state."""
+    """Poll every `poll_seconds` until the backfill ends or `timeout` passes (then `problem`
+    says so); between polls, `while_waiting` is called with its latest state."""
     while not poll_backfill(api, backfill):
         if backfill.seconds > timeout:
             backfill.problem = f"timed out after {timeout:.0f}s"
             break
         if while_waiting is not None:
             while_waiting(backfill)
-        time.sleep(2)
+        time.sleep(poll_seconds)
     return backfill
 
 

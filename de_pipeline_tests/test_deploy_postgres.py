@@ -152,27 +152,28 @@ def test_backfill_on_postgres_equals_a_cli_run(services: DagsterServices, cli_wa
 
 
 def test_daemon_killed_mid_backfill_resumes_without_doubling(services: DagsterServices, cli_warehouse: Path) -> None:
-    """SIGKILL the daemon (and its threads: the backfill, the run queue, run monitoring) while
-    a run of the backfill is in progress; start it again: the backfill completes, with each day
-    in one run and the tables equal to the CLI run's."""
-    killed: list[str] = []
+    """SIGKILL the daemon (its backfill, run queue and run monitoring threads at once) as soon
+    as the backfill's first run exists, while the daemon may still be submitting the second
+    or dequeuing the first; start it again: the backfill completes, with each day in one run
+    and the tables equal to the CLI run's."""
+    seen_at_kill: list[tuple[str, str]] = []
 
-    def kill_once_a_run_is_in_progress(backfill: Backfill) -> None:
-        in_progress = [r["runId"][:8] for r in backfill.runs if r["status"] in ("STARTING", "STARTED")]
-        if in_progress and not killed:
+    def kill_at_the_first_run(backfill: Backfill) -> None:
+        if backfill.runs and not seen_at_kill:
             services.daemon.kill()
-            killed.extend(in_progress)
+            seen_at_kill.extend((r["runId"][:8], r["status"]) for r in backfill.runs)
             services.daemon.start()
 
     launched = launch_backfill(services, BACKFILL_DAYS)
-    backfill = wait_for_backfill(services, launched, while_waiting=kill_once_a_run_is_in_progress)
-    assert killed, f"the backfill ended ({backfill.status}) before a run was seen in progress"
+    backfill = wait_for_backfill(services, launched, poll_seconds=0.5, while_waiting=kill_at_the_first_run)
+    assert seen_at_kill, f"the backfill ended ({backfill.status}) before its first run was seen"
     assert backfill.status in SUCCESS, backfill.explain(services.log_tail())
     # nothing doubled: 7 + 3 days, each day in exactly one run, all successful
     runs = assert_runs_of_at_most_7_days(backfill)
     assert_instance_config(services, backfill, runs)
     _assert_same_tables(services, cli_warehouse)
     _assert_key_nowhere(services)
+    print(f"daemon killed when the backfill's runs were {seen_at_kill}")
 
 
 # ---- checks --------------------------------------------------------------------------
