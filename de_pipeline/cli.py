@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="materialise the last N days from the embedded simulator")
     demo.add_argument("--days", type=_positive, default=14, help="how many days up to yesterday (default 14)")
+    demo.add_argument(
+        "--providers",
+        type=_positive,
+        default=1,
+        help="simulated accounts, each with its own data (default 1; 2 or more: as with DE_PROVIDERS_FILE)",
+    )
     demo.set_defaults(command=demo_command, name="demo")
 
     backfill = commands.add_parser("backfill", help="materialise a range of days, in runs of at most 7")
@@ -106,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     session.add_argument("customersessionid")
     session.add_argument("--start", type=_day, help="first day to look in (default: 6 days ago)")
     session.add_argument("--end", type=_day, help="last day to look in (default: today)")
+    session.add_argument("--account", help="the account (DE_PROVIDERS_FILE name); needed when there are several")
     session.set_defaults(command=session_command, name="session")
 
     simulate = commands.add_parser("simulate", help="serve the simulated API on 127.0.0.1")
@@ -119,9 +126,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    for name in ("DE_API_BASE_URL", "DE_API_KEY"):
+    for name in ("DE_API_BASE_URL", "DE_API_KEY", "DE_PROVIDERS_FILE"):
         if os.environ.pop(name, None) is not None:
             print(f"demo: ignoring {name}; the demo always reads the embedded simulator")
+    if args.providers > 1:
+        from de_pipeline.accounts import write_demo_providers_file
+        from de_pipeline.warehouse.settings import WarehouseSettings
+
+        folder = WarehouseSettings.from_env().duckdb_path.parent
+        os.environ["DE_PROVIDERS_FILE"] = str(write_demo_providers_file(folder, args.providers))
+        print(f"demo: {args.providers} simulated accounts, from {os.environ['DE_PROVIDERS_FILE']}")
     from de_pipeline.runner import last_complete_day
 
     last = last_complete_day()
@@ -211,16 +225,16 @@ def export_command(args: argparse.Namespace) -> int:
 
 
 def session_command(args: argparse.Namespace) -> int:
-    from de_pipeline.api import resolve_source
+    from de_pipeline.accounts import account_named
     from de_pipeline.ingest import fetched_journey, journey_days
     from de_pipeline.warehouse.journeys import compare_journey
-    from de_pipeline.warehouse.settings import WarehouseSettings
 
-    settings = WarehouseSettings.from_env()
+    account = account_named(args.account)
+    settings = account.warehouse_settings()
     end = args.end or date.today()
     days = journey_days(args.start or end - timedelta(days=6), end, settings.timezone)
     csid = args.customersessionid
-    with fetched_journey(resolve_source(timezone=settings.timezone), settings, csid, days) as files:
+    with fetched_journey(account.api_source(), settings, csid, days) as files:
         found = compare_journey(settings, csid, files, days)
     print(transcript_text(csid, days[0].day, days[-1].day, found.transcript, settings.timezone))
     if found.warehouse_messages is None:

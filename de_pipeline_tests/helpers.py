@@ -52,11 +52,11 @@ def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
-def served(simulator: Simulator, first: date, last: date) -> list[Any]:
-    """Every record the simulator holds for the days (UTC days unless its timezone differs)."""
-    start_ms = simulator.dataset.day_bounds_ms(first)[0]
-    end_ms = simulator.dataset.day_bounds_ms(last)[1]
-    return simulator.dataset.messages_between(start_ms, end_ms)
+def served(simulator: Simulator, first: date, last: date, provider: str | None = None) -> list[Any]:
+    """Every record the simulator holds for the days (UTC days unless its timezone differs),
+    of its main provider or of `provider`."""
+    dataset = simulator.datasets[provider] if provider else simulator.dataset
+    return dataset.messages_between(dataset.day_bounds_ms(first)[0], dataset.day_bounds_ms(last)[1])
 
 
 def usable(records: list[Any]) -> list[dict[str, Any]]:

@@ -188,7 +188,7 @@ def test_a_run_day_by_day_gives_the_rows_of_one_step_over_the_run(start_simulato
         built[days_per_step] = {name: dump(name) for name in TABLES}
 
     assert built[1] == built[7]
-    journeys = {row[1] for row in built[1]["customer_journeys"]}
+    journeys = {row[2] for row in built[1]["customer_journeys"]}  # provider, day, customersessionid
     # the injected journeys, and the simulator's own (no outage day among these: recent_days)
     assert {"long.1", "late.2", "early.3", "gap.4"} < journeys
     assert len(built[1]["messages"]) == len(unique_messages(served(simulator, first - 2 * day, last)))

@@ -6,17 +6,21 @@ metadata. A run covers at most 7 days (one legal API window).
 
 # No `from __future__ import annotations`: Dagster reads the context and config annotations.
 
+from dataclasses import dataclass
+
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetKey,
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
+from de_pipeline.accounts import Account, accounts_from_env
 from de_pipeline.api import Window
 from de_pipeline.defs.catalog import asset_catalog, owned
 from de_pipeline.defs.partitions import BACKFILL_POLICY, DAILY, day_bounds
@@ -50,43 +54,88 @@ def _total_rows(connection, table: Table) -> int:
     return connection.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]
 
 
-@asset(
-    partitions_def=DAILY,
-    backfill_policy=BACKFILL_POLICY,
-    pool=API_POOL,
-    kinds={"api", "parquet"},
-    **owned(),
-)
-def raw_messages(context: AssetExecutionContext, api: DigitalEngagementApi, warehouse: Warehouse) -> MaterializeResult:
-    """Every record the Digital Engagement API returned for each day, kept exactly as sent:
-    one Parquet file per day in the raw archive (DE_ARCHIVE_DIR). `messages` is rebuilt from
-    it, also after the vendor has deleted the day (it keeps 365 days)."""
-    settings = warehouse.settings()
-    source = api.source()
-    days = day_bounds(DAILY, context.partition_key_range)
-    done = fetch_days(source, settings, days, allow_source_change=settings.allow_source_change, log=context.log)
-    for day, metadata in done.day_metadata(source.simulated).items():
-        context.add_asset_metadata(metadata, partition_key=day.isoformat())
-    return MaterializeResult(
-        metadata={
-            "window": _window_text(days),
-            "source": source.label,
-            "simulated": source.simulated,
-            "records_fetched": done.stats.rows,
-            "api_requests": done.stats.requests,
-            "api_retries": done.stats.retries,
-            "pages": done.stats.pages,
-            "pages_with_repaired_utf8": done.stats.repaired_pages,
-            # near DE_MAX_REQUESTS_PER_SECOND with a wait share well above 0: the vendor's limit
-            # is the bottleneck; below it with a share near 0: the server's latency or this machine
-            "requests_per_second": round(done.requests_per_second, 2),
-            "limiter_wait_share": round(done.limiter_wait_share, 3),
-            "archive": MetadataValue.path(str(settings.archive_dir)),
-        }
+@dataclass(frozen=True)
+class AccountAssets:
+    """One account's asset graph: raw_messages -> messages -> the daily tables."""
+
+    account: Account
+    raw_messages: AssetsDefinition
+    messages: AssetsDefinition
+    daily_tables: tuple[AssetsDefinition, ...]
+
+    @property
+    def tables(self) -> list[AssetsDefinition]:
+        """The assets that write warehouse tables."""
+        return [self.messages, *self.daily_tables]
+
+
+def account_assets(account: Account) -> AccountAssets:
+    """The asset graph of one account. The single account of DE_PROVIDER_ID has the plain
+    keys (`messages`); an account of DE_PROVIDERS_FILE has its name in front (`acme/messages`)
+    and an API pool of its own, so that accounts fetch at once, each at its own rate limit
+    (its key's limiter: api/limiter.py)."""
+    raw = raw_messages_asset(account)
+    messages = messages_asset(account, raw)
+    built = {"messages": messages}
+    for table in DAILY_TABLES:  # the registry lists a table after its upstream
+        built[table.name] = daily_table_asset(table, account, built[table.upstream])
+    return AccountAssets(account, raw, messages, tuple(built[table.name] for table in DAILY_TABLES))
+
+
+def account_key(account: Account, name: str) -> AssetKey:
+    """`name`, or `<account>/name` for an account of DE_PROVIDERS_FILE."""
+    return AssetKey([name] if account.is_default else [account.name, name])
+
+
+def _grouped(account: Account, arguments: dict[str, object]) -> dict[str, object]:
+    """An account of DE_PROVIDERS_FILE is a group of its own in the UI (materialise or backfill it alone)."""
+    return arguments if account.is_default else arguments | {"group_name": account.name}
+
+
+def raw_messages_asset(account: Account) -> AssetsDefinition:
+    @asset(
+        key=account_key(account, "raw_messages"),
+        partitions_def=DAILY,
+        backfill_policy=BACKFILL_POLICY,
+        pool=API_POOL if account.is_default else f"{API_POOL}_{account.name}",
+        kinds={"api", "parquet"},
+        **_grouped(account, owned()),
     )
+    def raw_messages(
+        context: AssetExecutionContext, api: DigitalEngagementApi, warehouse: Warehouse
+    ) -> MaterializeResult:
+        """Every record the Digital Engagement API returned for each day, kept exactly as sent:
+        one Parquet file per day in the raw archive (DE_ARCHIVE_DIR). `messages` is rebuilt from
+        it, also after the vendor has deleted the day (it keeps 365 days)."""
+        settings = warehouse.settings(account)
+        source = api.source(account)
+        days = day_bounds(context.partition_key_range, settings.timezone)
+        done = fetch_days(source, settings, days, allow_source_change=settings.allow_source_change, log=context.log)
+        for day, metadata in done.day_metadata(source.simulated).items():
+            context.add_asset_metadata(metadata, partition_key=day.isoformat())
+        return MaterializeResult(
+            metadata={
+                "account": account.name,
+                "window": _window_text(days),
+                "source": source.label,
+                "simulated": source.simulated,
+                "records_fetched": done.stats.rows,
+                "api_requests": done.stats.requests,
+                "api_retries": done.stats.retries,
+                "pages": done.stats.pages,
+                "pages_with_repaired_utf8": done.stats.repaired_pages,
+                # near DE_MAX_REQUESTS_PER_SECOND with a wait share well above 0: the vendor's limit
+                # is the bottleneck; below it with a share near 0: the server's latency or this machine
+                "requests_per_second": round(done.requests_per_second, 2),
+                "limiter_wait_share": round(done.limiter_wait_share, 3),
+                "archive": MetadataValue.path(str(settings.archive_dir)),
+            }
+        )
+
+    return raw_messages
 
 
-def _check_result(outcome: CheckOutcome, asset_key: str) -> AssetCheckResult:
+def _check_result(outcome: CheckOutcome, asset_key: AssetKey) -> AssetCheckResult:
     return AssetCheckResult(
         asset_key=asset_key,
         check_name=outcome.name,
@@ -97,120 +146,121 @@ def _check_result(outcome: CheckOutcome, asset_key: str) -> AssetCheckResult:
     )
 
 
-MESSAGE_CHECK_SPECS = [
-    AssetCheckSpec(check.name, asset="messages", blocking=check.blocking, description=check.description)
-    for check in MESSAGE_CHECKS
-]
-
-
-@asset(
-    partitions_def=DAILY,
-    backfill_policy=BACKFILL_POLICY,
-    pool=WAREHOUSE_POOL,
-    kinds={"duckdb"},
-    deps=[raw_messages],
-    check_specs=MESSAGE_CHECK_SPECS,
-    **asset_catalog(MESSAGES),
-)
-def messages(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
-    settings = warehouse.settings()
-    days = day_bounds(DAILY, context.partition_key_range)
-    source = archive_source(settings.archive_dir)
-    with writer(settings) as connection:
-        if source is not None:
-            claim_warehouse_source(
-                connection,
-                source,
-                allow_change=settings.allow_source_change,
-                where=str(settings.duckdb_path),
-            )
-        load = load_messages(connection, days, settings)
-        checks = message_checks(connection, days[0].day, days[-1].day, settings)
-        total_rows = _total_rows(connection, MESSAGES)
-    for day in load.days:
-        context.add_asset_metadata(
-            {
-                "dagster/partition_row_count": day.stored,
-                "messages": day.stored,
-                "records_archived": day.archived,
-                "duplicates_dropped": day.duplicates,
-                "rejected": day.rejected,
-                "conversations": day.conversations,
-                "avg_sentiment": float("nan") if day.avg_sentiment is None else round(day.avg_sentiment, 4),
-            },
-            partition_key=day.day.isoformat(),
-        )
-    context.log.info(
-        "messages for %s: %d stored, %d duplicates dropped, %d rejected",
-        _window_text(days),
-        load.total("stored"),
-        load.total("duplicates"),
-        load.total("rejected"),
-    )
-    return MaterializeResult(
-        # the run's totals; each partition also gets its own day's numbers (above)
-        metadata={
-            "run_window": _window_text(days),
-            "run_records_archived": load.total("archived"),
-            "run_rows_stored": load.total("stored"),
-            "run_duplicates_dropped": load.total("duplicates"),
-            "run_rows_rejected": load.total("rejected"),
-            "run_rejected_reasons": load.rejected_reasons or "none",
-            "run_unparsed_sessionids": load.total("unparsed_sessionids"),
-            "source": source or "nothing archived",
-            **_table_metadata(MESSAGES, settings, total_rows),
-        },
-        check_results=[_check_result(c, "messages") for c in checks],
-    )
-
-
-def daily_table_asset(table: DailyTable, upstream: AssetsDefinition) -> AssetsDefinition:
-    """The asset of a registry table computed in SQL from `upstream` (sql/<table>.sql)."""
+def messages_asset(account: Account, raw: AssetsDefinition) -> AssetsDefinition:
+    key = account_key(account, MESSAGES.name)
 
     @asset(
-        name=table.name,
+        key=key,
+        partitions_def=DAILY,
+        backfill_policy=BACKFILL_POLICY,
+        pool=WAREHOUSE_POOL,
+        kinds={"duckdb"},
+        deps=[raw],
+        check_specs=[
+            AssetCheckSpec(check.name, asset=key, blocking=check.blocking, description=check.description)
+            for check in MESSAGE_CHECKS
+        ],
+        **_grouped(account, asset_catalog(MESSAGES)),
+    )
+    def _messages(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
+        settings = warehouse.settings(account)
+        days = day_bounds(context.partition_key_range, settings.timezone)
+        source = archive_source(settings.archive_dir)
+        with writer(settings) as connection:
+            if source is not None:
+                claim_warehouse_source(
+                    connection,
+                    source,
+                    provider=settings.provider,
+                    allow_change=settings.allow_source_change,
+                    where=str(settings.duckdb_path),
+                )
+            load = load_messages(connection, days, settings)
+            checks = message_checks(connection, days[0].day, days[-1].day, settings)
+            total_rows = _total_rows(connection, MESSAGES)
+        for day in load.days:
+            context.add_asset_metadata(
+                {
+                    "dagster/partition_row_count": day.stored,
+                    "messages": day.stored,
+                    "records_archived": day.archived,
+                    "duplicates_dropped": day.duplicates,
+                    "rejected": day.rejected,
+                    "conversations": day.conversations,
+                    "avg_sentiment": float("nan") if day.avg_sentiment is None else round(day.avg_sentiment, 4),
+                },
+                partition_key=day.day.isoformat(),
+            )
+        context.log.info(
+            "messages of %s for %s: %d stored, %d duplicates dropped, %d rejected",
+            account.name,
+            _window_text(days),
+            load.total("stored"),
+            load.total("duplicates"),
+            load.total("rejected"),
+        )
+        return MaterializeResult(
+            # the run's totals; each partition also gets its own day's numbers (above)
+            metadata={
+                "account": account.name,
+                "run_window": _window_text(days),
+                "run_records_archived": load.total("archived"),
+                "run_rows_stored": load.total("stored"),
+                "run_duplicates_dropped": load.total("duplicates"),
+                "run_rows_rejected": load.total("rejected"),
+                "run_rejected_reasons": load.rejected_reasons or "none",
+                "run_unparsed_sessionids": load.total("unparsed_sessionids"),
+                "source": source or "nothing archived",
+                **_table_metadata(MESSAGES, settings, total_rows),
+            },
+            check_results=[_check_result(c, key) for c in checks],
+        )
+
+    return _messages
+
+
+def daily_table_asset(table: DailyTable, account: Account, upstream: AssetsDefinition) -> AssetsDefinition:
+    """The asset of a registry table computed in SQL from `upstream` (sql/<table>.sql)."""
+    key = account_key(account, table.name)
+
+    @asset(
+        key=key,
         partitions_def=DAILY,
         backfill_policy=BACKFILL_POLICY,
         pool=WAREHOUSE_POOL,
         kinds={"duckdb"},
         deps=[upstream],
-        check_specs=[
-            AssetCheckSpec("counts_reconcile", asset=table.name, description=f"counts add up to {table.upstream}")
-        ],
-        **asset_catalog(table),
+        check_specs=[AssetCheckSpec("counts_reconcile", asset=key, description=f"counts add up to {table.upstream}")],
+        **_grouped(account, asset_catalog(table)),
     )
     def _daily_table(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
-        settings = warehouse.settings()
-        days = day_bounds(DAILY, context.partition_key_range)
+        settings = warehouse.settings(account)
+        days = day_bounds(context.partition_key_range, settings.timezone)
         first_day, last_day = days[0].day, days[-1].day
         with writer(settings) as connection:
             rows = refresh_aggregate(connection, table, first_day, last_day, settings)
             day_bounds_table(connection, days)
             outcome = reconcile(connection, table, settings)
-            plotted = daily_metrics(connection, table, first_day, last_day)
-            preview = top_rows(connection, table.name, first_day, last_day, PREVIEW_ROWS)
+            plotted = daily_metrics(connection, table, settings.provider, first_day, last_day)
+            preview = top_rows(connection, table.name, settings.provider, first_day, last_day, PREVIEW_ROWS)
             total_rows = _total_rows(connection, table)
         for day, metrics in plotted.items():
             context.add_asset_metadata(metrics, partition_key=day.isoformat())
         return MaterializeResult(
             metadata={
+                "account": account.name,
                 "window": _window_text(days),
                 "rows": rows,
                 "preview": MetadataValue.md(preview),
                 **_table_metadata(table, settings, total_rows),
             },
-            check_results=[_check_result(outcome, table.name)],
+            check_results=[_check_result(outcome, key)],
         )
 
     return _daily_table
 
 
-def _daily_table_assets() -> list[AssetsDefinition]:
-    """One asset per daily table of the registry, each downstream of its upstream table."""
-    built = {"messages": messages}
-    for table in DAILY_TABLES:  # the registry lists a table after its upstream
-        built[table.name] = daily_table_asset(table, built[table.upstream])
-    return [built[table.name] for table in DAILY_TABLES]
-
-
-daily_tables = _daily_table_assets()
+ACCOUNTS = accounts_from_env()
+ACCOUNT_ASSETS: tuple[AccountAssets, ...] = tuple(account_assets(account) for account in ACCOUNTS)
+RAW_MESSAGES: list[AssetsDefinition] = [graph.raw_messages for graph in ACCOUNT_ASSETS]
+TABLE_ASSETS: list[AssetsDefinition] = [asset for graph in ACCOUNT_ASSETS for asset in graph.tables]

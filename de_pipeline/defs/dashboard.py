@@ -13,7 +13,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from de_pipeline.dashboard import WrittenDashboard, write_dashboard
 from de_pipeline.dashboard.settings import DashboardSettings
-from de_pipeline.defs.assets import WAREHOUSE_POOL, daily_tables, messages
+from de_pipeline.defs.assets import TABLE_ASSETS, WAREHOUSE_POOL
 from de_pipeline.defs.catalog import owned
 from de_pipeline.defs.resources import Warehouse
 from de_pipeline.warehouse.settings import WarehouseSettings
@@ -42,7 +42,7 @@ def dashboard_metadata(written: WrittenDashboard) -> dict[str, object]:
     # reads the DuckDB file, which a writer in another process locks: one step at a time
     pool=WAREHOUSE_POOL,
     kinds={"plotly", "html"},
-    deps=[messages, *daily_tables],
+    deps=TABLE_ASSETS,
     description=(
         "The morning dashboard: one self-contained HTML file (DE_DASHBOARD_PATH, default "
         "dashboard.html beside the warehouse) of charts over the last DE_DASHBOARD_DAYS loaded days: "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
-from de_pipeline.defs.assets import daily_tables, messages, raw_messages
+from de_pipeline.defs.assets import RAW_MESSAGES, TABLE_ASSETS
 from de_pipeline.defs.dashboard import dashboard
 from de_pipeline.defs.freshness import FRESHNESS_CHECKS, freshness_sensor
 from de_pipeline.defs.jobs import all_assets_job, rebuild_from_archive_job
@@ -14,7 +14,7 @@ from de_pipeline.defs.schedules import daily_refresh
 from de_pipeline.defs.sensors import alert_on_run_failure, free_stale_pool_slots
 
 defs = Definitions(
-    assets=[raw_messages, messages, *daily_tables, dashboard],
+    assets=[*RAW_MESSAGES, *TABLE_ASSETS, dashboard],
     jobs=[all_assets_job, rebuild_from_archive_job, refresh_journey],
     schedules=[daily_refresh],
     asset_checks=FRESHNESS_CHECKS,

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dagster import DefaultSensorStatus, build_sensor_for_freshness_checks, build_time_partition_freshness_checks
 
-from de_pipeline.defs.assets import daily_tables, messages
+from de_pipeline.defs.assets import TABLE_ASSETS
 from de_pipeline.defs.partitions import CALENDAR
 
 FRESHNESS_CHECKS = build_time_partition_freshness_checks(
-    assets=[messages, *daily_tables], deadline_cron=CALENDAR.fresh_by_cron, timezone=CALENDAR.timezone
+    assets=TABLE_ASSETS, deadline_cron=CALENDAR.fresh_by_cron, timezone=CALENDAR.timezone
 )
 freshness_sensor = build_sensor_for_freshness_checks(
     freshness_checks=FRESHNESS_CHECKS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dagster import AssetSelection, define_asset_job
 
-from de_pipeline.defs.assets import raw_messages
+from de_pipeline.defs.assets import RAW_MESSAGES
 from de_pipeline.defs.freshness import FRESHNESS_CHECKS
 from de_pipeline.defs.partitions import DAILY
 
@@ -21,7 +21,7 @@ all_assets_job = define_asset_job(
 
 rebuild_from_archive_job = define_asset_job(
     "rebuild_from_archive",
-    selection=TABLES_AND_THEIR_CHECKS - AssetSelection.assets(raw_messages),
+    selection=TABLES_AND_THEIR_CHECKS - AssetSelection.assets(*RAW_MESSAGES),
     partitions_def=DAILY,
     description="Rebuild messages, every daily table and the dashboard from the raw archive, without fetching.",
 )

@@ -8,7 +8,8 @@ from datetime import date
 
 from dagster import AssetMaterialization, Config, In, Nothing, OpExecutionContext, Out, job, op
 
-from de_pipeline.defs.assets import WAREHOUSE_POOL
+from de_pipeline.accounts import account_named
+from de_pipeline.defs.assets import WAREHOUSE_POOL, account_key
 from de_pipeline.defs.dashboard import build_dashboard
 from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
 from de_pipeline.env import SettingsError
@@ -25,6 +26,7 @@ class RefreshJourneyConfig(Config):
     customersessionid: str
     start: str
     end: str
+    account: str = ""  # the account's name in DE_PROVIDERS_FILE; empty: the only account
 
 
 @op(pool=WAREHOUSE_POOL, out=Out(Nothing))
@@ -36,14 +38,15 @@ def refresh_journey_rows(
 ) -> None:
     """Replace one journey's messages from the customer-session endpoint, then rebuild the
     daily tables of the days it touches (so their counts still add up)."""
-    settings = warehouse.settings()
+    account = account_named(config.account)
+    settings = warehouse.settings(account)
     try:
         start, end = date.fromisoformat(config.start), date.fromisoformat(config.end)
     except ValueError as exc:
         raise SettingsError(f"start/end must be dates like 2026-01-31: {exc}") from None
     days = journey_days(start, end, settings.timezone)
     csid = config.customersessionid
-    with fetched_journey(api.source(), settings, csid, days, context.log) as files:
+    with fetched_journey(api.source(account), settings, csid, days, context.log) as files:
         with writer(settings) as connection:
             result = replace_journey(connection, csid, files, days, settings)
             for table in DAILY_TABLES:
@@ -58,7 +61,7 @@ def refresh_journey_rows(
     )
     context.log_event(
         AssetMaterialization(
-            asset_key="messages",
+            asset_key=account_key(account, "messages"),
             description=f"journey {csid} refreshed from the customer-session endpoint",
             metadata={
                 "customersessionid": csid,

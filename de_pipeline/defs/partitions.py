@@ -57,6 +57,7 @@ DAILY = DailyPartitionsDefinition(start_date=CALENDAR.start.isoformat(), timezon
 BACKFILL_POLICY = BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN)
 
 
-def day_bounds(partitions: DailyPartitionsDefinition, keys: PartitionKeyRange) -> list[DayBounds]:
-    """Each day of the range with its half-open epoch-ms bounds (23, 24 or 25 hours long)."""
-    return calendar_days(date.fromisoformat(keys.start), date.fromisoformat(keys.end), partitions.timezone)
+def day_bounds(keys: PartitionKeyRange, timezone: str) -> list[DayBounds]:
+    """Each day of the range with its half-open epoch-ms bounds (23, 24 or 25 hours long) in
+    `timezone`: DE_TIMEZONE, or an account's own (a partition is that account's calendar day)."""
+    return calendar_days(date.fromisoformat(keys.start), date.fromisoformat(keys.end), timezone)

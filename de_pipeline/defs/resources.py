@@ -15,8 +15,11 @@ from collections.abc import Mapping
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
-from de_pipeline.api import ApiSource, resolve_source
-from de_pipeline.warehouse.settings import WarehouseSettings, timezone_from_env
+from de_pipeline.accounts import DEFAULT_ACCOUNT, Account
+from de_pipeline.api import ApiSource
+from de_pipeline.warehouse.settings import WarehouseSettings
+
+DEFAULT = Account(DEFAULT_ACCOUNT)
 
 
 class DigitalEngagementApi(ConfigurableResource):
@@ -26,9 +29,9 @@ class DigitalEngagementApi(ConfigurableResource):
     provider_id: str | None = Field(default=None, description="DE_PROVIDER_ID: the account")
     api_key: str | None = Field(default=None, description="DE_API_KEY: a secret, set from the environment")
 
-    def source(self) -> ApiSource:
+    def source(self, account: Account = DEFAULT) -> ApiSource:
         fields = {"DE_API_BASE_URL": self.base_url, "DE_PROVIDER_ID": self.provider_id, "DE_API_KEY": self.api_key}
-        return resolve_source(_environment(fields), timezone=timezone_from_env())
+        return account.api_source(_environment(fields))
 
 
 class Warehouse(ConfigurableResource):
@@ -37,8 +40,9 @@ class Warehouse(ConfigurableResource):
     duckdb_path: str | None = Field(default=None, description="DE_DUCKDB_PATH: the warehouse file")
     archive_dir: str | None = Field(default=None, description="DE_ARCHIVE_DIR: the raw archive")
 
-    def settings(self) -> WarehouseSettings:
-        return WarehouseSettings.from_env(
+    def settings(self, account: Account = DEFAULT) -> WarehouseSettings:
+        """The warehouse as `account`'s runs write it (the single account's by default)."""
+        return account.warehouse_settings(
             _environment({"DE_DUCKDB_PATH": self.duckdb_path, "DE_ARCHIVE_DIR": self.archive_dir})
         )
 

@@ -12,7 +12,7 @@ from de_pipeline.warehouse.connection import transaction
 from de_pipeline.warehouse.days import in_steps
 from de_pipeline.warehouse.schema import run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
-from de_pipeline.warehouse.tables import DailyTable
+from de_pipeline.warehouse.tables import OF_THE_DAYS, DailyTable
 
 
 def refresh_aggregate(
@@ -22,13 +22,15 @@ def refresh_aggregate(
     last_day: date,
     settings: WarehouseSettings,
 ) -> int:
-    """Recompute `table` for the days from `messages` in one transaction; returns its rows.
+    """Recompute `table` for the days of the account `settings.provider` from `messages`,
+    in one transaction; returns its rows.
 
     Inside it, the table's SQL runs once per step of the run (`day_steps`: one day), so
     DuckDB holds about one day's messages at a time, whatever the length of the run, and
     the rows are the same as from one step over the whole run.
     """
     params = {
+        "provider": settings.provider,
         "first_day": first_day,
         "last_day": last_day,
         "low_confidence": settings.low_confidence,
@@ -41,8 +43,8 @@ def refresh_aggregate(
         for step in day_steps(table, first_day, last_day):
             run_sql(connection, table.name, {**params, **step})
         return connection.execute(
-            f"SELECT count(*) FROM {table.name} WHERE day BETWEEN $first_day AND $last_day",
-            {"first_day": first_day, "last_day": last_day},
+            f"SELECT count(*) FROM {table.name} WHERE {OF_THE_DAYS}",
+            {"provider": settings.provider, "first_day": first_day, "last_day": last_day},
         ).fetchone()[0]
 
 

@@ -45,27 +45,29 @@ MESSAGE_CHECKS = (
         "message_key_unique",
         "message_key is unique",
         "SELECT count(*) - count(DISTINCT message_key) AS offending_rows FROM messages "
-        "WHERE day BETWEEN $first_day AND $last_day",
+        "WHERE provider = $provider AND day BETWEEN $first_day AND $last_day",
         "offending_rows = 0",
     ),
     MessageCheck(
         "ts_inside_partition",
         "every ts lies in its day's half-open window",
         "SELECT count(*) AS offending_rows FROM messages AS m JOIN day_bounds AS b USING (day) "
-        "WHERE m.ts_ms < b.start_ms OR m.ts_ms >= b.end_ms",
+        "WHERE m.provider = $provider AND (m.ts_ms < b.start_ms OR m.ts_ms >= b.end_ms)",
         "offending_rows = 0",
     ),
     MessageCheck(
         "score_in_unit_range",
         "score is in [0, 1]",
-        "SELECT count(*) AS offending_rows FROM messages WHERE day BETWEEN $first_day AND $last_day "
+        "SELECT count(*) AS offending_rows FROM messages "
+        "WHERE provider = $provider AND day BETWEEN $first_day AND $last_day "
         "AND (score < 0 OR score > 1)",
         "offending_rows = 0",
     ),
     MessageCheck(
         "sentiment_finite",
         "sentiment is a finite number",
-        "SELECT count(*) AS offending_rows FROM messages WHERE day BETWEEN $first_day AND $last_day "
+        "SELECT count(*) AS offending_rows FROM messages "
+        "WHERE provider = $provider AND day BETWEEN $first_day AND $last_day "
         "AND NOT isfinite(sentiment)",
         "offending_rows = 0",
     ),
@@ -74,14 +76,15 @@ MESSAGE_CHECKS = (
         "at most DE_UNPARSED_SESSIONID_THRESHOLD of the sessionids cannot be split into conversation.segment",
         "SELECT count(*) FILTER (WHERE conversation_id IS NULL) AS unparsed, "
         "round(coalesce(count(*) FILTER (WHERE conversation_id IS NULL) / nullif(count(*), 0), 0), 6) AS share, "
-        "$threshold AS threshold FROM messages WHERE day BETWEEN $first_day AND $last_day",
+        "$threshold AS threshold FROM messages WHERE provider = $provider AND day BETWEEN $first_day AND $last_day",
         "share <= threshold",
         blocking=False,
     ),
     MessageCheck(
         "no_rejected_records",
         "no record went to rejected_messages",
-        "SELECT count(*) AS rejected FROM rejected_messages WHERE archive_day BETWEEN $first_day AND $last_day",
+        "SELECT count(*) AS rejected FROM rejected_messages "
+        "WHERE provider = $provider AND archive_day BETWEEN $first_day AND $last_day",
         "rejected = 0",
         blocking=False,
     ),
@@ -92,7 +95,12 @@ def message_checks(
     connection: duckdb.DuckDBPyConnection, first_day: date, last_day: date, settings: WarehouseSettings
 ) -> list[CheckOutcome]:
     """Every check of MESSAGE_CHECKS over the days. Needs the temp table day_bounds."""
-    params = {"first_day": first_day, "last_day": last_day, "threshold": settings.unparsed_sessionid_threshold}
+    params = {
+        "provider": settings.provider,
+        "first_day": first_day,
+        "last_day": last_day,
+        "threshold": settings.unparsed_sessionid_threshold,
+    }
     outcomes = []
     for check in MESSAGE_CHECKS:
         cursor = connection.execute(
@@ -108,7 +116,7 @@ def message_checks(
 # for every daily table; the registry entry says what is counted on each side.
 RECONCILE = """
 SELECT b.day, coalesce(t.n, 0), coalesce(u.n, 0) FROM day_bounds AS b
-LEFT JOIN (SELECT day, {counted} AS n FROM {table} WHERE {where} GROUP BY day) AS t USING (day)
+LEFT JOIN (SELECT day, {counted} AS n FROM {table} WHERE provider = $provider AND {where} GROUP BY day) AS t USING (day)
 LEFT JOIN ({expected}) AS u USING (day)
 ORDER BY b.day
 """
@@ -119,7 +127,7 @@ def reconcile(connection: duckdb.DuckDBPyConnection, table: DailyTable, settings
     spec = table.reconcile
     query = RECONCILE.format(counted=spec.counted, table=table.name, where=spec.where, expected=spec.expected)
     rows = connection.execute(
-        query, named_parameters(query, {"placeholder_regex": settings.placeholder_regex})
+        query, named_parameters(query, {"provider": settings.provider, "placeholder_regex": settings.placeholder_regex})
     ).fetchall()
     mismatched = {day.isoformat(): [counted, expected] for day, counted, expected in rows if counted != expected}
     return CheckOutcome(

@@ -62,12 +62,10 @@ def _compare(
     if not has_warehouse:
         empty = transcript.iloc[0:0]
         return JourneyComparison(transcript, empty, empty, None)
-    window = {"csid": customersessionid, "start_ms": days[0].start_ms, "end_ms": days[-1].end_ms}
     connection.execute(
-        f"""CREATE OR REPLACE TEMP TABLE stored AS
-            SELECT {TRANSCRIPT_COLUMNS}, ts_ms FROM messages
-            WHERE customersessionid = $csid AND ts_ms >= $start_ms AND ts_ms < $end_ms""",
-        window,
+        f"CREATE OR REPLACE TEMP TABLE stored AS "
+        f"SELECT {TRANSCRIPT_COLUMNS}, ts_ms FROM messages WHERE {OF_THE_JOURNEY}",
+        _journey_window(customersessionid, days, settings),
     )
     missing = connection.execute(
         "SELECT * EXCLUDE (ts_ms) FROM live ANTI JOIN stored USING (message_key) ORDER BY ts_ms"
@@ -97,7 +95,7 @@ def replace_journey(
     """Replace one journey's messages inside `days` with the archived answer of the
     customer-session endpoint, in one transaction. Unusable records are counted, not stored
     (the day's own rebuild records them)."""
-    window = {"csid": customersessionid, "start_ms": days[0].start_ms, "end_ms": days[-1].end_ms}
+    window = _journey_window(customersessionid, days, settings)
     with transaction(connection):
         parse_records(connection, files, days, settings)
         fetched, rejected = connection.execute(
@@ -107,14 +105,21 @@ def replace_journey(
         connection.execute(
             "DELETE FROM parsed WHERE customersessionid IS DISTINCT FROM $csid", {"csid": customersessionid}
         )
-        before = connection.execute(
-            "DELETE FROM messages WHERE customersessionid = $csid AND ts_ms >= $start_ms AND ts_ms < $end_ms",
-            window,
-        ).fetchone()[0]
-        run_sql(connection, "messages")
-        stored = connection.execute(
-            "SELECT count(*) FROM messages WHERE customersessionid = $csid AND ts_ms >= $start_ms AND ts_ms < $end_ms",
-            window,
-        ).fetchone()[0]
+        before = connection.execute(f"DELETE FROM messages WHERE {OF_THE_JOURNEY}", window).fetchone()[0]
+        run_sql(connection, "messages", window)
+        stored = connection.execute(f"SELECT count(*) FROM messages WHERE {OF_THE_JOURNEY}", window).fetchone()[0]
         connection.execute("DROP TABLE parsed")
     return JourneyReplacement(fetched=fetched, before=before, stored=stored, rejected=rejected)
+
+
+# one journey's messages of the account, inside a window
+OF_THE_JOURNEY = "provider = $provider AND customersessionid = $csid AND ts_ms >= $start_ms AND ts_ms < $end_ms"
+
+
+def _journey_window(customersessionid: str, days: list[DayBounds], settings: WarehouseSettings) -> dict[str, object]:
+    return {
+        "provider": settings.provider,
+        "csid": customersessionid,
+        "start_ms": days[0].start_ms,
+        "end_ms": days[-1].end_ms,
+    }

@@ -12,6 +12,7 @@ from de_pipeline.warehouse.connection import transaction
 from de_pipeline.warehouse.days import DayBounds, day_bounds_table, in_steps
 from de_pipeline.warehouse.schema import run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.tables import OF_THE_DAYS
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ def parse_records(
 def load_messages(
     connection: duckdb.DuckDBPyConnection, days: list[DayBounds], settings: WarehouseSettings
 ) -> MessagesLoad:
-    """Replace the days' rows in one transaction: all of the new rows, or none of them.
+    """Replace the days' rows of the account `settings.provider` in one transaction: all of
+    the new rows, or none of them.
 
     Inside it, the days are parsed and stored a step at a time (days.in_steps: one day), so
     DuckDB holds one day's records, whatever the length of the run: parsing and
@@ -89,28 +91,31 @@ def load_messages(
     """
     dates = [bounds.day for bounds in days]
     files = dict(zip(dates, archive_files(settings.archive_dir, dates), strict=True))
-    span = {"first_day": days[0].day, "last_day": days[-1].day}
+    span = {"provider": settings.provider, "first_day": days[0].day, "last_day": days[-1].day}
     per_day = []
     with transaction(connection):
-        connection.execute("DELETE FROM messages WHERE day BETWEEN $first_day AND $last_day", span)
-        connection.execute("DELETE FROM rejected_messages WHERE archive_day BETWEEN $first_day AND $last_day", span)
+        connection.execute(f"DELETE FROM messages WHERE {OF_THE_DAYS}", span)
+        connection.execute(f"DELETE FROM rejected_messages WHERE {ARCHIVED_ON_THE_DAYS}", span)
         for first, last in in_steps(span["first_day"], span["last_day"]):
             step = [bounds for bounds in days if first <= bounds.day <= last]
             parse_records(connection, [files[bounds.day] for bounds in step], step, settings)
-            run_sql(connection, "messages")
-            run_sql(connection, "rejected_messages")
-            step_span = {"first_day": first, "last_day": last}
+            run_sql(connection, "messages", span)
+            run_sql(connection, "rejected_messages", span)
+            step_span = {**span, "first_day": first, "last_day": last}
             per_day.extend(MessagesDay(*row) for row in connection.execute(DAY_COUNTS, step_span).fetchall())
             connection.execute("DROP TABLE parsed")
         reasons = dict(
             connection.execute(
                 "SELECT reason, count(*) FROM rejected_messages "
-                "WHERE archive_day BETWEEN $first_day AND $last_day GROUP BY reason ORDER BY reason",
+                f"WHERE {ARCHIVED_ON_THE_DAYS} GROUP BY reason ORDER BY reason",
                 span,
             ).fetchall()
         )
     return MessagesLoad(per_day, reasons)
 
+
+# OF_THE_DAYS (tables.py) for rejected_messages, whose day is the archive's
+ARCHIVED_ON_THE_DAYS = "provider = $provider AND archive_day BETWEEN $first_day AND $last_day"
 
 # Per day of the run: what the archive held, what was stored, what was rejected.
 DAY_COUNTS = """
@@ -124,7 +129,7 @@ stored AS (
            count(*) FILTER (WHERE conversation_id IS NULL) AS unparsed_sessionids,
            count(DISTINCT conversation_id) AS conversations,
            favg(sentiment) AS avg_sentiment
-    FROM messages WHERE day BETWEEN $first_day AND $last_day GROUP BY ALL
+    FROM messages WHERE provider = $provider AND day BETWEEN $first_day AND $last_day GROUP BY ALL
 )
 SELECT b.day, coalesce(a.archived, 0), coalesce(s.stored, 0), coalesce(a.rejected, 0),
        coalesce(s.unparsed_sessionids, 0), coalesce(s.conversations, 0), s.avg_sentiment

@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 
 from de_pipeline.warehouse.files import write_text_durably
+from de_pipeline.warehouse.settings import DEFAULT_PROVIDER
 
 ARCHIVE_SOURCE_FILE = "_source.txt"
 OVERRIDE_HINT = "set DE_ALLOW_SOURCE_CHANGE=1 to write anyway, or point {variable} elsewhere"
@@ -18,12 +19,15 @@ class SourceMismatchError(RuntimeError):
 
 
 def claim_warehouse_source(
-    connection: duckdb.DuckDBPyConnection, source: str, *, allow_change: bool, where: str
+    connection: duckdb.DuckDBPyConnection, source: str, *, provider: str, allow_change: bool, where: str
 ) -> None:
-    """Record `source` as the warehouse's source, or fail if it holds another one."""
-    row = connection.execute("SELECT value FROM warehouse_meta WHERE key = 'source'").fetchone()
-    _check(row[0] if row else None, source, allow_change, f"the warehouse {where}", "DE_DUCKDB_PATH")
-    connection.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ('source', $source)", {"source": source})
+    """Record `source` as the source of the account `provider`'s rows, or fail if they came
+    from another one."""
+    key = "source" if provider == DEFAULT_PROVIDER else f"source/{provider}"
+    row = connection.execute("SELECT value FROM warehouse_meta WHERE key = $key", {"key": key}).fetchone()
+    what = f"the warehouse {where}" + ("" if provider == DEFAULT_PROVIDER else f" for account {provider!r}")
+    _check(row[0] if row else None, source, allow_change, what, "DE_DUCKDB_PATH")
+    connection.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ($key, $source)", {"key": key, "source": source})
 
 
 def claim_archive_source(archive_dir: Path, source: str, *, allow_change: bool) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 
 import duckdb
 
-from de_pipeline.warehouse.tables import TABLES, create_table_sql
+from de_pipeline.warehouse.settings import DEFAULT_PROVIDER
+from de_pipeline.warehouse.tables import PROVIDER, TABLES, column_comment_sql, create_table_sql
 
 _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
 _PARAMETER = re.compile(r"\$([A-Za-z_]\w*)")
@@ -49,6 +50,24 @@ def named_parameters(statement: str, params: dict[str, Any], *, where: str = "th
     return {key: params[key] for key in names} or None
 
 
+def _add_provider_columns(connection: duckdb.DuckDBPyConnection) -> None:
+    """A warehouse from before accounts (DE_PROVIDERS_FILE) gets the `provider` column; its
+    rows are the `default` account's. Inserts name their columns (BY NAME), so its place at
+    the end of such a table does not matter."""
+    without = [
+        name
+        for (name,) in connection.execute(
+            "SELECT table_name FROM duckdb_tables() t WHERE database_name = current_database() "
+            "AND table_name IN (SELECT unnest($tables::VARCHAR[])) AND NOT EXISTS (SELECT 1 FROM duckdb_columns() c "
+            "WHERE c.database_name = t.database_name AND c.table_name = t.table_name AND c.column_name = 'provider')",
+            {"tables": [entry.name for entry in TABLES]},
+        ).fetchall()
+    ]
+    for name in without:
+        connection.execute(f"ALTER TABLE {name} ADD COLUMN provider VARCHAR DEFAULT '{DEFAULT_PROVIDER}'")
+        connection.execute(column_comment_sql(name, PROVIDER))
+
+
 def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
     """Create the registry's tables that the warehouse lacks (all of them in a new one, a
     newly added one in an older one), then the views of schema.sql."""
@@ -64,4 +83,5 @@ def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
         for entry in missing:
             connection.execute(create_table_sql(entry))
         connection.execute("COMMIT")
+    _add_provider_columns(connection)
     run_sql(connection, "schema")

@@ -13,6 +13,7 @@ import duckdb
 from de_pipeline.env import Env, SettingsError
 
 DEFAULT_DUCKDB_PATH = "data/de_pipeline.duckdb"
+DEFAULT_PROVIDER = "default"  # the `provider` of the single account of DE_PROVIDER_ID
 ENTITY_LABELS = ("GPE", "DATE", "TIME", "ORG", "PERSON", "MONEY", "EMAIL", "NUMERIC", "ID")
 # LABEL stands for any entity label. The 4-star form comes before the 2-star one so that
 # ****GPE**** counts once, whole.
@@ -41,6 +42,7 @@ class WarehouseSettings:
     lock_timeout_seconds: float = 120.0
     unparsed_sessionid_threshold: float = 0.01
     allow_source_change: bool = False  # write another source's data into this warehouse
+    provider: str = DEFAULT_PROVIDER  # the account whose rows a run writes (accounts.Account.warehouse_settings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WarehouseSettings:

@@ -10,9 +10,13 @@ from typing import Any
 
 import duckdb
 
-from de_pipeline.warehouse.tables import TABLES, DailyTable
+from de_pipeline.warehouse.tables import OF_THE_DAYS, TABLES, DailyTable
 
 HEADLINES = {
+    "Accounts": """
+        SELECT provider AS account, count(*) AS messages, count(DISTINCT customersessionid) AS journeys,
+               min(day) AS first_day, max(day) AS last_day
+        FROM messages GROUP BY provider ORDER BY provider""",
     "Sentiment by channel (customer messages)": """
         SELECT sessionchannel AS channel, CAST(sum(messages) AS BIGINT) AS messages,
                round(sum(avg_sentiment * (messages - without_sentiment))
@@ -61,14 +65,14 @@ def headlines(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 
 def daily_metrics(
-    connection: duckdb.DuckDBPyConnection, table: DailyTable, first_day: date, last_day: date
+    connection: duckdb.DuckDBPyConnection, table: DailyTable, provider: str, first_day: date, last_day: date
 ) -> dict[date, dict[str, float | int]]:
-    """{day: {metric: value}} of the table's row count and `metrics` for the days (NaN where
-    a value is undefined)."""
+    """{day: {metric: value}} of the table's row count and `metrics` for the account's days
+    (NaN where a value is undefined)."""
     cursor = connection.execute(
         f'SELECT day, count(*) AS "dagster/partition_row_count", {table.metrics} '
-        f"FROM {table.name} WHERE day BETWEEN $first_day AND $last_day GROUP BY day",
-        {"first_day": first_day, "last_day": last_day},
+        f"FROM {table.name} WHERE {OF_THE_DAYS} GROUP BY day",
+        {"provider": provider, "first_day": first_day, "last_day": last_day},
     )
     names = [column[0] for column in cursor.description][1:]
     return {day: {name: _number(value) for name, value in zip(names, values)} for day, *values in cursor.fetchall()}
@@ -80,11 +84,13 @@ def _number(value: Any) -> float | int:
     return value if isinstance(value, int) else float(value)
 
 
-def top_rows(connection: duckdb.DuckDBPyConnection, table: str, first_day: date, last_day: date, rows: int) -> str:
-    """The first rows of `table` for the days, as a Markdown table."""
+def top_rows(
+    connection: duckdb.DuckDBPyConnection, table: str, provider: str, first_day: date, last_day: date, rows: int
+) -> str:
+    """The first rows of `table` for the account's days, as a Markdown table."""
     cursor = connection.execute(
-        f"SELECT * FROM {table} WHERE day BETWEEN $first_day AND $last_day ORDER BY ALL LIMIT {int(rows)}",
-        {"first_day": first_day, "last_day": last_day},
+        f"SELECT * FROM {table} WHERE {OF_THE_DAYS} ORDER BY ALL LIMIT {int(rows)}",
+        {"provider": provider, "first_day": first_day, "last_day": last_day},
     )
     return markdown_table([column[0] for column in cursor.description], cursor.fetchall())
 

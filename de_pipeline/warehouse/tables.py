@@ -67,7 +67,14 @@ class DailyTable(Table):
 
 
 DAY = Column("day", "DATE NOT NULL", "the calendar day in DE_TIMEZONE")
-MESSAGES_PER_DAY = "SELECT day, count(*) AS n FROM messages WHERE day IN (SELECT day FROM day_bounds) GROUP BY day"
+# Every table holds the rows of every account; each run writes one account's (see accounts.py).
+PROVIDER = Column("provider", "VARCHAR NOT NULL", "the account: its name in DE_PROVIDERS_FILE, else `default`")
+# the rows of one account's run: the days $first_day..$last_day of the account $provider
+OF_THE_DAYS = "provider = $provider AND day BETWEEN $first_day AND $last_day"
+MESSAGES_PER_DAY = (
+    "SELECT day, count(*) AS n FROM messages "
+    "WHERE provider = $provider AND day IN (SELECT day FROM day_bounds) GROUP BY day"
+)
 
 MESSAGES = Table(
     name="messages",
@@ -77,6 +84,7 @@ MESSAGES = Table(
         "arrived twice is stored once; unusable records go to rejected_messages with a reason."
     ),
     columns=(
+        PROVIDER,
         Column(
             "message_key", "VARCHAR NOT NULL", "md5 of customersessionid, sessionid, ts, sendertype, sendername, text"
         ),
@@ -114,6 +122,7 @@ REJECTED_MESSAGES = Table(
     title="records that are not usable messages",
     description="Every record the API sent that is not a usable message, with the reason: nothing is dropped silently.",
     columns=(
+        PROVIDER,
         Column("archive_day", "DATE NOT NULL", "the partition the record arrived in"),
         Column("day", "DATE", "the record's own day, when its ts is known"),
         Column("ts_ms", "BIGINT", "its ts, when it is an integer"),
@@ -130,6 +139,7 @@ SENTIMENT_TRENDS = DailyTable(
     title="one row per day, sessionchannel, sendertype, chattype",
     description="Sentiment per day, channel, sender type and chat type, computed in SQL from messages.",
     columns=(
+        PROVIDER,
         DAY,
         Column("sessionchannel", "VARCHAR", "the channel"),
         Column("sendertype", "VARCHAR", "customer, bot or agent"),
@@ -159,6 +169,7 @@ INTENT_CONFIDENCE = DailyTable(
         "topic form one row with topic NULL."
     ),
     columns=(
+        PROVIDER,
         DAY,
         Column("topic", "VARCHAR", "the intent; NULL gathers the messages with no intent"),
         Column("messages", "BIGINT NOT NULL", "messages of the topic"),
@@ -186,6 +197,7 @@ REDACTION_ENTITY_COUNTS = DailyTable(
         "of DE_REDACTION_PATTERN."
     ),
     columns=(
+        PROVIDER,
         DAY,
         Column("entity_type", "VARCHAR NOT NULL", "the label, e.g. PERSON, GPE, DATE"),
         Column("sessionchannel", "VARCHAR", "the channel"),
@@ -199,7 +211,7 @@ REDACTION_ENTITY_COUNTS = DailyTable(
     reconcile=Reconcile(
         "sum(occurrences)",
         "SELECT day, sum(len(regexp_extract_all(text, $placeholder_regex))) AS n FROM messages "
-        "WHERE day IN (SELECT day FROM day_bounds) GROUP BY day",
+        "WHERE provider = $provider AND day IN (SELECT day FROM day_bounds) GROUP BY day",
         where="entity_type <> ''",
     ),
     metrics="sum(occurrences) AS occurrences",
@@ -213,6 +225,7 @@ CONVERSATION_SEGMENTS = DailyTable(
         "started. A run rebuilds every journey with a message in its days or the day before."
     ),
     columns=(
+        PROVIDER,
         Column("day", "DATE NOT NULL", "the day of the journey's first message"),
         Column("customersessionid", "VARCHAR NOT NULL", "the journey"),
         Column("sessionid", "VARCHAR NOT NULL", "the segment"),
@@ -241,8 +254,8 @@ FROM conversation_segments WHERE kind = 'agent' GROUP BY agent ORDER BY customer
         "sum(messages)",
         """SELECT j.day, count(*) AS n FROM messages AS msg
            JOIN (SELECT DISTINCT day, customersessionid FROM conversation_segments
-                 WHERE day IN (SELECT day FROM day_bounds)) AS j USING (customersessionid)
-           WHERE msg.sessionid IS NOT NULL GROUP BY j.day""",
+                 WHERE provider = $provider AND day IN (SELECT day FROM day_bounds)) AS j USING (customersessionid)
+           WHERE msg.provider = $provider AND msg.sessionid IS NOT NULL GROUP BY j.day""",
     ),
     metrics="count(*) AS segments, sum(messages) AS messages",
     steps="journeys",
@@ -258,6 +271,7 @@ CUSTOMER_JOURNEYS = DailyTable(
         "handoffs, transfers, survey, and the customer's sentiment change."
     ),
     columns=(
+        PROVIDER,
         Column("day", "DATE NOT NULL", "the day of the journey's first message"),
         Column("customersessionid", "VARCHAR NOT NULL", "the journey"),
         Column("start_ts", "TIMESTAMPTZ NOT NULL", "its first message"),
@@ -281,7 +295,8 @@ FROM customer_journeys GROUP BY path ORDER BY journeys DESC;""",
     upstream="conversation_segments",
     reconcile=Reconcile(
         "sum(segments)",
-        "SELECT day, count(*) AS n FROM conversation_segments WHERE day IN (SELECT day FROM day_bounds) GROUP BY day",
+        "SELECT day, count(*) AS n FROM conversation_segments "
+        "WHERE provider = $provider AND day IN (SELECT day FROM day_bounds) GROUP BY day",
     ),
     metrics="""count(*) AS journeys, avg(handoff_to_agent::INT) AS handoff_share,
         avg(transfers) AS avg_transfers, favg(sentiment_change) AS avg_sentiment_change""",
@@ -299,6 +314,7 @@ AGENT_PERFORMANCE = DailyTable(
         "handoffs received from the bot."
     ),
     columns=(
+        PROVIDER,
         Column("day", "DATE NOT NULL", "the day the journeys started"),
         Column("agent", "VARCHAR", "the agent's sendername; NULL for agent segments without one"),
         Column("segments", "BIGINT NOT NULL", "agent segments handled"),
@@ -312,7 +328,7 @@ FROM agent_performance GROUP BY agent ORDER BY segments DESC;""",
     reconcile=Reconcile(
         "sum(segments)",
         "SELECT day, count(*) AS n FROM conversation_segments "
-        "WHERE kind = 'agent' AND day IN (SELECT day FROM day_bounds) GROUP BY day",
+        "WHERE provider = $provider AND kind = 'agent' AND day IN (SELECT day FROM day_bounds) GROUP BY day",
     ),
     metrics="count(DISTINCT agent) AS agents, sum(segments) AS segments, sum(handoffs_received) AS handoffs",
     reach_back=2,  # conversation_segments rewrites journeys that started up to 2 days before a run
@@ -348,13 +364,15 @@ def create_table_sql(entry: Table) -> str:
     """CREATE TABLE and a COMMENT ON COLUMN per column: DuckDB, and every tool that reads
     its catalog, shows each column's description."""
     columns = ",\n    ".join(f"{c.name} {c.type}" for c in entry.columns)
-    comments = "".join(
-        f"COMMENT ON COLUMN {entry.name}.{c.name} IS '{_quoted(c.description)}';\n" for c in entry.columns
-    )
+    comments = "".join(column_comment_sql(entry.name, c) + "\n" for c in entry.columns)
     return (
         f"CREATE TABLE {entry.name} (\n    {columns}\n);\n"
         f"COMMENT ON TABLE {entry.name} IS '{_quoted(entry.description)}';\n{comments}"
     )
+
+
+def column_comment_sql(table_name: str, column: Column) -> str:
+    return f"COMMENT ON COLUMN {table_name}.{column.name} IS '{_quoted(column.description)}';"
 
 
 def markdown() -> str:

@@ -37,6 +37,8 @@ def simulator_config_from_env(environ: Mapping[str, str] | None = None, *, timez
     transport = transport_overrides(env)
     return SimulatorConfig(
         seed=env.integer("DE_SIM_SEED", 7),
+        # an account of DE_PROVIDERS_FILE on the simulator: its own provider, its own data
+        provider_id=env.text("DE_PROVIDER_ID", SimulatorConfig.provider_id),
         messages_per_day=env.integer("DE_SIM_MESSAGES_PER_DAY", 2000, minimum=0),
         hostile=env.flag("DE_SIM_HOSTILE"),
         max_page_size=env.integer("DE_SIM_PAGE_CAP", 500, minimum=1),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import zlib
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ class SimulatorConfig:
     long_texts: bool = False
     api_key: str = field(default="simulator-key", repr=False)
     provider_id: str = "simulator-provider"
+    # more accounts on the same server, as (provider_id, api_key): each serves its own data
+    other_providers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     epoch_unit: str = "s"
     max_page_size: int = 500
     default_page_size: int = 100
@@ -107,13 +110,17 @@ class Simulator:
     def __init__(self, config: SimulatorConfig, now: Callable[[], float] = time.time) -> None:
         self.config = config
         self.now = now
-        self.dataset = SyntheticDataset(
-            config.seed,
-            config.messages_per_day,
-            hostile=config.hostile,
-            timezone=config.timezone,
-            long_texts=config.long_texts,
-        )
+        self.keys = {config.provider_id: config.api_key, **dict(config.other_providers)}
+        self.datasets = {
+            provider: SyntheticDataset(
+                config.seed + provider_seed(provider),
+                config.messages_per_day,
+                hostile=config.hostile,
+                timezone=config.timezone,
+                long_texts=config.long_texts,
+            )
+            for provider in self.keys
+        }
         self.requests: list[RequestRecord] = []
         self._scripted: list[ScriptedResponse] = []
         self._data_requests = 0
@@ -165,10 +172,11 @@ class Simulator:
         config = self.config
         if path not in (config.provider_path, config.customer_session_path):
             return self._record(method, path, 404, _error(f"no such endpoint: {path}"))
-        if headers.get("Authorization") != f"Bearer {config.api_key}":
+        authorization = headers.get("Authorization")
+        if authorization not in {f"Bearer {key}" for key in self.keys.values()}:
             return self._record(method, path, 401, _error("invalid or missing API key"))
         provider = headers.get("providerid") or query.get("providerId")
-        if provider != config.provider_id:
+        if authorization != f"Bearer {self.keys.get(provider)}":
             return self._record(method, path, 403, _error("provider not allowed for this key"))
         expected = PROVIDER.method if path == config.provider_path else CUSTOMER_SESSION.method
         if method != expected:
@@ -190,7 +198,7 @@ class Simulator:
         if fault is not None:
             self._record(method, path, fault.status, fault.body, **record)
             return fault
-        sequence = self._sequence(path, csid, start_ms, end_ms)
+        sequence = self._sequence(provider, path, csid, start_ms, end_ms)
         page = sequence[offset : offset + page_size]
         payload = b"[" + b",".join(page) + b"]"
         return self._record(method, path, 200, payload, rows=len(page), **record)
@@ -266,12 +274,17 @@ class Simulator:
             return ScriptedResponse(status, body, {"Content-Type": "text/html"})
         return ScriptedResponse(status, b"upstream error, try again", {"Content-Type": "text/plain"})
 
-    def _sequence(self, path: str, csid: str | None, start_ms: int, end_ms: int) -> list[bytes]:
+    @property
+    def dataset(self) -> SyntheticDataset:
+        """The data of the main provider (config.provider_id)."""
+        return self.datasets[self.config.provider_id]
+
+    def _sequence(self, provider: str, path: str, csid: str | None, start_ms: int, end_ms: int) -> list[bytes]:
         """The messages the window serves, in order: retention applied, hostile repeats added."""
         now_ms = int(self.now() * 1000)
         start_ms = max(start_ms, now_ms - self.config.retention_days * DAY_MS)
         end_ms = min(end_ms, now_ms)
-        key = (path, csid, start_ms, end_ms)
+        key = (provider, path, csid, start_ms, end_ms)
         with self._lock:
             if key in self._sequences:
                 self._sequences.move_to_end(key)
@@ -279,9 +292,9 @@ class Simulator:
         if end_ms <= start_ms:
             sequence: list[bytes] = []
         elif path == self.config.customer_session_path:
-            sequence = self.dataset.journey_payloads(csid or "", start_ms, end_ms)
+            sequence = self.datasets[provider].journey_payloads(csid or "", start_ms, end_ms)
         else:
-            sequence = self.dataset.payloads_between(start_ms, end_ms)
+            sequence = self.datasets[provider].payloads_between(start_ms, end_ms)
         if self.config.hostile:
             sequence = _with_repeats(sequence, self.config.max_page_size)
         with self._lock:
@@ -294,6 +307,12 @@ class Simulator:
         with self._lock:
             self.requests.append(RequestRecord(method, path, status, **details))
         return ScriptedResponse(status, payload)
+
+
+def provider_seed(provider_id: str) -> int:
+    """What a provider adds to the simulator's seed: 0 for the default one, so that its data
+    stays what it was; another provider id gets other data, the same on every run."""
+    return 0 if provider_id == SimulatorConfig.provider_id else zlib.crc32(provider_id.encode()) % 100_000
 
 
 def _with_repeats(sequence: list[bytes], every: int) -> list[bytes]:

@@ -2,17 +2,18 @@
 -- row per day (the day the journeys started) and agent. Only agent segments count. A
 -- handoff is an agent segment that comes straight after a bot segment of its journey; a
 -- journey's segments share its day, so the window over a day sees the whole journey.
-DELETE FROM agent_performance WHERE day BETWEEN $first_day AND $last_day;
+DELETE FROM agent_performance WHERE provider = $provider AND day BETWEEN $first_day AND $last_day;
 
-INSERT INTO agent_performance
+INSERT INTO agent_performance BY NAME
 WITH segments AS (
     SELECT
         day, agent, kind, customer_messages, avg_customer_sentiment,
         lag(kind) OVER (PARTITION BY customersessionid ORDER BY position) AS previous_kind
     FROM conversation_segments
-    WHERE day BETWEEN $first_day AND $last_day
+    WHERE provider = $provider AND day BETWEEN $first_day AND $last_day
 )
 SELECT
+    $provider AS provider,
     day,
     agent,
     count(*) AS segments,

@@ -20,7 +20,8 @@ SELECT
     ts_ms::HUGEINT * 18446744073709551616 + hash(message_key) AS message_order,
     sendertype, sendername, chattype, workflow, topic, sentiment, sessionchannel
 FROM messages
-WHERE day BETWEEN getvariable('journey_days')[1] AND getvariable('journey_days')[2]
+WHERE provider = $provider
+  AND day BETWEEN getvariable('journey_days')[1] AND getvariable('journey_days')[2]
   AND sessionid IS NOT NULL
   AND customersessionid IN (
       SELECT customersessionid FROM journey_candidates
@@ -63,8 +64,9 @@ FROM (
 )
 QUALIFY row_number() OVER (PARTITION BY customersessionid, sessionid ORDER BY n DESC, topic) = 1;
 
-INSERT INTO conversation_segments
+INSERT INTO conversation_segments BY NAME
 SELECT
+    $provider AS provider,
     -- a journey's day is the day it started
     min(s.first_day) OVER (PARTITION BY s.customersessionid) AS day,
     s.customersessionid,

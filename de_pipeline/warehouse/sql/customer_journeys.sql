@@ -7,21 +7,22 @@
 -- messages a day (each thread holds its own partitions of the grouping).
 SET threads = 1;
 
-INSERT INTO customer_journeys
+INSERT INTO customer_journeys BY NAME
 WITH segments AS (
     SELECT
         *,
         lag(kind) OVER (PARTITION BY customersessionid ORDER BY position) AS previous_kind
     FROM conversation_segments
-    WHERE customersessionid IN (
+    WHERE provider = $provider AND customersessionid IN (
         SELECT customersessionid FROM rebuilt_journeys WHERE day BETWEEN $step_from AND $step_to
     )
 ),
 loaded_days AS (
     SELECT DISTINCT day FROM messages
-    WHERE day BETWEEN CAST($first_day AS DATE) - 1 AND CAST($last_day AS DATE) + 1
+    WHERE provider = $provider AND day BETWEEN CAST($first_day AS DATE) - 1 AND CAST($last_day AS DATE) + 1
 )
 SELECT
+    $provider AS provider,
     any_value(day) AS day,
     customersessionid,
     min(first_ts) AS start_ts,

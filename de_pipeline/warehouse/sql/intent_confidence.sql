@@ -1,8 +1,8 @@
 -- intent_confidence for the days $first_day..$last_day, from messages.
 -- Messages with no topic form one row per day with topic NULL.
-DELETE FROM intent_confidence WHERE day BETWEEN $first_day AND $last_day;
+DELETE FROM intent_confidence WHERE provider = $provider AND day BETWEEN $first_day AND $last_day;
 
-INSERT INTO intent_confidence
+INSERT INTO intent_confidence BY NAME
 WITH scored AS (
     SELECT
         day,
@@ -11,9 +11,10 @@ WITH scored AS (
         TRY_CAST(topmatches ->> '$[0].score' AS DOUBLE)
             - TRY_CAST(topmatches ->> '$[1].score' AS DOUBLE) AS margin
     FROM messages
-    WHERE day BETWEEN $first_day AND $last_day
+    WHERE provider = $provider AND day BETWEEN $first_day AND $last_day
 )
 SELECT
+    $provider AS provider,
     day,
     topic,
     count(*) AS messages,

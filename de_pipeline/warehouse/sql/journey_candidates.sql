@@ -16,12 +16,14 @@ SELECT
     min(day) FILTER (WHERE sessionid IS NOT NULL) AS first_seen,
     max(day) FILTER (WHERE sessionid IS NOT NULL) AS last_seen
 FROM messages
-WHERE day BETWEEN CAST($first_day AS DATE) - 2 AND CAST($last_day AS DATE) + 1
+WHERE provider = $provider
+  AND day BETWEEN CAST($first_day AS DATE) - 2 AND CAST($last_day AS DATE) + 1
   AND customersessionid IS NOT NULL
 GROUP BY customersessionid
 HAVING touched IS NOT NULL;
 
 -- every row the steps replace goes first, so no step removes what an earlier one wrote
 DELETE FROM conversation_segments
-WHERE day BETWEEN $first_day AND $last_day
-   OR customersessionid IN (SELECT customersessionid FROM journey_candidates WHERE first_seen IS NOT NULL);
+WHERE provider = $provider
+  AND (day BETWEEN $first_day AND $last_day
+       OR customersessionid IN (SELECT customersessionid FROM journey_candidates WHERE first_seen IS NOT NULL));

@@ -7,9 +7,9 @@
 -- ones, which the next checkpoint rewrote, taking longer than the insert saved.
 SET threads = 1;
 
-INSERT INTO messages
+INSERT INTO messages BY NAME
 SELECT
-    message_key, day, epoch_ms(ts_ms)::TIMESTAMPTZ AS ts, ts_ms, sessionid,
+    $provider AS provider, message_key, day, epoch_ms(ts_ms)::TIMESTAMPTZ AS ts, ts_ms, sessionid,
     session_parts.conversation AS conversation_id, session_parts.segment AS segment_id,
     customersessionid, sendertype, sendername, senderemail, text, sentiment, workflow,
     workflownodeid, topic, score, topmatches, lang, sessionchannel, sessionchannelinfo,

@@ -6,10 +6,11 @@
 -- it started) picks the step that rebuilds it.
 CREATE OR REPLACE TEMP TABLE rebuilt_journeys AS
 SELECT customersessionid, min(day) AS day FROM conversation_segments
-WHERE day BETWEEN CAST($first_day AS DATE) - 2 AND $last_day
+WHERE provider = $provider AND day BETWEEN CAST($first_day AS DATE) - 2 AND $last_day
 GROUP BY customersessionid;
 
 -- every row the steps replace goes first, so no step removes what an earlier one wrote
 DELETE FROM customer_journeys
-WHERE day BETWEEN CAST($first_day AS DATE) - 2 AND $last_day
-   OR customersessionid IN (SELECT customersessionid FROM rebuilt_journeys);
+WHERE provider = $provider
+  AND (day BETWEEN CAST($first_day AS DATE) - 2 AND $last_day
+       OR customersessionid IN (SELECT customersessionid FROM rebuilt_journeys));

@@ -1,8 +1,8 @@
 -- redaction_entity_counts for the days $first_day..$last_day, from messages.
 -- $placeholder_regex finds every placeholder; $label_regex finds the label inside one.
-DELETE FROM redaction_entity_counts WHERE day BETWEEN $first_day AND $last_day;
+DELETE FROM redaction_entity_counts WHERE provider = $provider AND day BETWEEN $first_day AND $last_day;
 
-INSERT INTO redaction_entity_counts
+INSERT INTO redaction_entity_counts BY NAME
 WITH placeholders AS (
     SELECT
         day,
@@ -11,9 +11,10 @@ WITH placeholders AS (
         message_key,
         unnest(regexp_extract_all(text, $placeholder_regex)) AS placeholder
     FROM messages
-    WHERE day BETWEEN $first_day AND $last_day
+    WHERE provider = $provider AND day BETWEEN $first_day AND $last_day
 )
 SELECT
+    $provider AS provider,
     day,
     regexp_extract(placeholder, $label_regex, 1) AS entity_type,
     sessionchannel,

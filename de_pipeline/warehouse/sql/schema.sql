@@ -1,6 +1,8 @@
 -- What the table registry (tables.py) does not create: the warehouse's own notes, and the
 -- views for the common questions. Every table is keyed by `day` (the calendar day in
--- DE_TIMEZONE) and rewritten one partition range at a time, in one transaction.
+-- DE_TIMEZONE) and
+-- `provider` (the account), and rewritten one account's partition range at a time, in one
+-- transaction.
 
 CREATE TABLE IF NOT EXISTS warehouse_meta (
     key VARCHAR PRIMARY KEY,
@@ -10,6 +12,7 @@ CREATE TABLE IF NOT EXISTS warehouse_meta (
 -- Views for the common questions.
 CREATE OR REPLACE VIEW daily_overview AS
 SELECT
+    provider,
     day,
     sessionchannel,
     count(*) AS messages,
@@ -18,10 +21,11 @@ SELECT
     favg(sentiment) AS avg_sentiment,
     favg(sentiment) FILTER (WHERE sendertype = 'customer') AS avg_customer_sentiment
 FROM messages
-GROUP BY day, sessionchannel;
+GROUP BY provider, day, sessionchannel;
 
 CREATE OR REPLACE VIEW low_confidence_intents AS
 SELECT
+    provider,
     day,
     topic,
     messages,

@@ -1,8 +1,9 @@
 -- sentiment_trends for the days $first_day..$last_day, from messages.
-DELETE FROM sentiment_trends WHERE day BETWEEN $first_day AND $last_day;
+DELETE FROM sentiment_trends WHERE provider = $provider AND day BETWEEN $first_day AND $last_day;
 
-INSERT INTO sentiment_trends
+INSERT INTO sentiment_trends BY NAME
 SELECT
+    $provider AS provider,
     day,
     sessionchannel,
     sendertype,
@@ -16,6 +17,6 @@ SELECT
     count(*) FILTER (WHERE sentiment < 0) AS negative,
     count(*) FILTER (WHERE sentiment IS NULL) AS without_sentiment
 FROM messages
-WHERE day BETWEEN $first_day AND $last_day
+WHERE provider = $provider AND day BETWEEN $first_day AND $last_day
 GROUP BY day, sessionchannel, sendertype, chattype
 ORDER BY day, sessionchannel, sendertype, chattype;

@@ -1,0 +1,182 @@
+"""The accounts (providers) whose data the warehouse holds.
+
+One account by default: DE_PROVIDER_ID and DE_API_KEY (or the embedded simulator), named
+`default`. Several with DE_PROVIDERS_FILE, a YAML file such as:
+
+    accounts:
+      - name: acme                   # the `provider` column, the Dagster key prefix
+        provider_id: "4711"
+        api_key_env: ACME_API_KEY    # the variable that holds its key (never the key)
+        base_url: https://api.example.com   # optional; else DE_API_BASE_URL or the simulator
+        timezone: Europe/Berlin      # optional; else DE_TIMEZONE
+        max_requests_per_second: 10  # optional; else DE_MAX_REQUESTS_PER_SECOND
+
+Each account is read through the same DE_* settings as a single one: `environ()` lays the
+account's fields over the process environment, so the API, simulator and warehouse settings
+check them in their one place. A key is looked up when the account's run needs it, so a
+missing key fails that account's partitions, not the code location.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import yaml
+
+from de_pipeline.api import ApiSource, resolve_source
+from de_pipeline.env import Env, SettingsError
+from de_pipeline.warehouse.settings import DEFAULT_PROVIDER as DEFAULT_ACCOUNT
+from de_pipeline.warehouse.settings import WarehouseSettings, timezone_from_env
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_FIELDS = {"name", "provider_id", "api_key_env", "base_url", "timezone", "max_requests_per_second"}
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Account:
+    """One Digital Engagement account. The `default` account is the process environment itself."""
+
+    name: str
+    provider_id: str | None = None
+    api_key_env: str | None = None
+    base_url: str | None = None
+    timezone: str | None = None
+    max_requests_per_second: float | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self.name == DEFAULT_ACCOUNT
+
+    def environ(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The DE_* settings of this account: `base` (os.environ) with its fields laid over.
+        Its raw archive is a folder of its own under DE_ARCHIVE_DIR."""
+        env = dict(os.environ if base is None else base)
+        if self.is_default:
+            return env
+        archive_root = WarehouseSettings.from_env(env).archive_dir
+        env.pop("DE_API_KEY", None)
+        env["DE_PROVIDER_ID"] = self.provider_id or ""
+        env["DE_ARCHIVE_DIR"] = str(archive_root / self.name)
+        if self.base_url:
+            env["DE_API_BASE_URL"] = self.base_url
+        if self.timezone:
+            env["DE_TIMEZONE"] = self.timezone
+        if self.max_requests_per_second:
+            env["DE_MAX_REQUESTS_PER_SECOND"] = str(self.max_requests_per_second)
+        if Env(env).raw("DE_API_BASE_URL"):  # the real API: the key from its variable
+            if not self.api_key_env:
+                raise SettingsError(f"account {self.name!r}: api_key_env is needed to call {env['DE_API_BASE_URL']}")
+            why = f"it holds the API key of account {self.name!r} ({providers_file_text(base)})"
+            env["DE_API_KEY"] = Env(env).required(self.api_key_env, why)
+        return env
+
+    def warehouse_settings(self, base: Mapping[str, str] | None = None) -> WarehouseSettings:
+        """The warehouse as this account's runs write it: its rows, its archive, its days."""
+        return replace(WarehouseSettings.from_env(self.environ(base)), provider=self.name)
+
+    def api_source(self, base: Mapping[str, str] | None = None) -> ApiSource:
+        """Its API (or the simulator, serving its provider id)."""
+        environ = self.environ(base)
+        return resolve_source(environ, timezone=timezone_from_env(environ))
+
+
+def account_named(name: str | None, environ: Mapping[str, str] | None = None) -> Account:
+    """The account called `name`; with no name, the only one (an error naming them if several)."""
+    accounts = accounts_from_env(environ)
+    names = ", ".join(account.name for account in accounts)
+    if not name:
+        if len(accounts) > 1:
+            raise SettingsError(f"there are several accounts ({names}): name one")
+        return accounts[0]
+    for account in accounts:
+        if account.name == name:
+            return account
+    raise SettingsError(f"no account {name!r}; the accounts are: {names}")
+
+
+def providers_file_text(environ: Mapping[str, str] | None = None) -> str:
+    return f"DE_PROVIDERS_FILE={Env(environ).raw('DE_PROVIDERS_FILE')}"
+
+
+def accounts_from_env(environ: Mapping[str, str] | None = None) -> tuple[Account, ...]:
+    """The accounts of DE_PROVIDERS_FILE, or the one `default` account."""
+    path = Env(environ).raw("DE_PROVIDERS_FILE")
+    if path is None:
+        return (Account(DEFAULT_ACCOUNT),)
+    return read_providers_file(Path(path))
+
+
+def read_providers_file(path: Path) -> tuple[Account, ...]:
+    """The accounts of a providers file; a SettingsError naming the file and the mistake."""
+    where = f"DE_PROVIDERS_FILE={path}"
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SettingsError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SettingsError(f"{where}: not valid YAML{line}") from None
+    entries = document.get("accounts") if isinstance(document, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise SettingsError(f"{where}: expected `accounts:` with a list of accounts (see the README, Many accounts)")
+    accounts = tuple(_account(entry, n, where) for n, entry in enumerate(entries, 1))
+    names = [account.name for account in accounts]
+    for name in dict.fromkeys(names):
+        if names.count(name) > 1:
+            raise SettingsError(f"{where}: the account name {name!r} is used {names.count(name)} times")
+    return accounts
+
+
+def _account(entry: object, number: int, where: str) -> Account:
+    if not isinstance(entry, dict):
+        raise SettingsError(f"{where}: account {number} is not a mapping of name, provider_id, api_key_env, ...")
+    label = f"{where}: account {entry.get('name', number)!r}"
+    unknown = sorted(set(map(str, entry)) - _FIELDS)
+    if unknown:
+        raise SettingsError(f"{label}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}")
+    name = str(entry.get("name", ""))
+    if not _NAME.match(name):
+        raise SettingsError(f"{label}: name must be lower-case letters, digits and _ (starting with a letter)")
+    if name == DEFAULT_ACCOUNT:
+        raise SettingsError(f"{label}: the name {DEFAULT_ACCOUNT!r} is kept for the single account of DE_PROVIDER_ID")
+    provider_id = entry.get("provider_id")
+    if provider_id is None or not str(provider_id).strip():
+        raise SettingsError(f"{label}: provider_id is missing")
+    key_variable = entry.get("api_key_env")
+    if key_variable is not None and not _VARIABLE.match(str(key_variable)):
+        raise SettingsError(f"{label}: api_key_env must name an environment variable, e.g. ACME_API_KEY")
+    rate = entry.get("max_requests_per_second")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.1 <= rate <= 10_000):
+        raise SettingsError(f"{label}: max_requests_per_second must be a number in [0.1, 10000]")
+    timezone = entry.get("timezone")
+    if timezone is not None:
+        try:
+            Env({"timezone": str(timezone)}).timezone("timezone")
+        except SettingsError as exc:
+            raise SettingsError(f"{label}: {exc}") from None
+    base_url = entry.get("base_url")
+    return Account(
+        name=name,
+        provider_id=str(provider_id).strip(),
+        api_key_env=None if key_variable is None else str(key_variable),
+        base_url=None if base_url is None else str(base_url),
+        timezone=None if timezone is None else str(timezone),
+        max_requests_per_second=None if rate is None else float(rate),
+    )
+
+
+def write_demo_providers_file(folder: Path, count: int) -> Path:
+    """A providers file of `count` simulated accounts (demo_1, demo_2, ...), for `demo --providers`."""
+    accounts = [{"name": f"demo_{n}", "provider_id": f"demo-provider-{n}"} for n in range(1, count + 1)]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "demo-providers.yaml"
+    path.write_text(
+        "# written by `de-pipeline demo --providers`: simulated accounts\n" + yaml.safe_dump({"accounts": accounts})
+    )
+    return path

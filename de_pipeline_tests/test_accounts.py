@@ -1,0 +1,158 @@
+"""Many accounts in one warehouse (DE_PROVIDERS_FILE): the file, the `provider` column, one
+simulator serving two providers, and a wrong key that fails only its own account."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from de_pipeline.accounts import Account, accounts_from_env, read_providers_file
+from de_pipeline.env import SettingsError
+from de_pipeline.warehouse.schema import ensure_schema
+from de_pipeline_tests.conftest import TEST_KEY
+from de_pipeline_tests.helpers import query, recent_days, run_cli, served, unique_messages
+
+OTHER_PROVIDER, OTHER_KEY = "other-provider-2", "other-key-2b8e-never-print-me"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_the_file_gives_each_account_its_fields(tmp_path):
+    path = write(
+        tmp_path / "providers.yaml",
+        """accounts:
+  - name: acme
+    provider_id: 4711
+    api_key_env: ACME_KEY
+    base_url: https://api.example.com
+    timezone: Europe/Berlin
+    max_requests_per_second: 5
+  - name: globex
+    provider_id: globex-1
+""",
+    )
+    acme, globex = accounts_from_env({"DE_PROVIDERS_FILE": str(path)})
+    assert acme == Account("acme", "4711", "ACME_KEY", "https://api.example.com", "Europe/Berlin", 5.0)
+    assert globex == Account("globex", "globex-1")
+    assert accounts_from_env({}) == (Account("default"),)
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("accounts: []", "expected `accounts:` with a list"),
+        ("- name: a", "expected `accounts:` with a list"),
+        ("accounts:\n  - name: acme\n", "account 'acme': provider_id is missing"),
+        ("accounts:\n  - name: Acme Corp\n    provider_id: p", "name must be lower-case letters"),
+        ("accounts:\n  - name: default\n    provider_id: p", "is kept for the single account"),
+        ("accounts:\n  - {name: a, provider_id: p}\n  - {name: a, provider_id: q}", "'a' is used 2 times"),
+        ("accounts:\n  - {name: a, provider_id: p, api_key: s3cret}", "unknown field(s) api_key"),
+        ("accounts:\n  - {name: a, provider_id: p, timezone: Mars/Olympus}", "not a known IANA time zone"),
+        ("accounts:\n  - {name: a, provider_id: p, max_requests_per_second: fast}", "must be a number"),
+        ("accounts:\n  - {name: a, provider_id: p, api_key_env: 'my key'}", "must name an environment variable"),
+        ("accounts: [", "not valid YAML at line 1"),
+    ],
+)
+def test_a_mistake_in_the_file_is_one_line_naming_the_file(tmp_path, text, complaint):
+    path = write(tmp_path / "providers.yaml", text)
+    with pytest.raises(SettingsError) as raised:
+        read_providers_file(path)
+    assert complaint in str(raised.value)
+    assert str(path) in str(raised.value)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(SettingsError, match="DE_PROVIDERS_FILE=.*nowhere.yaml: cannot read it"):
+        accounts_from_env({"DE_PROVIDERS_FILE": str(tmp_path / "nowhere.yaml")})
+
+
+def test_a_missing_key_variable_names_the_variable_and_the_account(tmp_path):
+    account = Account("acme", "4711", "ACME_KEY", "https://api.example.com")
+    with pytest.raises(SettingsError, match="ACME_KEY is not set: it holds the API key of account 'acme'"):
+        account.environ({"DE_DUCKDB_PATH": str(tmp_path / "w.duckdb")})
+    environ = account.environ({"DE_DUCKDB_PATH": str(tmp_path / "w.duckdb"), "ACME_KEY": "k", "DE_API_KEY": "x"})
+    assert environ["DE_API_KEY"] == "k" and environ["DE_PROVIDER_ID"] == "4711"
+    assert environ["DE_ARCHIVE_DIR"] == str(tmp_path / "w_archive" / "acme")  # its own archive folder
+
+
+def test_a_warehouse_from_before_accounts_gets_the_provider_column(tmp_path):
+    path = tmp_path / "old.duckdb"
+    with duckdb.connect(str(path)) as connection:
+        connection.execute("CREATE TABLE sentiment_trends (day DATE NOT NULL, messages BIGINT NOT NULL)")
+        connection.execute("INSERT INTO sentiment_trends VALUES ('2026-01-05', 3)")
+        ensure_schema(connection)
+        ensure_schema(connection)  # twice: nothing more to do
+        assert connection.execute("SELECT provider, messages FROM sentiment_trends").fetchall() == [("default", 3)]
+        assert connection.execute("SELECT count(*) FROM messages WHERE provider IS NULL").fetchone() == (0,)
+
+
+@pytest.mark.slow
+def test_two_accounts_with_one_wrong_key(start_simulator, tmp_path):
+    """One simulator serves two providers. Account `good` loads its own data; `bad` has a
+    wrong key: its steps fail, with its name, and leave `good`'s rows whole. Then `bad`'s key
+    is fixed and its own, different data arrives, without touching `good`'s."""
+    simulator = start_simulator(seed=7, other_providers=((OTHER_PROVIDER, OTHER_KEY),))
+    first, last = recent_days(3)
+    providers = write(
+        tmp_path / "providers.yaml",
+        f"""accounts:
+  - {{name: good, provider_id: {simulator.config.provider_id}, api_key_env: GOOD_KEY, base_url: {simulator.base_url}}}
+  - {{name: bad, provider_id: {OTHER_PROVIDER}, api_key_env: BAD_KEY, base_url: {simulator.base_url}}}
+""",
+    )
+    env = {"DE_PROVIDERS_FILE": str(providers), "GOOD_KEY": TEST_KEY, "BAD_KEY": "wrong-key-never-print-me"}
+    failed = run_cli("backfill", "--start", str(first), "--end", str(last), env=env)
+    assert failed.returncode == 1
+    assert "bad" in failed.stderr and "401" in failed.stderr
+    for secret in (TEST_KEY, OTHER_KEY, "wrong-key-never-print-me"):
+        assert secret not in failed.stdout + failed.stderr
+
+    def count(table: str, provider: str) -> int:
+        return int(query(f"SELECT count(*) AS n FROM {table} WHERE provider = '{provider}'").n[0])
+
+    good_messages = unique_messages(served(simulator, first, last))
+    assert count("messages", "good") == len(good_messages)
+    assert count("customer_journeys", "good") > 0
+    assert count("messages", "bad") == 0
+    before = query("SELECT * EXCLUDE (fetched_at) FROM messages WHERE provider = 'good' ORDER BY ALL")
+
+    fixed = run_cli("backfill", "--start", str(first), "--end", str(last), env=env | {"BAD_KEY": OTHER_KEY})
+    assert fixed.returncode == 0, fixed.stderr
+    other_messages = unique_messages(served(simulator, first, last, OTHER_PROVIDER))
+    assert count("messages", "bad") == len(other_messages)
+    assert set(other_messages.text) != set(good_messages.text)  # its own data
+    after = query("SELECT * EXCLUDE (fetched_at) FROM messages WHERE provider = 'good' ORDER BY ALL")
+    pd.testing.assert_frame_equal(after, before)  # re-fetched, the same rows
+    # every table's per-account counts add up, as the checks say; the views split by account
+    overview = query("SELECT provider, sum(messages) AS n FROM daily_overview GROUP BY ALL ORDER BY ALL")
+    assert overview.to_dict("list") == {"provider": ["bad", "good"], "n": [len(other_messages), len(good_messages)]}
+
+    # a day of one account is replaced without touching the other's
+    one_day = run_cli("backfill", "--start", str(last), "--end", str(last), env=env | {"BAD_KEY": OTHER_KEY})
+    assert one_day.returncode == 0, one_day.stderr
+    assert count("messages", "good") == len(good_messages)
+    assert count("messages", "bad") == len(other_messages)
+
+
+@pytest.mark.slow
+def test_the_demo_with_two_providers(clean_environment):
+    done = run_cli("demo", "--days", "3", "--providers", "2", timeout=600)
+    assert done.returncode == 0, done.stderr
+    keys = query("SELECT key FROM warehouse_meta ORDER BY key").key.tolist()
+    assert keys == ["source/demo_1", "source/demo_2"]
+    archive = clean_environment.with_name(clean_environment.stem + "_archive")
+    for account in ("demo_1", "demo_2"):
+        assert len(list((archive / account).glob("day=*/data.parquet"))) == 3  # its own archive
+    # each account's own data (a simulated outage may leave one day of one of them empty)
+    journeys = query("SELECT provider, list(message_key) AS ids FROM messages GROUP BY ALL")
+    assert set(journeys.provider) <= {"demo_1", "demo_2"} and len(journeys) >= 1
+    if len(journeys) == 2:
+        assert not set(journeys.ids[0]) & set(journeys.ids[1])
+    for provider in journeys.provider:
+        assert f"| {provider}" in done.stdout  # the Accounts headline
