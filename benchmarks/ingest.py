@@ -360,6 +360,7 @@ def child_environment(spec: Spec) -> dict[str, str]:
             "DE_MAX_REQUESTS_PER_SECOND": spec.max_requests_per_second,
             "DE_PAGE_SIZE": str(spec.page_size),
             "DE_TIMEZONE": "UTC",
+            "DE_READER_COPY_PATH": "off",  # the pipeline alone; the readers' copy is measured in the README
             "RUNTIME__DLTHUB_TELEMETRY": "false",
             "RUNTIME__LOG_LEVEL": "WARNING",
             "DLT_DATA_DIR": str(workdir / "dlt-data"),

@@ -89,10 +89,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     backfill.set_defaults(command=backfill_command, name="backfill")
 
-    sql = commands.add_parser("sql", help="run a read-only query on the warehouse")
+    sql = commands.add_parser("sql", help="run a read-only query on the readers' copy of the warehouse")
     sql.add_argument("query", help='e.g. "SELECT * FROM daily_overview LIMIT 10"')
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    sql.add_argument(
+        "--live",
+        action="store_true",
+        help="read the warehouse itself, not the readers' copy (waits for a running write, and blocks writers)",
+    )
     sql.set_defaults(command=sql_command, name="sql")
+
+    publish = commands.add_parser("publish", help="publish the readers' copy of the warehouse now")
+    publish.set_defaults(command=publish_command, name="publish")
 
     export = commands.add_parser("export", help="write a table as files partitioned by day")
     export.add_argument("--table", required=True, help="e.g. messages, customer_journeys")
@@ -197,11 +205,15 @@ def dashboard_command(args: argparse.Namespace) -> int:
 
 def sql_command(args: argparse.Namespace) -> int:
     from de_pipeline.warehouse.connection import reader
+    from de_pipeline.warehouse.publish import settings_for_readers
     from de_pipeline.warehouse.query import query_frame
     from de_pipeline.warehouse.settings import WarehouseSettings
 
+    settings, note = settings_for_readers(WarehouseSettings.from_env(), live=args.live)
+    if note:
+        print(f"de-pipeline sql: {note}", file=sys.stderr)
     # sealed: the warehouse is all it can read, and it writes no file (`export` does that)
-    with reader(WarehouseSettings.from_env(), sealed=True) as connection:
+    with reader(settings, sealed=True) as connection:
         frame = query_frame(connection, args.query)
     if args.format == "csv":
         frame.to_csv(sys.stdout, index=False)
@@ -210,6 +222,19 @@ def sql_command(args: argparse.Namespace) -> int:
     else:
         print(frame.to_string(index=False) if len(frame.columns) else "(no columns)")
         print(f"({len(frame)} rows)", file=sys.stderr)
+    return 0
+
+
+def publish_command(args: argparse.Namespace) -> int:
+    from de_pipeline.warehouse.publish import publish_reader_copy
+    from de_pipeline.warehouse.settings import WarehouseSettings
+
+    settings = WarehouseSettings.from_env()
+    if settings.reader_copy_path is None:
+        print("nothing to publish: DE_READER_COPY_PATH=off")
+        return 0
+    published = publish_reader_copy(settings, trigger="de-pipeline publish")
+    print(published.line() if published else f"nothing to publish: no warehouse at {settings.duckdb_path} yet")
     return 0
 
 

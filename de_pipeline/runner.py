@@ -23,6 +23,7 @@ from de_pipeline.pool_slots import PoolWatch, free_stale_slots, process_tags
 from de_pipeline.warehouse.archive import ArchiveMissingError
 from de_pipeline.warehouse.connection import MemoryBudgetError
 from de_pipeline.warehouse.provenance import SourceMismatchError
+from de_pipeline.warehouse.publish import publish_for_readers
 from de_pipeline.warehouse.settings import WarehouseSettings
 
 # Errors a user fixes by changing a setting, a key or the range: the console shows their
@@ -106,7 +107,8 @@ def run_range(
     cover every day: only the last run builds them, as an asset backfill in the UI does.
 
     Before each run, runs left by processes that are gone lose their pool slots; while a
-    run waits for a slot, the console says who holds it (see pool_slots.PoolWatch)."""
+    run waits for a slot, the console says who holds it (see pool_slots.PoolWatch). After
+    each run that succeeds, the readers' copy is published (see warehouse/publish.py)."""
     job = defs.resolve_job_def(job_name).with_logger_defs({"console": console_logger})
     graph = defs.resolve_asset_graph()
     partitioned = [key for key in job.asset_layer.executable_asset_keys if graph.get(key).is_partitioned]
@@ -131,6 +133,7 @@ def run_range(
             if not result.success:
                 raise RunFailedError(f"run for {chunk.first} .. {chunk.last} failed: {failure_message(result)}")
             results.append(result)
+            publish_for_readers(WarehouseSettings.from_env(), f"run {run_id} ({job_name})", _say)
     return results
 
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import AbstractContextManager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -91,24 +92,29 @@ def table(name: str, order_by: str = "ALL") -> pd.DataFrame:
     return query(f"SELECT * FROM {name} ORDER BY {order_by}")
 
 
-def query(sql: str, path: str | None = None) -> pd.DataFrame:
-    connection = duckdb.connect(path or os.environ["DE_DUCKDB_PATH"], read_only=True)
-    try:
+def reading(path: str | Path | None = None) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+    """A read-only connection to `path` (default: DE_DUCKDB_PATH) that waits, as the
+    pipeline's own readers do, while a writer holds the file: a daemon's publish of the
+    readers' copy holds it for a moment after each run."""
+    from de_pipeline.warehouse.connection import reader
+    from de_pipeline.warehouse.settings import WarehouseSettings
+
+    duckdb_path = Path(path or os.environ["DE_DUCKDB_PATH"])
+    return reader(WarehouseSettings(duckdb_path=duckdb_path, archive_dir=duckdb_path.parent))
+
+
+def query(sql: str, path: str | Path | None = None) -> pd.DataFrame:
+    with reading(path) as connection:
         return connection.execute(sql).df()
-    finally:
-        connection.close()
 
 
 def dump(name: str, path: str | Path | None = None) -> list[tuple[Any, ...]]:
     """An ordered dump of a table of `path` (default: DE_DUCKDB_PATH) without the fetch time,
     for byte-for-byte comparison."""
-    connection = duckdb.connect(str(path or os.environ["DE_DUCKDB_PATH"]), read_only=True)
-    try:
+    with reading(path) as connection:
         columns = [row[0] for row in connection.execute(f"DESCRIBE {name}").fetchall()]
         kept = ", ".join(f'CAST("{c}" AS VARCHAR)' for c in columns if c != "fetched_at")
         return connection.execute(f"SELECT {kept} FROM {name} ORDER BY ALL").fetchall()
-    finally:
-        connection.close()
 
 
 def start_cli(*args: str, env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen:

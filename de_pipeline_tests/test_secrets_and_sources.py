@@ -288,9 +288,11 @@ def test_sql_while_the_warehouse_is_locked_is_one_clear_line(start_simulator, mo
     holder = duckdb.connect(path)  # read-write, held as a long write would
     try:
         holder.execute("SELECT count(*) FROM messages").fetchone()
-        locked = run_cli("sql", "SELECT count(*) FROM messages", env=env)
+        locked = run_cli("sql", "--live", "SELECT count(*) FROM messages", env=env)
+        copy = run_cli("sql", "SELECT count(*) AS n FROM messages", "--format", "csv", env=env)
     finally:
         holder.close()
+    assert copy.stdout.split() == ["n", str(len(before))], copy.stderr[-2000:]  # the readers' copy is never locked
 
     lines = locked.stderr.strip().splitlines()
     assert locked.returncode == 1, locked.stderr[-2000:]
@@ -299,7 +301,7 @@ def test_sql_while_the_warehouse_is_locked_is_one_clear_line(start_simulator, mo
     assert "DE_LOCK_TIMEOUT_SECONDS" in lines[0] and "Traceback" not in locked.stderr
     assert locked.stdout == ""
 
-    free = run_cli("sql", "SELECT count(*) AS n FROM messages", "--format", "csv", env=env)
+    free = run_cli("sql", "--live", "SELECT count(*) AS n FROM messages", "--format", "csv", env=env)
     assert free.returncode == 0, free.stderr[-2000:]
     assert free.stdout.split() == ["n", str(len(before))]
     assert dump("messages") == before

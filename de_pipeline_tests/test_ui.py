@@ -19,8 +19,8 @@ import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
-import duckdb
 import pytest
 
 from de_pipeline_tests.backfills import (
@@ -36,10 +36,12 @@ from de_pipeline_tests.backfills import (
 )
 from de_pipeline_tests.browser import chromium_page
 from de_pipeline_tests.dagster_dev import WORKSPACE_QUERY, DagsterDev, processes_in_group
+from de_pipeline_tests.helpers import reading
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT_DIR = REPO_ROOT / "screenshots"  # git-ignored
 BACKFILL_DAYS = 10
+READERS_COPY_TIMEOUT_SECONDS = 3 * 60
 MESSAGES_PER_DAY = "300"
 # named in the issue; the test backfills every asset of the code location, these included
 EXPECTED_ASSETS = {"raw_messages", "messages", "sentiment_trends", "intent_confidence", "redaction_entity_counts"}
@@ -155,8 +157,7 @@ def _assert_warehouse(path: Path, backfill: Backfill) -> None:
     # on any date, one of the last 10 days may be a simulated outage day, rightly empty
     outage = SyntheticDataset(seed=7).is_outage_day
     expected = [day for day in map(date.fromisoformat, backfill.days) if not outage(day)]
-    connection = duckdb.connect(str(path), read_only=True)
-    try:
+    with reading(path) as connection:
         per_day = dict(connection.execute("SELECT day, count(*) FROM messages GROUP BY day").fetchall())
         assert sorted(per_day) == expected and expected, sorted(per_day)
         assert all(count > 0 for count in per_day.values()), per_day
@@ -169,8 +170,30 @@ def _assert_warehouse(path: Path, backfill: Backfill) -> None:
         for table in ("sentiment_trends", "intent_confidence"):
             sums = dict(connection.execute(f"SELECT day, sum(messages) FROM {table} GROUP BY day").fetchall())
             assert sums == per_day, (table, sums, per_day)
-    finally:
-        connection.close()
+
+
+@pytest.mark.ui
+def test_the_daemon_publishes_the_readers_copy_after_the_backfill(dagster_dev: DagsterDev, backfill: Backfill) -> None:
+    """The sensor publish_readers_copy runs in the daemon: after the backfill's runs, the
+    readers' copy holds what the warehouse holds, stamped with one of those runs."""
+    assert backfill.status in SUCCESS, backfill.explain(dagster_dev)
+    warehouse = Path(dagster_dev.env["DE_DUCKDB_PATH"])
+    copy = warehouse.with_name(f"{warehouse.stem}-readers.duckdb")
+    per_day = "SELECT day, count(*) FROM messages GROUP BY day ORDER BY day"
+    expected = _read(warehouse, per_day)
+    run_ids = {run["runId"] for run in backfill.detail["runs"]}
+    deadline = time.monotonic() + READERS_COPY_TIMEOUT_SECONDS  # one sensor tick per run, 30 s apart
+    while True:
+        found = copy.exists() and (_read(copy, per_day), _read(copy, "SELECT published_after FROM _published"))
+        if found and found[0] == expected and found[1][0][0].split()[1] in run_ids:
+            break
+        assert time.monotonic() < deadline, f"no readers' copy at {copy}: {found}\n{dagster_dev.log_tail()}"
+        time.sleep(2)
+
+
+def _read(path: Path, query: str) -> list[tuple[Any, ...]]:
+    with reading(path) as connection:
+        return connection.execute(query).fetchall()
 
 
 # ---- browser -------------------------------------------------------------------------

@@ -123,7 +123,8 @@ def test_a_refetch_cut_by_the_retention_keeps_the_complete_archived_copy(monkeyp
 
 
 @pytest.fixture
-def small_warehouse(clean_environment: Path) -> Path:
+def small_warehouse(clean_environment: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DE_READER_COPY_PATH", "off")  # `sql` reads this file, and says nothing more
     connection = duckdb.connect(str(clean_environment))
     connection.execute("CREATE TABLE messages AS SELECT range AS n FROM range(3)")
     connection.close()

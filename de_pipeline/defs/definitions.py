@@ -11,14 +11,14 @@ from de_pipeline.defs.jobs import all_assets_job, rebuild_from_archive_job
 from de_pipeline.defs.journey import refresh_journey
 from de_pipeline.defs.resources import resources_from_env
 from de_pipeline.defs.schedules import daily_refresh
-from de_pipeline.defs.sensors import alert_on_run_failure, free_stale_pool_slots
+from de_pipeline.defs.sensors import alert_on_run_failure, free_stale_pool_slots, publish_readers_copy
 
 defs = Definitions(
     assets=[*RAW_MESSAGES, *TABLE_ASSETS, dashboard],
     jobs=[all_assets_job, rebuild_from_archive_job, refresh_journey],
     schedules=[daily_refresh],
     asset_checks=FRESHNESS_CHECKS,
-    sensors=[free_stale_pool_slots, alert_on_run_failure, freshness_sensor],
+    sensors=[free_stale_pool_slots, alert_on_run_failure, freshness_sensor, publish_readers_copy],
     resources=resources_from_env(),
     # one process per run: the steps share the embedded simulator and run one after another
     executor=in_process_executor,

@@ -1,14 +1,18 @@
-"""Sensors: free the pool slots of runs whose process is gone (see pool_slots.py), and post
-an alert when a run fails (see alerts.py)."""
+"""Sensors: free the pool slots of runs whose process is gone (see pool_slots.py), post an
+alert when a run fails (see alerts.py), and publish the readers' copy when a run succeeds
+(see warehouse/publish.py)."""
 
 # No `from __future__ import annotations`: Dagster reads the context annotation.
 
 from dagster import (
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
+    RunStatusSensorContext,
     SensorEvaluationContext,
     SkipReason,
     run_failure_sensor,
+    run_status_sensor,
     sensor,
 )
 
@@ -17,8 +21,13 @@ from de_pipeline.api import ApiSettings
 from de_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
 from de_pipeline.env import SettingsError
 from de_pipeline.pool_slots import free_stale_slots
+from de_pipeline.warehouse.publish import publish_for_readers
+from de_pipeline.warehouse.settings import WarehouseSettings
 
 ALERTS = AlertSettings.from_env()
+# A sensor's tick must end within Dagster's 60 s (DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS):
+# wait at most this long for the warehouse's lock, and leave the rest to the copy itself.
+PUBLISH_LOCK_WAIT_SECONDS = 20.0
 
 
 @sensor(
@@ -67,3 +76,28 @@ def _key() -> str:
     except SettingsError:
         return ""
     return settings.api_key if settings else ""
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    name="publish_readers_copy",
+    default_status=DefaultSensorStatus.RUNNING,
+    description=(
+        "After each successful run, copies the warehouse to the readers' copy (DE_READER_COPY_PATH) "
+        "that analysts and BI tools open, so that they never block a run. Waits at most "
+        f"{PUBLISH_LOCK_WAIT_SECONDS:g} s for a running write; if the warehouse stays busy, the next "
+        "successful run publishes."
+    ),
+)
+def publish_readers_copy(context: RunStatusSensorContext) -> SkipReason:
+    run = context.dagster_run
+    settings = WarehouseSettings.from_env()
+    if settings.reader_copy_path is None:
+        return SkipReason("DE_READER_COPY_PATH=off: no readers' copy is published")
+    said: list[str] = []
+    wait = min(settings.lock_timeout_seconds, PUBLISH_LOCK_WAIT_SECONDS)
+    trigger = f"run {run.run_id} ({run.job_name})"
+    published = publish_for_readers(settings, trigger, said.append, lock_timeout_seconds=wait)
+    for line in said:
+        (context.log.info if published else context.log.warning)(line)
+    return SkipReason(" ".join(said) or f"run {run.run_id}: no warehouse at {settings.duckdb_path} to publish")

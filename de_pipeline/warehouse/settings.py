@@ -42,6 +42,7 @@ class WarehouseSettings:
     lock_timeout_seconds: float = 120.0
     unparsed_sessionid_threshold: float = 0.01
     allow_source_change: bool = False  # write another source's data into this warehouse
+    reader_copy_path: Path | None = None  # the readers' copy (publish.py); None: none is published
     provider: str = DEFAULT_PROVIDER  # the account whose rows a run writes (accounts.Account.warehouse_settings)
 
     @classmethod
@@ -63,6 +64,7 @@ class WarehouseSettings:
             raise SettingsError(f"DE_DUCKDB_MEMORY_LIMIT={memory_limit!r} must look like 256MB or 2GB")
         settings = cls(
             duckdb_path=duckdb_path,
+            reader_copy_path=_reader_copy_path(env, duckdb_path),
             archive_dir=archive_dir,
             timezone=timezone_from_env(environ),
             low_confidence=env.number("DE_LOW_CONFIDENCE", 0.5, minimum=0.0, maximum=1.0),
@@ -101,6 +103,21 @@ class WarehouseSettings:
         """The RE2 pattern that finds the label inside one placeholder."""
         labels = sorted(self.entity_labels, key=len, reverse=True)
         return "(" + "|".join(labels) + ")"
+
+
+def _reader_copy_path(env: Env, duckdb_path: Path) -> Path | None:
+    """DE_READER_COPY_PATH: the readers' copy, `<warehouse>-readers.duckdb` beside the
+    warehouse by default; `off` publishes none."""
+    default = duckdb_path.with_name(f"{duckdb_path.stem}-readers{duckdb_path.suffix}")
+    value = env.text("DE_READER_COPY_PATH", str(default))
+    if value.lower() == "off":
+        return None
+    path = Path(value)
+    if path.is_dir():
+        raise SettingsError(f"DE_READER_COPY_PATH={path} is a directory, not a file for the readers' copy")
+    if path.resolve() == duckdb_path.resolve():
+        raise SettingsError(f"DE_READER_COPY_PATH={path} is the warehouse itself; name another file, or `off`")
+    return path
 
 
 @lru_cache(maxsize=16)

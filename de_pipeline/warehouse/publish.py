@@ -1,0 +1,141 @@
+"""The readers' copy: a snapshot of the warehouse for analysts and BI tools.
+
+DuckDB lets one process hold the file read-write, or many read-only, never both, so a BI
+tool holding the warehouse open would stop every run. Readers get their own file instead.
+After each successful run the warehouse is checkpointed (everything in the file, nothing
+in its WAL) and copied, under the writer's lock, to a temporary file beside the copy; the
+temporary file is stamped with `_published`, flushed to disk and renamed over the copy.
+A reader opens the old copy or the new one, never a torn one, and a reader that holds the
+old copy open keeps reading it (its inode) and blocks nobody.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+
+from de_pipeline.warehouse.connection import WarehouseBusyError, session_defaults, writer
+from de_pipeline.warehouse.files import replace_durably
+from de_pipeline.warehouse.settings import WarehouseSettings
+
+PUBLISHED_TABLE = "_published"
+_UNFINISHED_SUFFIX = ".publishing"
+
+
+@dataclass(frozen=True)
+class Published:
+    """A copy that was published: where, when, which days, how big, and how long it took."""
+
+    path: Path
+    published_at: datetime
+    first_day: date | None
+    last_day: date | None
+    size_bytes: int
+    seconds: float
+
+    def line(self) -> str:
+        days = f"{self.first_day} .. {self.last_day}" if self.last_day else "no days yet"
+        return (
+            f"published the readers' copy {self.path} ({days}, {self.size_bytes / 1e6:,.1f} MB) in {self.seconds:.1f}s"
+        )
+
+
+def publish_reader_copy(
+    settings: WarehouseSettings, *, trigger: str, lock_timeout_seconds: float | None = None
+) -> Published | None:
+    """Replace the readers' copy (DE_READER_COPY_PATH) with the warehouse as it is now.
+
+    None when the copy is off or there is no warehouse yet. Waits for the writer's lock as
+    long as `lock_timeout_seconds` (default DE_LOCK_TIMEOUT_SECONDS), then raises
+    WarehouseBusyError; writers wait for the publish the same way.
+    """
+    target = settings.reader_copy_path
+    if target is None or not settings.duckdb_path.exists():
+        return None
+    started = time.monotonic()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if lock_timeout_seconds is not None:
+        settings = replace(settings, lock_timeout_seconds=lock_timeout_seconds)
+    with writer(settings) as connection:
+        connection.execute("CHECKPOINT")
+        # Under the lock no other publish of this warehouse runs: leftovers are a killed one's
+        for leftover in target.parent.glob(f".{target.name}-*{_UNFINISHED_SUFFIX}*"):
+            leftover.unlink(missing_ok=True)
+        unfinished = target.with_name(f".{target.name}-{os.getpid()}{_UNFINISHED_SUFFIX}")
+        try:
+            copy_database_file(settings.duckdb_path, unfinished)
+            published_at, first_day, last_day = _stamp(unfinished, settings, trigger)
+            unfinished.chmod(0o444)  # a reader that forgets read_only is refused, not left writing
+            replace_durably(unfinished, target)
+        finally:
+            unfinished.unlink(missing_ok=True)
+            unfinished.with_name(unfinished.name + ".wal").unlink(missing_ok=True)
+    return Published(target, published_at, first_day, last_day, target.stat().st_size, time.monotonic() - started)
+
+
+def copy_database_file(source: Path, target: Path) -> None:
+    """Copy the checkpointed warehouse file (the kernel copies it, no Python loop)."""
+    shutil.copyfile(source, target)
+
+
+def _stamp(path: Path, settings: WarehouseSettings, trigger: str) -> tuple[datetime, date | None, date | None]:
+    """Record in the copy when it was published and which days it holds."""
+    published_at = datetime.now(UTC)
+    connection = session_defaults(duckdb.connect(str(path), config=settings.duckdb_config))
+    try:
+        connection.execute(
+            f"""CREATE OR REPLACE TABLE {PUBLISHED_TABLE} AS
+                SELECT $published_at::TIMESTAMPTZ AS published_at, min(day) AS first_day,
+                       max(day) AS last_day, count(*) AS messages, $trigger AS published_after
+                FROM messages""",
+            {"published_at": published_at, "trigger": trigger},
+        )
+        connection.execute(
+            f"COMMENT ON TABLE {PUBLISHED_TABLE} IS 'when this readers'' copy was published, "
+            "the days of messages it holds, and the run it followed'"
+        )
+        first_day, last_day = connection.execute(f"SELECT first_day, last_day FROM {PUBLISHED_TABLE}").fetchone()
+        connection.execute("CHECKPOINT")
+    finally:
+        connection.close()
+    return published_at, first_day, last_day
+
+
+def publish_for_readers(
+    settings: WarehouseSettings,
+    trigger: str,
+    say: Callable[[str], None],
+    *,
+    lock_timeout_seconds: float | None = None,
+) -> Published | None:
+    """Publish the readers' copy after a run and `say` one line of what happened. A busy
+    warehouse or a failed copy is said, not raised: the run itself succeeded, and the
+    previous copy stays whole until the next publish."""
+    try:
+        published = publish_reader_copy(settings, trigger=trigger, lock_timeout_seconds=lock_timeout_seconds)
+    except (WarehouseBusyError, OSError, duckdb.Error) as exc:
+        detail = " ".join(str(exc).split())
+        say(f"the readers' copy was not published ({detail}); it stays as it was until the next successful run")
+        return None
+    if published is not None:
+        say(published.line())
+    return published
+
+
+def settings_for_readers(settings: WarehouseSettings, *, live: bool = False) -> tuple[WarehouseSettings, str | None]:
+    """The settings a reader opens: the readers' copy when there is one (`live`: the
+    warehouse itself), else the warehouse, with a note that says why."""
+    copy = settings.reader_copy_path
+    if live or copy is None:
+        return settings, None
+    if copy.exists():
+        return replace(settings, duckdb_path=copy), None
+    note = f"no readers' copy at {copy} yet (each successful run publishes it); reading the warehouse"
+    return settings, note
