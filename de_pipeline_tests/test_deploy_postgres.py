@@ -33,7 +33,7 @@ from de_pipeline_tests.backfills import (
     wait_for_backfill,
 )
 from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER
-from de_pipeline_tests.dagster_dev import WORKSPACE_QUERY, DagsterServices
+from de_pipeline_tests.dagster_dev import WORKSPACE_QUERY, DagsterServices, dagster_home_env, skip_under_libfaketime
 from de_pipeline_tests.helpers import dump, run_cli
 from de_pipeline_tests.postgres import PostgresServer, PostgresUnavailable, check_postgres_available, running_postgres
 
@@ -86,15 +86,9 @@ def services(
 ) -> Iterator[DagsterServices]:
     """Code server, daemon and webserver on free 127.0.0.1 ports, with a DAGSTER_HOME holding
     deploy/dagster.yaml, pointed at `postgres`."""
-    if "libfaketime" in os.environ.get("LD_PRELOAD", ""):
-        pytest.skip("Dagster's daemon stalls under libfaketime (LD_PRELOAD): see test_ui.py")
+    skip_under_libfaketime()
     root = tmp_path_factory.mktemp("deployment")
-    home = root / "dagster_home"
-    home.mkdir()
-    config = (DEPLOY_DIR / "dagster.yaml").read_text()
-    (home / "dagster.yaml").write_text(config + "\ntelemetry:\n  enabled: false\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DE_", "DAGSTER_"))}
-    env |= postgres.dagster_env() | {"DAGSTER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env = dagster_home_env(root, DEPLOY_DIR / "dagster.yaml") | postgres.dagster_env()
     deployment = DagsterServices(
         module="de_pipeline.defs.definitions",
         workspace=DEPLOY_DIR / "workspace.yaml",

@@ -35,7 +35,13 @@ from de_pipeline_tests.backfills import (
     wait_for_backfill,
 )
 from de_pipeline_tests.browser import chromium_page
-from de_pipeline_tests.dagster_dev import WORKSPACE_QUERY, DagsterDev, processes_in_group
+from de_pipeline_tests.dagster_dev import (
+    WORKSPACE_QUERY,
+    DagsterDev,
+    dagster_home_env,
+    processes_in_group,
+    skip_under_libfaketime,
+)
 from de_pipeline_tests.helpers import reading
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -57,25 +63,12 @@ pytestmark = pytest.mark.timeout(20 * 60)
 def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev]:
     """`dagster dev` in the repository root, on a free 127.0.0.1 port, with DAGSTER_HOME,
     the warehouse and its archive in a temporary directory."""
-    if "libfaketime" in os.environ.get("LD_PRELOAD", ""):
-        # seen on 2026-12-02 with Debian's libfaketime 0.9.10, both builds: the daemon logged
-        # nothing after its first sensor ticks and the backfill never ran. The date is not
-        # the cause: the dates-marked tests run under libfaketime (test_dates.py).
-        pytest.skip("dagster dev's daemon stalls under libfaketime (LD_PRELOAD); run the UI tests on a real clock")
+    skip_under_libfaketime()
     root = tmp_path_factory.mktemp("dagster_dev")
-    home = root / "dagster_home"
-    home.mkdir()
     # `dagster dev` reads dagster.yaml from DAGSTER_HOME only (the one in the current
     # directory only when DAGSTER_HOME is unset), so the repository's file is copied there.
-    config = (REPO_ROOT / "dagster.yaml").read_text()
-    (home / "dagster.yaml").write_text(config + "\ntelemetry:\n  enabled: false\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DE_", "DAGSTER_"))}
-    env.update(
-        DAGSTER_HOME=str(home),
-        DE_DUCKDB_PATH=str(root / "warehouse.duckdb"),
-        DE_SIM_MESSAGES_PER_DAY=MESSAGES_PER_DAY,
-        PYTHONUNBUFFERED="1",
-    )
+    env = dagster_home_env(root, REPO_ROOT / "dagster.yaml")
+    env |= {"DE_DUCKDB_PATH": str(root / "warehouse.duckdb"), "DE_SIM_MESSAGES_PER_DAY": MESSAGES_PER_DAY}
     dev = DagsterDev(cwd=REPO_ROOT, env=env, log_path=root / "dagster_dev.log")
     dev.start()
     try:

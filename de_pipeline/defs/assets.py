@@ -146,22 +146,32 @@ def _check_result(outcome: CheckOutcome, asset_key: AssetKey) -> AssetCheckResul
     )
 
 
+def _table_asset(
+    account: Account, key: AssetKey, table: Table, upstream: AssetsDefinition, checks: list[AssetCheckSpec]
+) -> dict[str, object]:
+    """The @asset arguments of a warehouse table: partitioned like the rest, one writer at a
+    time (the warehouse pool), in the catalog with its columns."""
+    return {
+        "key": key,
+        "partitions_def": DAILY,
+        "backfill_policy": BACKFILL_POLICY,
+        "pool": WAREHOUSE_POOL,
+        "kinds": {"duckdb"},
+        "deps": [upstream],
+        "check_specs": checks,
+        **_grouped(account, asset_catalog(table)),
+    }
+
+
 def messages_asset(account: Account, raw: AssetsDefinition) -> AssetsDefinition:
     key = account_key(account, MESSAGES.name)
 
-    @asset(
-        key=key,
-        partitions_def=DAILY,
-        backfill_policy=BACKFILL_POLICY,
-        pool=WAREHOUSE_POOL,
-        kinds={"duckdb"},
-        deps=[raw],
-        check_specs=[
-            AssetCheckSpec(check.name, asset=key, blocking=check.blocking, description=check.description)
-            for check in MESSAGE_CHECKS
-        ],
-        **_grouped(account, asset_catalog(MESSAGES)),
-    )
+    checks = [
+        AssetCheckSpec(check.name, asset=key, blocking=check.blocking, description=check.description)
+        for check in MESSAGE_CHECKS
+    ]
+
+    @asset(**_table_asset(account, key, MESSAGES, raw, checks))
     def _messages(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
         settings = warehouse.settings(account)
         days = day_bounds(context.partition_key_range, settings.timezone)
@@ -223,16 +233,9 @@ def daily_table_asset(table: DailyTable, account: Account, upstream: AssetsDefin
     """The asset of a registry table computed in SQL from `upstream` (sql/<table>.sql)."""
     key = account_key(account, table.name)
 
-    @asset(
-        key=key,
-        partitions_def=DAILY,
-        backfill_policy=BACKFILL_POLICY,
-        pool=WAREHOUSE_POOL,
-        kinds={"duckdb"},
-        deps=[upstream],
-        check_specs=[AssetCheckSpec("counts_reconcile", asset=key, description=f"counts add up to {table.upstream}")],
-        **_grouped(account, asset_catalog(table)),
-    )
+    check = AssetCheckSpec("counts_reconcile", asset=key, description=f"counts add up to {table.upstream}")
+
+    @asset(**_table_asset(account, key, table, upstream, [check]))
     def _daily_table(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
         settings = warehouse.settings(account)
         days = day_bounds(context.partition_key_range, settings.timezone)
