@@ -5,10 +5,12 @@ repository root with a temporary DAGSTER_HOME holding a copy of the repository's
 dagster.yaml (pools, run monitoring) and a temporary warehouse. One partition backfill of
 the last 10 days, launched over GraphQL exactly as the UI's *Materialize* dialog does, is
 shared by the tests: the GraphQL test checks the runs, pools, checks, schedule and tables;
-the browser test looks at the same result in headless Chromium; the last test stops
-`dagster dev` and checks that no process of it is left.
+the overlap test that the second run fetched while the first one built (the simulator
+answers late, so fetches take seconds); the browser test looks at the same result in
+headless Chromium; the last test stops `dagster dev` and checks that no process of it is
+left.
 
-    pytest -m ui                  # this module only (about a minute and a half)
+    pytest -m ui                  # this module only (about two minutes)
     pytest -m "ui and not browser"
 """
 
@@ -27,6 +29,7 @@ import pytest
 
 from de_pipeline_tests.browser import chromium_page
 from de_pipeline_tests.dagster_dev import WORKSPACE_QUERY, DagsterDev, processes_in_group
+from de_pipeline_tests.helpers import one_at_a_time, overlap
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT_DIR = REPO_ROOT / "screenshots"  # git-ignored
@@ -34,6 +37,9 @@ BACKFILL_DAYS = 10
 MAX_PARTITIONS_PER_RUN = 7  # BackfillPolicy.multi_run(7) on every asset
 BACKFILL_TIMEOUT_SECONDS = 8 * 60
 MESSAGES_PER_DAY = "300"
+# a distant server: pages of 50 (7 a day), each answered 500 ms late, so a run's fetch
+# takes seconds and the next run's fetch can be seen going beside this run's build
+SIM_PAGE_CAP, SIM_LATENCY_MS = "50", "500"
 # named in the issue; the test backfills every asset of the code location, these included
 EXPECTED_ASSETS = {"raw_messages", "messages", "sentiment_trends", "intent_confidence", "redaction_entity_counts"}
 SUCCESS = {"COMPLETED_SUCCESS", "COMPLETED"}  # COMPLETED: the deprecated name
@@ -67,6 +73,8 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
         DAGSTER_HOME=str(home),
         DE_DUCKDB_PATH=str(root / "warehouse.duckdb"),
         DE_SIM_MESSAGES_PER_DAY=MESSAGES_PER_DAY,
+        DE_SIM_PAGE_CAP=SIM_PAGE_CAP,
+        DE_SIM_LATENCY_MS=SIM_LATENCY_MS,
         PYTHONUNBUFFERED="1",
     )
     dev = DagsterDev(cwd=REPO_ROOT, env=env, log_path=root / "dagster_dev.log")
@@ -255,8 +263,25 @@ def _assert_instance_config(dev: DagsterDev, backfill: Backfill, runs: list[dict
             if s["stepKey"] in assets
         )
         assert len(spans) == len(runs) * len(assets & set(backfill.assets)), spans
-        for before, after in zip(spans, spans[1:]):
-            assert before[1] <= after[0], f"pool {pool} (limit 1) ran two steps at once: {before} and {after}"
+        one_at_a_time(spans)  # pool (limit 1): never two of its steps at once
+
+
+@pytest.mark.ui
+def test_the_next_runs_fetch_goes_beside_this_runs_build(dagster_dev: DagsterDev, backfill: Backfill) -> None:
+    """The backfill's runs start together; the pools let one fetch and one warehouse step
+    run at a time, so the run that fetches second fetches while the first one builds."""
+    assert backfill.status in SUCCESS, backfill.explain(dagster_dev)
+    pools = {_key(n): n["pools"] for n in dagster_dev.graphql(POOLS_QUERY)["assetNodes"]}
+    runs = []
+    for run in backfill.detail["runs"]:
+        steps = {s["stepKey"]: (s["startTime"], s["endTime"]) for s in run["stepStats"]}
+        builds = [span for key, span in steps.items() if pools.get(key) == ["duckdb_warehouse"]]
+        runs.append((steps["raw_messages"], (min(s for s, _ in builds), max(e for _, e in builds)), run["runId"]))
+    assert len(runs) >= 2, runs
+    (first_fetch, first_build, first_id), (second_fetch, _, second_id) = sorted(runs)[:2]
+    assert overlap(second_fetch, first_build), (
+        f"run {second_id[:8]} fetched {second_fetch}, not while run {first_id[:8]} built {first_build}"
+    )
 
 
 def _assert_warehouse(path: Path, backfill: Backfill) -> None:
