@@ -1,5 +1,6 @@
 """`de-pipeline backfill` fetches the next chunk while the chunk before builds, and stores
-exactly what a sequential backfill does; a failed fetch lets the build before it commit."""
+exactly what a sequential backfill does; a failed fetch lets the build before it commit,
+a failed build stops the backfill once the fetch beside it has ended."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 from de_pipeline.api.simulator import ScriptedResponse
+from de_pipeline.defs import assets
 from de_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG
 from de_pipeline.pool_slots import PID_TAG
 from de_pipeline.runner import RunChunk, RunFailedError, run_range
+from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import TABLES
 from de_pipeline_tests.conftest import point_at
@@ -125,3 +128,27 @@ def test_a_failed_fetch_lets_the_build_before_it_commit_then_stops(start_simulat
     for table in ("sentiment_trends", "intent_confidence"):
         built = query(f"SELECT DISTINCT day FROM {table} ORDER BY day")
         assert list(built.day.dt.date) == days(first, second - timedelta(days=1)), table
+
+
+@pytest.mark.dates
+def test_a_failed_build_stops_the_backfill_after_the_fetch_beside_it(start_simulator, monkeypatch):
+    simulator = start_simulator(messages_per_day=60)
+    point_at(monkeypatch, simulator)
+    first, last = recent_days(9)  # two chunks: 7 + 2 days
+    second = first + timedelta(days=7)
+    load = assets.load_messages
+
+    def disk_full_in_the_first_week(connection, days, settings):
+        if days[0].day == first:
+            raise OSError("No space left on device")
+        return load(connection, days, settings)
+
+    monkeypatch.setattr(assets, "load_messages", disk_full_in_the_first_week)
+    with pytest.raises(RunFailedError) as failed:
+        run_range(first, last, log_level="ERROR")
+
+    assert str(failed.value).startswith(f"run for {first} .. {second - timedelta(days=1)} failed: messages: ")
+    assert "No space left on device" in str(failed.value)
+    archive_dir = WarehouseSettings.from_env().archive_dir
+    assert all(archive_file(archive_dir, day).exists() for day in days(first, last))  # both weeks fetched
+    assert query("SELECT count(*) AS n FROM messages").n[0] == 0  # and neither built
