@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -203,7 +203,8 @@ class _ChunkRunner:
         results: list[ExecuteInProcessResult] = []
         built: RunChunk | None = None  # the chunk that builds in the worker
         build: Future[ExecuteInProcessResult] | None = None
-        with build_instance() as builds, ThreadPoolExecutor(1, thread_name_prefix="build") as builder:
+        with ExitStack() as stack, ThreadPoolExecutor(1, thread_name_prefix="build") as builder:
+            builds = builder.submit(stack.enter_context, build_instance())  # made beside the first fetch
             try:
                 for chunk in chunks:
                     if on_chunk:
@@ -216,7 +217,7 @@ class _ChunkRunner:
                     last = chunk.number == chunk.total
                     job = self.last_build if last else self.build
                     beside = "" if last else f", while run {chunk.number + 1} fetches"
-                    built, build = chunk, builder.submit(self.execute, job, builds, chunk, "building", beside)
+                    built, build = chunk, builder.submit(self.execute, job, builds.result(), chunk, "building", beside)
                 if built and build:
                     results.append(_succeeded(built, build.result()))
             except KeyboardInterrupt:
