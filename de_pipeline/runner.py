@@ -222,7 +222,7 @@ class _ChunkRunner:
                     results.append(_succeeded(built, build.result()))
             except KeyboardInterrupt:
                 if built and build and not build.done():
-                    _say(f"interrupted: run {built.number} of {built.total} ends its build's transaction first")
+                    _say(f"interrupted: run {built.number} of {built.total} finishes its build first")
                 raise
         return results
 
