@@ -1,19 +1,32 @@
-"""Running the jobs in this process, in runs of at most 7 partitions (CLI, benchmark, tests)."""
+"""Running the jobs in this process, in chunks of at most 7 partitions, the next chunk's fetch
+beside the build of the one before (CLI, benchmark, tests)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from dagster import DagsterEvent, DagsterInstance, ExecuteInProcessResult, InitLoggerContext, logger
+from dagster import (
+    AssetKey,
+    DagsterEvent,
+    DagsterInstance,
+    ExecuteInProcessResult,
+    InitLoggerContext,
+    JobDefinition,
+    logger,
+)
 
+from de_pipeline.accounts import DEFAULT_ACCOUNT
 from de_pipeline.api import ApiAuthError, ApiBadRequestError, ApiNotFoundError
+from de_pipeline.defs.assets import ACCOUNTS, RAW_MESSAGES
 from de_pipeline.defs.definitions import defs
 from de_pipeline.defs.partitions import DAILY, MAX_PARTITIONS_PER_RUN
 from de_pipeline.defs.schedules import range_tags
@@ -94,6 +107,28 @@ def run_instance() -> Iterator[DagsterInstance]:
             yield instance
 
 
+# Dagster captures a run's stdout and stderr by pointing the process's file descriptors at
+# a file for the run's length. Two runs at once would tangle them (the one that ends last
+# restores the other's file, and the console goes silent), so the build runs, which go in a
+# thread beside a fetch, leave them alone; their event logs are complete all the same.
+_NO_OUTPUT_CAPTURE = {
+    "compute_logs": {"module": "dagster._core.storage.noop_compute_log_manager", "class": "NoOpComputeLogManager"}
+}
+
+
+@contextmanager
+def build_instance() -> Iterator[DagsterInstance]:
+    """The instance of the build runs: DAGSTER_HOME's storage without output capture, or a
+    throwaway of their own (an in-memory instance serves one thread)."""
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        with DagsterInstance.local_temp(home, overrides=_NO_OUTPUT_CAPTURE) as instance:
+            yield instance
+    else:
+        with DagsterInstance.ephemeral() as instance:
+            yield instance
+
+
 def run_range(
     first: date,
     last: date,
@@ -102,39 +137,155 @@ def run_range(
     log_level: str = "INFO",
     on_chunk: Callable[[RunChunk], None] | None = None,
 ) -> list[ExecuteInProcessResult]:
-    """Materialise every asset of `job_name` for the days, one run per chunk of ≤7 days.
-    Stops at the first failed run with RunFailedError. Unpartitioned assets (the dashboard)
-    cover every day: only the last run builds them, as an asset backfill in the UI does.
+    """Materialise every asset of `job_name` for the days, in chunks of ≤7 days. Stops at
+    the first failed run with RunFailedError. Unpartitioned assets (the dashboard) cover
+    every day: only the last chunk builds them, as an asset backfill in the UI does.
+
+    A job that fetches, over more than one chunk, runs each chunk as two runs, its fetch
+    (`raw_messages`) and its build (the rest), and fetches chunk N+1 while chunk N builds:
+    a backfill takes about its fetch time plus one chunk's build. A failed fetch lets the
+    build before it commit, then stops. Otherwise each chunk is one run, one after another.
+    The results come in chunk order, a chunk's fetch before its build.
+
+    With several accounts (DE_PROVIDERS_FILE), an account whose step fails is left out of
+    the later runs and the others go on; RunFailedError names the failed accounts at the end.
 
     Before each run, runs left by processes that are gone lose their pool slots; while a
     run waits for a slot, the console says who holds it (see pool_slots.PoolWatch). After
-    each run that succeeds, the readers' copy is published (see warehouse/publish.py)."""
-    job = defs.resolve_job_def(job_name).with_logger_defs({"console": console_logger})
-    graph = defs.resolve_asset_graph()
-    partitioned = [key for key in job.asset_layer.executable_asset_keys if graph.get(key).is_partitioned]
-    timeout = WarehouseSettings.from_env().lock_timeout_seconds
-    results = []
+    each run that wrote the warehouse, the readers' copy is published (warehouse/publish.py)."""
+    chunks = run_chunks(first, last)
     with run_instance() as instance:
-        for chunk in run_chunks(first, last):
+        runner = _ChunkRunner(defs.resolve_job_def(job_name), instance, log_level)
+        if runner.fetch_keys and len(chunks) > 1:
+            results = runner.overlapped(chunks, on_chunk)
+        else:
+            results = runner.one_after_another(chunks, on_chunk)
+    if runner.failed:
+        raise RunFailedError("; ".join(f"account {name}: {why}" for name, why in runner.failed.items()))
+    return results
+
+
+class _ChunkRunner:
+    """Runs one job's chunks in this process: fetches in the main thread, where Ctrl-C
+    reaches them, and builds beside them in one worker thread."""
+
+    def __init__(self, job: JobDefinition, instance: DagsterInstance, log_level: str) -> None:
+        self.job = job.with_logger_defs({"console": console_logger})
+        self.instance = instance
+        self.log_level = log_level
+        self.timeout = WarehouseSettings.from_env().lock_timeout_seconds
+        graph = defs.resolve_asset_graph()
+        self.every = set(self.job.asset_layer.executable_asset_keys)
+        self.partitioned = {key for key in self.every if graph.get(key).is_partitioned}
+        self.fetch_keys = {asset.key for asset in RAW_MESSAGES} & self.every
+        self.failed: dict[str, str] = {}  # account -> why, when one of several failed
+
+    def _job(self, keys: set[AssetKey]) -> JobDefinition:
+        """The job for some of its assets, without those of failed accounts, with their
+        checks (those of the job's selection: not the freshness checks, which Dagster would
+        add for the selected assets)."""
+        keys = {key for key in keys if _account_of(key) not in self.failed}
+        checks = {check for check in self.job.asset_layer.asset_graph.asset_check_keys if check.asset_key in keys}
+        return self.job.get_subset(asset_selection=keys, asset_check_selection=checks)
+
+    def _whole(self, chunk: RunChunk) -> set[AssetKey]:
+        """A chunk's assets: all of them in the last chunk, else the partitioned ones."""
+        return self.every if chunk.number == chunk.total else self.partitioned
+
+    def one_after_another(
+        self, chunks: list[RunChunk], on_chunk: Callable[[RunChunk], None] | None
+    ) -> list[ExecuteInProcessResult]:
+        results = []
+        for chunk in chunks:
             if on_chunk:
                 on_chunk(chunk)
-            for line in free_stale_slots(instance):
-                _say(line)
-            run_id = str(uuid.uuid4())
-            with PoolWatch(instance, run_id, timeout_seconds=timeout, say=_say):
-                result = job.execute_in_process(
-                    instance=instance,
-                    run_id=run_id,
-                    tags=range_tags(chunk.first.isoformat(), chunk.last.isoformat()) | process_tags(),
-                    run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-                    asset_selection=None if chunk.number == chunk.total else partitioned,
-                    raise_on_error=False,
-                )
-            if not result.success:
-                raise RunFailedError(f"run for {chunk.first} .. {chunk.last} failed: {failure_message(result)}")
-            results.append(result)
-            publish_for_readers(WarehouseSettings.from_env(), f"run {run_id} ({job_name})", _say)
-    return results
+            results.append(self._checked(chunk, self.execute(self._job(self._whole(chunk)), self.instance, chunk)))
+        return results
+
+    def overlapped(
+        self, chunks: list[RunChunk], on_chunk: Callable[[RunChunk], None] | None
+    ) -> list[ExecuteInProcessResult]:
+        """Chunk N+1's fetch here while chunk N builds in the worker; the results in chunk
+        order, a chunk's fetch before its build."""
+        results: list[ExecuteInProcessResult] = []
+        built: RunChunk | None = None  # the chunk that builds in the worker
+        build: Future[ExecuteInProcessResult] | None = None
+        with ExitStack() as stack, ThreadPoolExecutor(1, thread_name_prefix="build") as builder:
+            builds = builder.submit(stack.enter_context, build_instance())  # made beside the first fetch
+            try:
+                for chunk in chunks:
+                    if on_chunk:
+                        on_chunk(chunk)
+                    beside = f", while run {built.number} builds" if built else ""
+                    fetched = self.execute(self._job(self.fetch_keys), self.instance, chunk, "fetching", beside)
+                    if built and build:  # the build before commits, even when this fetch failed
+                        results.append(self._checked(built, build.result()))
+                    results.append(self._checked(chunk, fetched))
+                    job = self._job(self._whole(chunk) - self.fetch_keys)
+                    beside = "" if chunk.number == chunk.total else f", while run {chunk.number + 1} fetches"
+                    built, build = chunk, builder.submit(self.execute, job, builds.result(), chunk, "building", beside)
+                if built and build:
+                    results.append(self._checked(built, build.result()))
+            except KeyboardInterrupt:
+                if built and build and not build.done():
+                    _say(f"interrupted: run {built.number} of {built.total} finishes its build first")
+                raise
+        return results
+
+    def execute(
+        self, job: JobDefinition, instance: DagsterInstance, chunk: RunChunk, doing: str = "", beside: str = ""
+    ) -> ExecuteInProcessResult:
+        """One in-process run of the chunk's days; what it is `doing` (fetching, building) is
+        said at its start and end. A run that wrote the warehouse publishes the readers' copy."""
+        for line in free_stale_slots(instance):
+            _say(line)
+        run_id = str(uuid.uuid4())
+        where = f"run {chunk.number} of {chunk.total}: {doing} {chunk.first} .. {chunk.last}"
+        if doing:
+            _say(f"{where} (Dagster run {run_id[:8]}){beside}")
+        started = time.monotonic()
+        with PoolWatch(instance, run_id, timeout_seconds=self.timeout, say=_say):
+            result = job.execute_in_process(
+                instance=instance,
+                run_id=run_id,
+                tags=range_tags(chunk.first.isoformat(), chunk.last.isoformat()) | process_tags(),
+                run_config={"loggers": {"console": {"config": {"log_level": self.log_level}}}},
+                raise_on_error=False,
+            )
+        if doing:
+            _say(f"{where}: {'done' if result.success else 'failed'} in {time.monotonic() - started:.1f}s")
+        if result.success and set(job.asset_layer.executable_asset_keys) - self.fetch_keys:
+            publish_for_readers(WarehouseSettings.from_env(), f"run {run_id} ({self.job.name})", _say)
+        return result
+
+    def _checked(self, chunk: RunChunk, result: ExecuteInProcessResult) -> ExecuteInProcessResult:
+        """The result of a run that succeeded; or, when some of several accounts failed in
+        it, the result, with those accounts left out from now on; else RunFailedError."""
+        if result.success:
+            return result
+        why = f"run for {chunk.first} .. {chunk.last} failed: {failure_message(result)}"
+        failed = _failed_accounts(result) - self.failed.keys()
+        going_on = {account.name for account in ACCOUNTS} - self.failed.keys() - failed
+        if len(ACCOUNTS) == 1 or not failed or not going_on:
+            raise RunFailedError(why)
+        for name in sorted(failed):
+            self.failed[name] = why
+            _say(f"account {name} failed ({why}); the other accounts go on without it")
+        return result
+
+
+def _account_of(key: AssetKey) -> str:
+    """The account of an asset: the prefix of `acme/messages`, else the single account."""
+    return key.path[0] if len(key.path) > 1 else DEFAULT_ACCOUNT
+
+
+def _failed_accounts(result: ExecuteInProcessResult) -> set[str]:
+    """The accounts whose steps failed in a run (a step key is the asset key joined by __)."""
+    return {
+        event.step_key.split("__")[0] if "__" in event.step_key else DEFAULT_ACCOUNT
+        for event in result.all_events
+        if event.is_step_failure and event.step_key
+    }
 
 
 def _say(line: str) -> None:

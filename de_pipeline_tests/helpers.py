@@ -154,3 +154,15 @@ def kill_when_staged(process: subprocess.Popen, archive_dir: Path, pages: int, t
             process.kill()
         process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
+
+
+def overlap(one: tuple[float, float], other: tuple[float, float]) -> bool:
+    """Whether two (start, end) spans of time share a moment."""
+    return one[0] < other[1] and other[0] < one[1]
+
+
+def one_at_a_time(spans: list[tuple[Any, ...]]) -> None:
+    """Assert that no two (start, end, what...) spans overlap: each ends before the next starts."""
+    spans = sorted(spans)
+    for before, after in zip(spans, spans[1:]):
+        assert before[1] <= after[0], f"two at once: {before} and {after}"

@@ -75,10 +75,11 @@ def test_the_dashboard_comes_after_every_daily_table_in_both_jobs():
 @pytest.mark.dates
 def test_the_charts_show_the_numbers_of_the_sql(start_simulator, monkeypatch, tmp_path, capsys):
     first, last, results = load(start_simulator, monkeypatch, days=9)
-    # two runs (7 + 2 days); only the last builds the dashboard, over every day
-    assert len(results) == 2
-    assert not results[0].asset_materializations_for_node("dashboard")
-    (done,) = results[1].asset_materializations_for_node("dashboard")
+    # two chunks (7 + 2 days), each a fetch and a build; only the last build makes the
+    # dashboard, over every day
+    assert len(results) == 4
+    assert [bool(r.asset_materializations_for_node("dashboard")) for r in results] == [False, False, False, True]
+    (done,) = results[-1].asset_materializations_for_node("dashboard")
     path = tmp_path / "dashboard.html"  # the default: beside the warehouse
     assert done.metadata["path"].value == str(path.resolve())
     assert done.metadata["days"].value == f"{first} .. {last}"

@@ -5,10 +5,12 @@ repository root with a temporary DAGSTER_HOME holding a copy of the repository's
 dagster.yaml (pools, run monitoring) and a temporary warehouse. One partition backfill of
 the last 10 days, launched over GraphQL exactly as the UI's *Materialize* dialog does, is
 shared by the tests: the GraphQL test checks the runs, pools, checks, schedule and tables;
-the browser test looks at the same result in headless Chromium; the last test stops
-`dagster dev` and checks that no process of it is left.
+the overlap test that the second run fetched while the first one built (the simulator
+answers late, so fetches take seconds); the browser test looks at the same result in
+headless Chromium; the last test stops `dagster dev` and checks that no process of it is
+left.
 
-    pytest -m ui                  # this module only (about a minute and a half)
+    pytest -m ui                  # this module only (about two minutes)
     pytest -m "ui and not browser"
 """
 
@@ -24,6 +26,7 @@ from typing import Any
 import pytest
 
 from de_pipeline_tests.backfills import (
+    POOLS_QUERY,
     SUCCESS,
     Backfill,
     assert_days_materialized,
@@ -42,13 +45,16 @@ from de_pipeline_tests.dagster_dev import (
     processes_in_group,
     skip_under_libfaketime,
 )
-from de_pipeline_tests.helpers import reading
+from de_pipeline_tests.helpers import overlap, reading
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT_DIR = REPO_ROOT / "screenshots"  # git-ignored
 BACKFILL_DAYS = 10
 READERS_COPY_TIMEOUT_SECONDS = 3 * 60
 MESSAGES_PER_DAY = "300"
+# a distant server: pages of 50 (7 a day), each answered 500 ms late, so a run's fetch
+# takes seconds and the next run's fetch can be seen going beside this run's build
+SIM_PAGE_CAP, SIM_LATENCY_MS = "50", "500"
 # named in the issue; the test backfills every asset of the code location, these included
 EXPECTED_ASSETS = {"raw_messages", "messages", "sentiment_trends", "intent_confidence", "redaction_entity_counts"}
 
@@ -68,7 +74,12 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
     # `dagster dev` reads dagster.yaml from DAGSTER_HOME only (the one in the current
     # directory only when DAGSTER_HOME is unset), so the repository's file is copied there.
     env = dagster_home_env(root, REPO_ROOT / "dagster.yaml")
-    env |= {"DE_DUCKDB_PATH": str(root / "warehouse.duckdb"), "DE_SIM_MESSAGES_PER_DAY": MESSAGES_PER_DAY}
+    env |= {
+        "DE_DUCKDB_PATH": str(root / "warehouse.duckdb"),
+        "DE_SIM_MESSAGES_PER_DAY": MESSAGES_PER_DAY,
+        "DE_SIM_PAGE_CAP": SIM_PAGE_CAP,
+        "DE_SIM_LATENCY_MS": SIM_LATENCY_MS,
+    }
     dev = DagsterDev(cwd=REPO_ROOT, env=env, log_path=root / "dagster_dev.log")
     dev.start()
     try:
@@ -140,6 +151,24 @@ def test_backfill_through_graphql(dagster_dev: DagsterDev, backfill: Backfill) -
 
     # the warehouse holds exactly those days
     _assert_warehouse(Path(dagster_dev.env["DE_DUCKDB_PATH"]), backfill)
+
+
+@pytest.mark.ui
+def test_the_next_runs_fetch_goes_beside_this_runs_build(dagster_dev: DagsterDev, backfill: Backfill) -> None:
+    """The backfill's runs start together; the pools let one fetch and one warehouse step
+    run at a time, so the run that fetches second fetches while the first one builds."""
+    assert backfill.status in SUCCESS, backfill.explain(dagster_dev)
+    pools = {key(n): n["pools"] for n in dagster_dev.graphql(POOLS_QUERY)["assetNodes"]}
+    runs = []
+    for run in backfill.detail["runs"]:
+        steps = {s["stepKey"]: (s["startTime"], s["endTime"]) for s in run["stepStats"]}
+        builds = [span for key, span in steps.items() if pools.get(key) == ["duckdb_warehouse"]]
+        runs.append((steps["raw_messages"], (min(s for s, _ in builds), max(e for _, e in builds)), run["runId"]))
+    assert len(runs) >= 2, runs
+    (first_fetch, first_build, first_id), (second_fetch, _, second_id) = sorted(runs)[:2]
+    assert overlap(second_fetch, first_build), (
+        f"run {second_id[:8]} fetched {second_fetch}, not while run {first_id[:8]} built {first_build}"
+    )
 
 
 def _assert_warehouse(path: Path, backfill: Backfill) -> None:
