@@ -12,6 +12,7 @@ from de_pipeline.api.simulator.server import (
     ScriptedResponse,
     Simulator,
     SimulatorConfig,
+    provider_seed,
 )
 from de_pipeline.env import Env
 
@@ -35,10 +36,11 @@ def simulator_config_from_env(environ: Mapping[str, str] | None = None, *, timez
     local days from the warehouse's time zone, which the caller passes."""
     env = Env(environ)
     transport = transport_overrides(env)
+    provider_id = env.text("DE_PROVIDER_ID", SimulatorConfig.provider_id)
     return SimulatorConfig(
-        seed=env.integer("DE_SIM_SEED", 7),
         # an account of DE_PROVIDERS_FILE on the simulator: its own provider, its own data
-        provider_id=env.text("DE_PROVIDER_ID", SimulatorConfig.provider_id),
+        seed=env.integer("DE_SIM_SEED", 7) + provider_seed(provider_id),
+        provider_id=provider_id,
         messages_per_day=env.integer("DE_SIM_MESSAGES_PER_DAY", 2000, minimum=0),
         hostile=env.flag("DE_SIM_HOSTILE"),
         max_page_size=env.integer("DE_SIM_PAGE_CAP", 500, minimum=1),

@@ -113,7 +113,7 @@ class Simulator:
         self.keys = {config.provider_id: config.api_key, **dict(config.other_providers)}
         self.datasets = {
             provider: SyntheticDataset(
-                config.seed + provider_seed(provider),
+                config.seed + (0 if provider == config.provider_id else provider_seed(provider)),
                 config.messages_per_day,
                 hostile=config.hostile,
                 timezone=config.timezone,
@@ -310,8 +310,8 @@ class Simulator:
 
 
 def provider_seed(provider_id: str) -> int:
-    """What a provider adds to the simulator's seed: 0 for the default one, so that its data
-    stays what it was; another provider id gets other data, the same on every run."""
+    """What a provider adds to the simulator's seed, so that each serves its own data, the
+    same on every run: 0 for the default provider id, whose data stays what it always was."""
     return 0 if provider_id == SimulatorConfig.provider_id else zlib.crc32(provider_id.encode()) % 100_000
 
 
