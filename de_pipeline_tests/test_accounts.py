@@ -94,11 +94,11 @@ def test_a_warehouse_from_before_accounts_gets_the_provider_column(tmp_path):
 
 @pytest.mark.slow
 def test_two_accounts_with_one_wrong_key(start_simulator, tmp_path):
-    """One simulator serves two providers. Account `good` loads its own data; `bad` has a
-    wrong key: its steps fail, with its name, and leave `good`'s rows whole. Then `bad`'s key
+    """One simulator serves two providers. Account `good` loads its own data, both weeks;
+    `bad` has a wrong key: its steps fail, with its name, and `good` goes on without it. Then `bad`'s key
     is fixed and its own, different data arrives, without touching `good`'s."""
     simulator = start_simulator(seed=7, other_providers=((OTHER_PROVIDER, OTHER_KEY),))
-    first, last = recent_days(3)
+    first, last = recent_days(8)  # two weeks' runs: the fetch of the second beside the build of the first
     providers = write(
         tmp_path / "providers.yaml",
         f"""accounts:
@@ -109,7 +109,8 @@ def test_two_accounts_with_one_wrong_key(start_simulator, tmp_path):
     env = {"DE_PROVIDERS_FILE": str(providers), "GOOD_KEY": TEST_KEY, "BAD_KEY": "wrong-key-never-print-me"}
     failed = run_cli("backfill", "--start", str(first), "--end", str(last), env=env)
     assert failed.returncode == 1
-    assert "bad" in failed.stderr and "401" in failed.stderr
+    assert "account bad failed" in failed.stderr and "the other accounts go on without it" in failed.stderr
+    assert "account bad: run for" in failed.stderr.splitlines()[-1] and "401" in failed.stderr.splitlines()[-1]
     for secret in (TEST_KEY, OTHER_KEY, "wrong-key-never-print-me"):
         assert secret not in failed.stdout + failed.stderr
 
