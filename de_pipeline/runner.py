@@ -210,8 +210,11 @@ class _ChunkRunner:
         results: list[ExecuteInProcessResult] = []
         built: RunChunk | None = None  # the chunk that builds in the worker
         build: Future[ExecuteInProcessResult] | None = None
-        with ExitStack() as stack, ThreadPoolExecutor(1, thread_name_prefix="build") as builder:
-            builds = builder.submit(stack.enter_context, build_instance())  # made beside the first fetch
+        with ThreadPoolExecutor(1, thread_name_prefix="build") as builder:
+            # the build runs' instance is made beside the first fetch, and closed, in the
+            # worker: its SQLite connections serve the thread that opened them
+            stack = ExitStack()
+            builds = builder.submit(stack.enter_context, build_instance())
             try:
                 for chunk in chunks:
                     if on_chunk:
@@ -230,6 +233,8 @@ class _ChunkRunner:
                 if built and build and not build.done():
                     _say(f"interrupted: run {built.number} of {built.total} finishes its build first")
                 raise
+            finally:
+                builder.submit(stack.close).result()
         return results
 
     def execute(

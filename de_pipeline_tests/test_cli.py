@@ -26,7 +26,8 @@ def warehouse(start_simulator, monkeypatch):
 
 
 def test_demo_prints_every_table_and_the_headlines(tmp_path):
-    out = run_cli("demo", "--days", "2", env={"DE_SIM_MESSAGES_PER_DAY": "200"})
+    # two weeks, as the README's demo: the second week is fetched while the first builds
+    out = run_cli("demo", "--days", "9", env={"DE_SIM_MESSAGES_PER_DAY": "200"})
     assert out.returncode == 0, out.stderr[-2000:]
     for text in (
         "messages",
