@@ -12,6 +12,7 @@ import pytest
 from de_pipeline.accounts import Account, accounts_from_env, read_providers_file
 from de_pipeline.env import SettingsError
 from de_pipeline.warehouse.schema import ensure_schema
+from de_pipeline.warehouse.tables import DAILY_TABLES
 from de_pipeline_tests.conftest import TEST_KEY
 from de_pipeline_tests.helpers import query, recent_days, run_cli, served, unique_messages
 
@@ -121,15 +122,21 @@ def test_two_accounts_with_one_wrong_key(start_simulator, tmp_path):
     assert count("messages", "good") == len(good_messages)
     assert count("customer_journeys", "good") > 0
     assert count("messages", "bad") == 0
-    before = query("SELECT * EXCLUDE (fetched_at) FROM messages WHERE provider = 'good' ORDER BY ALL")
+    good_rows = {name: f"SELECT * {'EXCLUDE (fetched_at)' if name == 'messages' else ''} FROM {name} "
+                       "WHERE provider = 'good' ORDER BY ALL"
+                 for name in ("messages", *(t.name for t in DAILY_TABLES))}  # fmt: skip
+    before = {name: query(sql) for name, sql in good_rows.items()}
 
     fixed = run_cli("backfill", "--start", str(first), "--end", str(last), env=env | {"BAD_KEY": OTHER_KEY})
     assert fixed.returncode == 0, fixed.stderr
     other_messages = unique_messages(served(simulator, first, last, OTHER_PROVIDER))
     assert count("messages", "bad") == len(other_messages)
     assert set(other_messages.text) != set(good_messages.text)  # its own data
-    after = query("SELECT * EXCLUDE (fetched_at) FROM messages WHERE provider = 'good' ORDER BY ALL")
-    pd.testing.assert_frame_equal(after, before)  # re-fetched, the same rows
+    for name, sql in good_rows.items():  # re-fetched, the same rows; bad's run touched none of them
+        pd.testing.assert_frame_equal(query(sql), before[name], obj=name)
+    # each account's tables are built from its own messages only
+    trends = query("SELECT provider, sum(messages) AS n FROM sentiment_trends GROUP BY ALL ORDER BY ALL")
+    assert trends.n.tolist() == [len(other_messages), len(good_messages)]
     # every table's per-account counts add up, as the checks say; the views split by account
     overview = query("SELECT provider, sum(messages) AS n FROM daily_overview GROUP BY ALL ORDER BY ALL")
     assert overview.to_dict("list") == {"provider": ["bad", "good"], "n": [len(other_messages), len(good_messages)]}
