@@ -71,7 +71,7 @@ class Account:
         if Env(env).raw("DE_API_BASE_URL"):  # the real API: the key from its variable
             if not self.api_key_env:
                 raise SettingsError(f"account {self.name!r}: api_key_env is needed to call {env['DE_API_BASE_URL']}")
-            why = f"it holds the API key of account {self.name!r} ({providers_file_text(base)})"
+            why = f"it holds the API key of account {self.name!r} (DE_PROVIDERS_FILE={env.get('DE_PROVIDERS_FILE')})"
             env["DE_API_KEY"] = Env(env).required(self.api_key_env, why)
         return env
 
@@ -97,10 +97,6 @@ def account_named(name: str | None, environ: Mapping[str, str] | None = None) ->
         if account.name == name:
             return account
     raise SettingsError(f"no account {name!r}; the accounts are: {names}")
-
-
-def providers_file_text(environ: Mapping[str, str] | None = None) -> str:
-    return f"DE_PROVIDERS_FILE={Env(environ).raw('DE_PROVIDERS_FILE')}"
 
 
 def accounts_from_env(environ: Mapping[str, str] | None = None) -> tuple[Account, ...]:
