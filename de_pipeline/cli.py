@@ -185,7 +185,7 @@ def dashboard_command(args: argparse.Namespace) -> int:
     import webbrowser
     from dataclasses import replace
 
-    from de_pipeline.dashboard import write_dashboard
+    from de_pipeline.dashboard.build import write_dashboard
     from de_pipeline.dashboard.settings import DashboardSettings
     from de_pipeline.warehouse.settings import WarehouseSettings
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,18 @@ def test_the_dashboard_comes_after_every_daily_table_in_both_jobs():
 
 
 @pytest.mark.dates
+def test_loading_the_definitions_leaves_pandas_and_plotly_to_the_step_that_draws():
+    # every run's process loads the definitions (each step's in the UI, each week of a
+    # backfill): pandas, numpy and pyarrow add 40-75 MiB to its peak, before DuckDB's budget
+    loaded = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c",
+         "import sys, de_pipeline.defs.definitions, de_pipeline.runner, de_pipeline.cli; "
+         "print(' '.join(m for m in ('pandas', 'numpy', 'pyarrow', 'plotly') if m in sys.modules))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert loaded == []
+
+
 def test_the_charts_show_the_numbers_of_the_sql(start_simulator, monkeypatch, tmp_path, capsys):
     first, last, results = load(start_simulator, monkeypatch, days=9)
     # two chunks (7 + 2 days), each a fetch and a build; only the last build makes the

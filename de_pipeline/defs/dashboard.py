@@ -9,22 +9,30 @@ asset backfill of the whole graph runs it once, after the last partition (README
 
 # No `from __future__ import annotations`: Dagster reads the context annotation.
 
+from typing import TYPE_CHECKING
+
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from de_pipeline.dashboard import WrittenDashboard, write_dashboard
 from de_pipeline.dashboard.settings import DashboardSettings
 from de_pipeline.defs.assets import TABLE_ASSETS, WAREHOUSE_POOL
 from de_pipeline.defs.catalog import owned
 from de_pipeline.defs.resources import Warehouse
 from de_pipeline.warehouse.settings import WarehouseSettings
 
+if TYPE_CHECKING:
+    from de_pipeline.dashboard.build import WrittenDashboard
+
 
 def build_dashboard(settings: WarehouseSettings) -> dict[str, object]:
     """Write the dashboard (DE_DASHBOARD_PATH); its materialisation metadata."""
+    # pandas and plotly load here, in the step that draws, not in every process that loads
+    # the definitions (each run's steps, the backfill's weeks): about 40 MiB, 75 with pyarrow
+    from de_pipeline.dashboard.build import write_dashboard
+
     return dashboard_metadata(write_dashboard(settings, DashboardSettings.from_env(settings)))
 
 
-def dashboard_metadata(written: WrittenDashboard) -> dict[str, object]:
+def dashboard_metadata(written: "WrittenDashboard") -> dict[str, object]:
     """What the UI shows of a written dashboard: the file (path and link), its days, its charts."""
     path = written.path.resolve()
     return {

@@ -5,15 +5,18 @@ built by the registry (tables.py) like every daily table."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from de_pipeline.warehouse.connection import reader, session_defaults, transaction
 from de_pipeline.warehouse.days import DayBounds
 from de_pipeline.warehouse.messages import parse_records
 from de_pipeline.warehouse.schema import ensure_schema, run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
+
+if TYPE_CHECKING:  # DuckDB's .df() loads pandas when a journey is compared, not with the job's definitions
+    import pandas as pd
 
 TRANSCRIPT_COLUMNS = "message_key, ts, sessionid, sendertype, sendername, text, sessionchannel, chattype"
 
