@@ -4,6 +4,7 @@ and a concurrent backfill that stores exactly what a sequential one does."""
 from __future__ import annotations
 
 import bisect
+import json
 import os
 import threading
 import time
@@ -131,6 +132,51 @@ def fetch_concurrently(simulator: Simulator, windows: list[Window], **settings: 
                 pass
 
     run_workers(fetch, len(windows))
+
+
+def test_the_caller_furthest_behind_goes_first():
+    limiter = RateLimiter(10)  # a turn every 0.103 s
+    limiter.acquire()
+    order: list[str] = []
+
+    def wait(name: str, progress: float) -> None:
+        limiter.acquire(progress)
+        order.append(name)
+
+    ahead = threading.Thread(target=wait, args=("ahead", 0.9))
+    behind = threading.Thread(target=wait, args=("behind", 0.2))
+    ahead.start()  # it came first, and waits for the next turn
+    time.sleep(0.02)
+    behind.start()  # it came later, further behind: it is served first
+    for thread in (ahead, behind):
+        thread.join(timeout=5)
+    assert order == ["behind", "ahead"]
+    assert not limiter._waiting  # nobody is left in line
+
+
+class RecordingLimiter(RateLimiter):
+    """A limiter that records the progress each caller gave."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__(rate)
+        self.progress: list[float] = []
+
+    def acquire(self, progress: float = 0.0) -> float:
+        self.progress.append(progress)
+        return super().acquire(progress)
+
+
+def test_a_client_tells_the_limiter_how_far_through_its_window_it_is(start_simulator):
+    simulator = start_simulator(messages_per_day=900, max_page_size=100)
+    [window] = day_windows(simulator, 1)
+    limiter = RecordingLimiter(1000)
+    with DigitalEngagementClient(settings_for(simulator, page_size=100), limiter=limiter) as client:
+        pages = list(client.provider_pages(window))
+    assert len(pages) > 3
+    # before each request: how far the last page reached (its last message's ts)
+    reached = [(json.loads(page.body)[-1]["ts"] - window.start_ms) / window.span_ms for page in pages]
+    assert limiter.progress == pytest.approx([0.0, *reached])  # and the `[]` that ends the day
+    assert limiter.progress == sorted(limiter.progress)
 
 
 def test_a_retry_after_pauses_every_worker(start_simulator):

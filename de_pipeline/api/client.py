@@ -174,6 +174,7 @@ class DigitalEngagementClient:
         method, path = endpoint.method, getattr(self.settings, endpoint.path_setting)
         offset = 0
         number = 0
+        progress = 0.0  # how far through the window the last page reached, for the limiter
         previous_body = b""
         same_body_count = 0
         while True:
@@ -182,10 +183,10 @@ class DigitalEngagementClient:
             describe = f"{method} {path}{query_text} window {window} offset {offset}"
             fields |= dict(endpoint.fixed)
             if endpoint.window_in == "json":
-                body = self._request(method, path, describe, params=query, json_body=fields)
+                body = self._request(method, path, describe, progress, params=query, json_body=fields)
             else:
-                body = self._request(method, path, describe, params=(query or {}) | fields)
-            body, rows, repaired = self._checked_array(body, describe)
+                body = self._request(method, path, describe, progress, params=(query or {}) | fields)
+            body, rows, last_ts, repaired = self._checked_array(body, describe)
             if rows == 0:
                 return
             if number == self.settings.max_pages_per_window:
@@ -209,6 +210,7 @@ class DigitalEngagementClient:
             _log.debug("%s: page %d, %d rows", describe, number, rows)  # not the run's event log
             yield Page(body, rows, window, offset, number, repaired)
             offset += rows
+            progress = window.progress(last_ts) if last_ts is not None else progress
 
     def _window_fields(self, window: Window, offset: int) -> dict[str, int]:
         if self.settings.epoch_unit == "s":
@@ -219,10 +221,11 @@ class DigitalEngagementClient:
             start, end = window.start_ms, window.end_ms
         return {"start": start, "end": end, "limit": self.settings.page_size, "offset": offset}
 
-    def _checked_array(self, body: bytes, describe: str) -> tuple[bytes, int, bool]:
-        """The body as valid UTF-8, and its number of elements; an error if not a JSON array."""
+    def _checked_array(self, body: bytes, describe: str) -> tuple[bytes, int, int | None, bool]:
+        """The body as valid UTF-8, its number of elements, its last element's integer `ts`
+        (None if it has none), and whether it was repaired; an error if not a JSON array."""
         try:
-            return body, self._count_elements(body, describe), False
+            return *self._count_elements(body, describe), False
         except _NotUtf8:
             pass
         try:
@@ -236,11 +239,12 @@ class DigitalEngagementClient:
             reason,
         )
         body = body.decode("utf-8", "replace").encode("utf-8")
-        return body, self._count_elements(body, describe), True
+        return *self._count_elements(body, describe), True
 
-    def _count_elements(self, body: bytes, describe: str) -> int:
+    def _count_elements(self, body: bytes, describe: str) -> tuple[bytes, int, int | None]:
         """Validate the whole body (UTF-8 and JSON) and count the array's elements, without
-        building Python objects. _NotUtf8 if the body is not UTF-8."""
+        building Python objects: the body, the count, and the last element's integer `ts`.
+        _NotUtf8 if the body is not UTF-8."""
         try:
             document = self._json.parse(body)
         except UnicodeDecodeError:
@@ -261,7 +265,10 @@ class DigitalEngagementClient:
             if not isinstance(document, simdjson.Array):
                 kind = "dict" if isinstance(document, simdjson.Object) else type(document).__name__
                 raise ApiResponseError(describe, f"the body is a JSON {kind}, not an array of messages")
-            return len(document)
+            last = document[-1] if len(document) else None
+            ts = last.get("ts") if isinstance(last, simdjson.Object) else None
+            del last
+            return body, len(document), ts if type(ts) is int else None
         finally:
             del document  # the parser is reused for the next page
 
@@ -270,6 +277,7 @@ class DigitalEngagementClient:
         method: str,
         path: str,
         describe: str,
+        progress: float = 0.0,
         *,
         params: dict[str, Any] | None = None,
         json_body: dict[str, Any] | None = None,
@@ -283,7 +291,7 @@ class DigitalEngagementClient:
         started = self._clock()
         attempt = 0
         while True:
-            self.stats.limiter_wait_seconds += self._limiter.acquire()
+            self.stats.limiter_wait_seconds += self._limiter.acquire(progress)
             retry_after: float | None = None
             said = ""
             try:

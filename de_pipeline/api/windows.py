@@ -24,6 +24,11 @@ class Window:
     def span_ms(self) -> int:
         return self.end_ms - self.start_ms
 
+    def progress(self, ts_ms: int) -> float:
+        """How far through the window `ts_ms` is, from 0 to 1 (clamped: a server may answer
+        a message outside the window)."""
+        return min(max((ts_ms - self.start_ms) / self.span_ms, 0.0), 1.0) if self.span_ms else 1.0
+
     def __str__(self) -> str:
         return f"[{format_epoch_ms(self.start_ms)}, {format_epoch_ms(self.end_ms)})"
 
