@@ -10,6 +10,7 @@ import logging
 import shutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from de_pipeline.api import (
     Window,
 )
 from de_pipeline.api.client import Logger
+from de_pipeline.api.windows import window_parts
 from de_pipeline.env import SettingsError
 from de_pipeline.warehouse.archive import ArchivedDay, ArchiveWriter, archived
 from de_pipeline.warehouse.days import DayBounds, calendar_days
@@ -38,6 +40,7 @@ from de_pipeline.warehouse.settings import WarehouseSettings
 _log = logging.getLogger(__name__)
 PROGRESS_EVERY_PAGES = 100
 MAX_JOURNEY_DAYS = 31
+MAX_DAY_PARTS = 24
 
 
 class RetentionError(RuntimeError):
@@ -132,8 +135,9 @@ def fetch_days(
     to_fetch = split.partial + split.served
     if not to_fetch:
         return result
+    parts = day_parts(len(to_fetch), source.settings.max_in_flight)
     fetch = _archive(settings, source.settings, to_fetch, lambda client, w: client.provider_pages(w), log,
-                     keep_larger=result.partial)  # fmt: skip
+                     keep_larger=result.partial, parts=parts)  # fmt: skip
     result.fetched, result.stats = fetch.days, fetch.stats
     result.seconds, result.worker_seconds = fetch.seconds, fetch.worker_seconds
     for day in result.fetched:
@@ -171,6 +175,14 @@ def fetched_journey(
         yield [str(day.path) for day in fetch.days]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def day_parts(days: int, in_flight: int) -> int:
+    """Into how many parts to cut each day's window, so that a run of fewer days than
+    DE_MAX_IN_FLIGHT still has that many requests in flight (a daily run: one day in 8
+    parts). Paging stays sequential within a part; each part costs one more request, the
+    `[]` that ends it. At most hours."""
+    return max(1, min(MAX_DAY_PARTS, in_flight // max(days, 1)))
 
 
 @dataclass
@@ -213,13 +225,15 @@ def _archive(
     log: Logger,
     *,
     keep_larger: Iterable[date] = (),
+    parts: int = 1,
 ) -> _Fetched:
-    """Up to DE_MAX_IN_FLIGHT days' windows at once into the archive, each worker thread
-    with its own client (a session and deadline watchdog serve one request at a time), all
-    sharing the account's rate limiter. Within a day, paging stays sequential: the next
-    offset depends on the rows received. A record belongs to the day the API answered it
-    for. Nothing replaces an archived day until every day is fetched: the first failure
-    stops the other days between pages, and the archive stays as it was."""
+    """Up to DE_MAX_IN_FLIGHT windows at once into the archive, each day's window in `parts`
+    consecutive parts, each worker thread with its own client (a session and deadline
+    watchdog serve one request at a time), all sharing the account's rate limiter. Within a
+    window, paging stays sequential: the next offset depends on the rows received. A record
+    belongs to the day the API answered it for. Nothing replaces an archived day until every
+    day is fetched: the first failure stops the other days between pages, and the archive
+    stays as it was."""
     log = _SharedLog(log)
     local = threading.local()
     clients: list[DigitalEngagementClient] = []
@@ -227,31 +241,37 @@ def _archive(
     progress = {"pages": 0, "rows": 0}
     progress_lock = threading.Lock()
 
-    def fetch(number: int, bounds: DayBounds) -> float:
+    windows = [
+        (bounds, part, window)
+        for bounds in days
+        for part, window in enumerate(window_parts(Window(bounds.start_ms, bounds.end_ms), parts))
+    ]
+    parts_of_day = Counter(bounds.day for bounds, _, _ in windows)
+
+    def fetch(number: int, bounds: DayBounds, part: int, window: Window) -> float:
         began = time.monotonic()
         if not hasattr(local, "client"):  # one per worker, kept across its days (keep-alive)
             local.client = DigitalEngagementClient(api, logger=log)
             clients.append(local.client)
-        window = Window(bounds.start_ms, bounds.end_ms)
-        log.info("window %d of %d: %s %s", number, len(days), bounds.day, window)
+        log.info("window %d of %d: %s %s", number, len(windows), bounds.day, window)
         for page in pages_of(local.client, window):
             if failed.is_set():
                 raise _Cancelled
-            archive.add(bounds.day, page.body)
+            archive.add(bounds.day, page.body, part)
             with progress_lock:
                 progress["pages"] += 1
                 progress["rows"] += page.rows
                 if progress["pages"] % PROGRESS_EVERY_PAGES == 0:
                     log.info("page %d: %d records so far", progress["pages"], progress["rows"])
-        archive.end_day(bounds.day)
+        archive.end_day(bounds.day, part, parts_of_day[bounds.day])
         return time.monotonic() - began
 
     started = time.monotonic()
     worker_seconds = 0.0
     with ArchiveWriter(settings, datetime.now(UTC)) as archive:
         try:
-            with ThreadPoolExecutor(max(1, min(api.max_in_flight, len(days))), thread_name_prefix="fetch") as pool:
-                futures = [pool.submit(fetch, number, bounds) for number, bounds in enumerate(days, 1)]
+            with ThreadPoolExecutor(max(1, min(api.max_in_flight, len(windows))), thread_name_prefix="fetch") as pool:
+                futures = [pool.submit(fetch, number, *window) for number, window in enumerate(windows, 1)]
                 try:
                     for future in as_completed(futures):
                         worker_seconds += future.result()

@@ -40,6 +40,7 @@ from de_pipeline.api.errors import scrub
 from de_pipeline.api.limiter import RateLimiter
 from de_pipeline.api.settings import CUSTOMER_SESSION_PATH, DAY_MS, MAX_WINDOW_MS, PROVIDER_PATH
 from de_pipeline.api.simulator import ScriptedResponse, Simulator
+from de_pipeline.api.windows import window_parts
 from de_pipeline.env import Env, SettingsError
 from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER, point_at
 
@@ -243,6 +244,19 @@ def test_wire_settings_epoch_unit_and_providerid_placement(start_simulator, epoc
         fetched, _ = records_of(client.provider_pages(window))
     assert fetched == expected_payloads(simulator, window)
     assert {(r.start_ms, r.end_ms) for r in data_requests(simulator)} == {(window.start_ms, window.end_ms)}
+
+
+@pytest.mark.parametrize("hours", [24, 23, 25])  # a day, and the two days of a DST change
+@pytest.mark.parametrize("count", [1, 3, 7, 8, 24])
+def test_a_days_window_cut_into_parts_is_tiled_on_whole_seconds(hours, count):
+    start = int(datetime(2027, 3, 14, 8, tzinfo=UTC).timestamp()) * 1000
+    window = Window(start, start + hours * 3_600_000)
+    parts = window_parts(window, count)
+    assert len(parts) == count
+    assert (parts[0].start_ms, parts[-1].end_ms) == (window.start_ms, window.end_ms)
+    assert all(a.end_ms == b.start_ms for a, b in zip(parts, parts[1:], strict=False))
+    assert all(p.start_ms % 1000 == 0 and p.span_ms > 0 for p in parts)
+    assert max(p.span_ms for p in parts) - min(p.span_ms for p in parts) <= 1000
 
 
 def test_a_window_not_in_whole_seconds_is_refused_before_any_request(start_simulator):

@@ -280,6 +280,47 @@ def test_a_concurrent_backfill_stores_what_a_sequential_one_does(start_simulator
         assert 0 <= run["limiter_wait_share"] <= 1
 
 
+@pytest.mark.dates
+def test_a_one_day_run_fetches_its_day_in_parts_and_stores_what_one_window_does(start_simulator, monkeypatch, tmp_path):
+    simulator = start_simulator(hostile=True, messages_per_day=900, max_page_size=50)
+    point_at(monkeypatch, simulator)
+    day, _ = recent_days(1)  # a daily run: one day, 8 requests in flight all the same
+    start_ms, end_ms = simulator.dataset.day_bounds_ms(day)
+    messages, rejected, windows, pages = {}, {}, {}, {}
+    for in_flight in ("1", "8"):
+        monkeypatch.setenv("DE_MAX_IN_FLIGHT", in_flight)
+        monkeypatch.setenv("DE_DUCKDB_PATH", str(tmp_path / f"in_flight_{in_flight}.duckdb"))
+        seen = len(simulator.requests)
+        run_range(day, day)
+        messages[in_flight] = dump("messages")
+        rejected[in_flight] = set(dump("rejected_messages"))
+        windows[in_flight] = sorted({(r.start_ms, r.end_ms) for r in simulator.requests[seen:] if r.start_ms})
+        pages[in_flight] = page_spans(archive_file(WarehouseSettings.from_env().archive_dir, day), start_ms, end_ms)
+
+    assert windows["1"] == [(start_ms, end_ms)]
+    parts = windows["8"]
+    assert len(parts) == 8  # the day in 8 consecutive parts that cover it exactly
+    assert [part[1] for part in parts[:-1]] == [part[0] for part in parts[1:]]
+    assert (parts[0][0], parts[-1][1]) == (start_ms, end_ms)
+
+    assert messages["8"] == messages["1"]
+    assert len(messages["8"]) == len(unique_messages(served(simulator, day, day))) > 0
+    assert rejected["8"] == rejected["1"] != set()  # the hostile server sends malformed records
+    for spans in pages.values():  # the archive's pages are numbered in the day's order
+        assert len(spans) > 8
+        assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:], strict=False))
+
+
+def page_spans(path: os.PathLike, start_ms: int, end_ms: int) -> list[tuple[int, int]]:
+    """The first and last ts (inside the day) of each page of an archive file, by page number."""
+    with duckdb.connect() as connection:
+        return connection.execute(
+            "SELECT min(ts), max(ts) FROM (SELECT page, TRY_CAST(raw::JSON ->> 'ts' AS BIGINT) AS ts "
+            "FROM read_parquet($p)) WHERE ts >= $start AND ts < $end GROUP BY page ORDER BY page",
+            {"p": str(path), "start": start_ms, "end": end_ms},
+        ).fetchall()
+
+
 def archived_fetches(path: os.PathLike) -> tuple[int, tuple[object, ...]]:
     """An archive file's records, and the fetch times they carry (one for a whole day)."""
     with duckdb.connect() as connection:

@@ -41,6 +41,16 @@ def format_epoch_ms(epoch_ms: int) -> str:
     return text + "Z"
 
 
+def window_parts(window: Window, count: int) -> list[Window]:
+    """`window` cut into `count` consecutive parts of about equal length, on whole seconds
+    (the API may take seconds), that together cover it exactly."""
+    if count < 1:
+        raise ValueError("count must be at least 1")
+    cuts = [window.start_ms + (window.span_ms * n // count) // 1000 * 1000 for n in range(1, count)]
+    edges = [window.start_ms, *sorted({c for c in cuts if window.start_ms < c < window.end_ms}), window.end_ms]
+    return [Window(start, end) for start, end in zip(edges, edges[1:], strict=False)]
+
+
 def split_window(window: Window, max_span_ms: int = MAX_WINDOW_MS) -> Iterator[Window]:
     """Consecutive windows of at most `max_span_ms` that together cover `window` exactly."""
     if max_span_ms <= 0:

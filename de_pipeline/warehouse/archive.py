@@ -1,6 +1,7 @@
 """The raw archive: what the API returned, one Parquet file per day, replayable.
 
-Pages are fetched by day window, several days at once, and staged on disk as they arrive
+Pages are fetched by day window, several days at once (a day in parts of its window when
+a run has fewer days than fetching threads), and staged on disk as they arrive
 (memory holds one page per fetching thread); once a day is complete, one DuckDB statement
 writes its pages into `<archive>/day=YYYY-MM-DD/data.parquet` while other days are
 fetched. A record belongs to the day whose window the API answered it for, so the archive
@@ -84,9 +85,11 @@ class ArchiveWriter:
     """Writes fetched pages into the archive, day by day, while other days are fetched.
 
     `add` stages a page's bytes in a private folder (memory holds one page); several threads
-    may add and end days at once, but each day's pages must come from one thread, in order.
-    `end_day` hands the day to a background thread, where one DuckDB statement writes its
-    Parquet file: DuckDB releases the GIL, so that work overlaps with fetching other days.
+    may add and end days at once. A day may come in parts (consecutive parts of its window,
+    fetched at once); each part's pages must come from one thread, in order. Once `end_day`
+    has been called for every part, the day's pages are numbered in order (the parts in
+    order, each part's pages in order), and a background thread writes its Parquet file with
+    one DuckDB statement: DuckDB releases the GIL, so that work overlaps with fetching.
     `commit` waits for every day, and only then replaces the archive's files, so a failed
     fetch or write leaves the archive as it was. A day with no record gets an empty file,
     which says that the day was fetched and held nothing. The staging folder is named after
@@ -97,7 +100,9 @@ class ArchiveWriter:
         self._settings = settings
         self._directory = owned_scratch_dir(settings.archive_dir, "staging")
         self._fetched_at = fetched_at
-        self._pages: dict[date, list[str]] = {}
+        self._staged: dict[tuple[date, int], list[Path]] = {}  # (day, part): its pages in order
+        self._ended: dict[date, set[int]] = {}  # the parts of a day that are complete
+        self._staged_count = 0
         self._page_count = 0
         self._lock = threading.Lock()  # fetching threads add and end days at once
         # One DuckDB thread: the fetch needs the other core, and fewer JSON read buffers are
@@ -115,19 +120,29 @@ class ArchiveWriter:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-writer")
         self._days: list[Future[tuple[date, Path, int]]] = []
 
-    def add(self, day: date, body: bytes) -> None:
-        """Stage the next page of `day`, numbered in the order pages arrive (the number is
-        in the file name; archive_pages.sql reads it): a day's pages keep their order."""
+    def add(self, day: date, body: bytes, part: int = 0) -> None:
+        """Stage the next page of `day` (of its `part`)."""
         with self._lock:
-            self._page_count += 1
-            path = self._directory / f"page-{self._page_count:07d}.json"
-            self._pages.setdefault(day, []).append(str(path))
-        path.write_bytes(body)  # outside the lock: only the day's own thread ends the day
+            self._staged_count += 1
+            path = self._directory / f"staged-{self._staged_count:07d}.json"
+            self._staged.setdefault((day, part), []).append(path)
+        path.write_bytes(body)  # outside the lock: only the part's own thread ends the part
 
-    def end_day(self, day: date) -> None:
-        """Every page of `day` is staged: start writing its file."""
+    def end_day(self, day: date, part: int = 0, parts: int = 1) -> None:
+        """Every page of `part` (of `parts`) of `day` is staged. Once every part is, number
+        the day's pages in order (the number is in the file name; archive_pages.sql reads
+        it) and start writing its file."""
         with self._lock:
-            self._days.append(self._writer.submit(self._write_day, day, self._pages.pop(day, [])))
+            ended = self._ended.setdefault(day, set())
+            ended.add(part)
+            if len(ended) < parts:
+                return
+            del self._ended[day]
+            pages = []
+            for staged in (path for n in range(parts) for path in self._staged.pop((day, n), [])):
+                self._page_count += 1
+                pages.append(str(staged.rename(staged.with_name(f"page-{self._page_count:07d}.json"))))
+            self._days.append(self._writer.submit(self._write_day, day, pages))
 
     def commit(self, keep_larger: Collection[date] = ()) -> list[ArchivedDay]:
         """Wait for every day's file, then replace the archive's files with them, each
