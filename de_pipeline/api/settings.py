@@ -52,7 +52,7 @@ class ApiSettings:
     provider_path: str = PROVIDER_PATH
     customer_session_path: str = CUSTOMER_SESSION_PATH
     max_requests_per_second: float = 20.0  # for the whole process: all clients share it
-    max_in_flight: int = 8  # DE_MAX_IN_FLIGHT: days fetched at once, each by its own client
+    max_in_flight: int = 8  # DE_MAX_IN_FLIGHT: windows (days, or parts of days) fetched at once
     connect_timeout: float = 10.0
     read_timeout: float = 60.0  # DE_REQUEST_TIMEOUT: the longest silence while reading
     # DE_REQUEST_DEADLINE_SECONDS: the most one try may take, from connecting to the body's
