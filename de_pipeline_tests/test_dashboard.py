@@ -74,7 +74,6 @@ def test_the_dashboard_comes_after_every_daily_table_in_both_jobs():
     assert after["refresh_dashboard_file"] == {"refresh_journey_rows"}
 
 
-@pytest.mark.dates
 def test_loading_the_definitions_leaves_pandas_and_plotly_to_the_step_that_draws():
     # every run's process loads the definitions (each step's in the UI, each week of a
     # backfill): pandas, numpy and pyarrow add 40-75 MiB to its peak, before DuckDB's budget
@@ -87,6 +86,7 @@ def test_loading_the_definitions_leaves_pandas_and_plotly_to_the_step_that_draws
     assert loaded == []
 
 
+@pytest.mark.dates
 def test_the_charts_show_the_numbers_of_the_sql(start_simulator, monkeypatch, tmp_path, capsys):
     first, last, results = load(start_simulator, monkeypatch, days=9)
     # two chunks (7 + 2 days), each a fetch and a build; only the last build makes the
