@@ -253,7 +253,10 @@ def _archive(
         if not hasattr(local, "client"):  # one per worker, kept across its days (keep-alive)
             local.client = DigitalEngagementClient(api, logger=log)
             clients.append(local.client)
-        log.info("window %d of %d: %s %s", number, len(windows), bounds.day, window)
+        if parts_of_day[bounds.day] == 1:
+            log.info("window %d of %d: %s %s", number, len(windows), bounds.day, window)
+        else:  # said once for the day, below
+            log.debug("window %d of %d: part %d of %s %s", number, len(windows), part + 1, bounds.day, window)
         for page in pages_of(local.client, window):
             if failed.is_set():
                 raise _Cancelled
@@ -266,6 +269,10 @@ def _archive(
         archive.end_day(bounds.day, part, parts_of_day[bounds.day])
         return time.monotonic() - began
 
+    for bounds in days:
+        if parts_of_day[bounds.day] > 1:
+            log.info("%s %s: in %d parts, each paged on its own", bounds.day,
+                     Window(bounds.start_ms, bounds.end_ms), parts_of_day[bounds.day])  # fmt: skip
     started = time.monotonic()
     worker_seconds = 0.0
     with ArchiveWriter(settings, datetime.now(UTC)) as archive:

@@ -26,6 +26,8 @@ MISSING = object()  # a field the record leaves out
 def simulator(start_simulator, monkeypatch):
     simulator = start_simulator(messages_per_day=40)
     point_at(monkeypatch, simulator)
+    # the scripted answers are the day's window's, in order: one window, not the day in parts
+    monkeypatch.setenv("DE_MAX_IN_FLIGHT", "1")
     return simulator
 
 

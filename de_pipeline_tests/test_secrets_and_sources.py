@@ -65,6 +65,7 @@ def echo() -> bytes:
 def test_the_api_key_never_appears_anywhere(start_simulator, monkeypatch, dagster_home, caplog, capfd, tmp_path):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("DE_MAX_RETRIES", "2")
+    monkeypatch.setenv("DE_MAX_IN_FLIGHT", "1")  # the scripted answers come in order, to one window
     simulator = start_simulator(api_key=SECRET, messages_per_day=60)
     point_at(monkeypatch, simulator)
     assert os.environ["DE_API_KEY"] == SECRET
