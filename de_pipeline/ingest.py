@@ -241,11 +241,13 @@ def _archive(
     progress = {"pages": 0, "rows": 0}
     progress_lock = threading.Lock()
 
-    windows = [
-        (bounds, part, window)
-        for bounds in days
-        for part, window in enumerate(window_parts(Window(bounds.start_ms, bounds.end_ms), parts))
-    ]
+    windows: list[tuple[DayBounds, int, Window]] = []  # (day, part, its window)
+    for bounds in days:
+        day_window = Window(bounds.start_ms, bounds.end_ms)
+        pieces = window_parts(day_window, parts)
+        if len(pieces) > 1:  # said once for the day; each part at DEBUG
+            log.info("%s %s: in %d parts, each paged on its own", bounds.day, day_window, len(pieces))
+        windows += [(bounds, part, window) for part, window in enumerate(pieces)]
     parts_of_day = Counter(bounds.day for bounds, _, _ in windows)
 
     def fetch(number: int, bounds: DayBounds, part: int, window: Window) -> float:
@@ -255,7 +257,7 @@ def _archive(
             clients.append(local.client)
         if parts_of_day[bounds.day] == 1:
             log.info("window %d of %d: %s %s", number, len(windows), bounds.day, window)
-        else:  # said once for the day, below
+        else:
             log.debug("window %d of %d: part %d of %s %s", number, len(windows), part + 1, bounds.day, window)
         for page in pages_of(local.client, window):
             if failed.is_set():
@@ -269,10 +271,6 @@ def _archive(
         archive.end_day(bounds.day, part, parts_of_day[bounds.day])
         return time.monotonic() - began
 
-    for bounds in days:
-        if parts_of_day[bounds.day] > 1:
-            log.info("%s %s: in %d parts, each paged on its own", bounds.day,
-                     Window(bounds.start_ms, bounds.end_ms), parts_of_day[bounds.day])  # fmt: skip
     started = time.monotonic()
     worker_seconds = 0.0
     with ArchiveWriter(settings, datetime.now(UTC)) as archive:

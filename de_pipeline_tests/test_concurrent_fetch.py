@@ -307,7 +307,7 @@ def test_a_one_day_run_fetches_its_day_in_parts_and_stores_what_one_window_does(
     assert len(messages["8"]) == len(unique_messages(served(simulator, day, day))) > 0
     assert rejected["8"] == rejected["1"] != set()  # the hostile server sends malformed records
     for spans in pages.values():  # the archive's pages are numbered in the day's order
-        assert len(spans) > 8
+        assert len(spans) > 1  # pages to put in order, on any day (a weekend serves fewer)
         assert all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:], strict=False))
 
 

@@ -225,7 +225,7 @@ class DigitalEngagementClient:
         """The body as valid UTF-8, its number of elements, its last element's integer `ts`
         (None if it has none), and whether it was repaired; an error if not a JSON array."""
         try:
-            return *self._count_elements(body, describe), False
+            return body, *self._count_elements(body, describe), False
         except _NotUtf8:
             pass
         try:
@@ -239,11 +239,11 @@ class DigitalEngagementClient:
             reason,
         )
         body = body.decode("utf-8", "replace").encode("utf-8")
-        return *self._count_elements(body, describe), True
+        return body, *self._count_elements(body, describe), True
 
-    def _count_elements(self, body: bytes, describe: str) -> tuple[bytes, int, int | None]:
+    def _count_elements(self, body: bytes, describe: str) -> tuple[int, int | None]:
         """Validate the whole body (UTF-8 and JSON) and count the array's elements, without
-        building Python objects: the body, the count, and the last element's integer `ts`.
+        building Python objects: the count, and the last element's integer `ts`.
         _NotUtf8 if the body is not UTF-8."""
         try:
             document = self._json.parse(body)
@@ -268,7 +268,7 @@ class DigitalEngagementClient:
             last = document[-1] if len(document) else None
             ts = last.get("ts") if isinstance(last, simdjson.Object) else None
             del last
-            return body, len(document), ts if type(ts) is int else None
+            return len(document), ts if type(ts) is int else None
         finally:
             del document  # the parser is reused for the next page
 
