@@ -41,6 +41,8 @@ _log = logging.getLogger(__name__)
 PROGRESS_EVERY_PAGES = 100
 MAX_JOURNEY_DAYS = 31
 MAX_DAY_PARTS = 24
+# More 429s than this share of a fetch's requests: the setting is above the key's budget
+MAX_REFUSED_SHARE = 0.01
 
 
 class RetentionError(RuntimeError):
@@ -292,4 +294,10 @@ def _archive(
         stats = ClientStats.total(client.stats for client in clients)
         log.info("fetched %d records in %d pages (%d requests, %d retries, %.1f requests/s); finishing the archive",
                  stats.rows, stats.pages, stats.requests, stats.retries, stats.requests / seconds)  # fmt: skip
+        if stats.refused_429 > MAX_REFUSED_SHARE * stats.requests:
+            log.warning("%d of %d requests (%.0f%%) were refused with 429 (rate limited; a Retry-After pauses "
+                        "every request). The vendor counts every client of the key: if another one shares it, or "
+                        "its limit is below DE_MAX_REQUESTS_PER_SECOND=%g a second, lower the setting to this "
+                        "process's share", stats.refused_429, stats.requests, 100 * stats.refused_429 / stats.requests,
+                        api.max_requests_per_second)  # fmt: skip
         return _Fetched(archive.commit(keep_larger=list(keep_larger)), stats, seconds, worker_seconds)

@@ -245,6 +245,25 @@ def test_a_client_limit_below_the_servers_meets_no_429(start_simulator):
     assert len(simulator.requests) >= 20  # over two seconds at 8 a second
 
 
+@pytest.mark.dates
+def test_429s_past_one_percent_are_counted_and_the_user_told_to_lower_the_rate(start_simulator, monkeypatch, capsys):
+    # the key allows 4 a second (another client shares it, say), the setting says 20: the
+    # day's 8 parts start at once, and some of their first requests are refused
+    simulator = start_simulator(messages_per_day=200, max_page_size=20, rate_limit=4)
+    point_at(monkeypatch, simulator)
+    monkeypatch.setenv("DE_MAX_REQUESTS_PER_SECOND", "20")
+    monkeypatch.setenv("DE_PAGE_SIZE", "20")
+    day, _ = recent_days(1)
+    metadata = run_metadata(run_range(day, day, log_level="WARNING"))
+
+    assert metadata["api_429s"] == simulator.rate_limited > 0.01 * metadata["api_requests"]
+    assert metadata["api_requests"] == len(simulator.requests)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "refused with 429" in line]
+    assert len(warnings) == 1, warnings
+    assert f" {simulator.rate_limited} of {len(simulator.requests)} requests " in warnings[0]
+    assert "below DE_MAX_REQUESTS_PER_SECOND=20 a second, lower the setting" in warnings[0]
+
+
 def run_metadata(results: list) -> dict[str, object]:
     """raw_messages' metadata of a one-run range (every partition carries the run's)."""
     [result] = results

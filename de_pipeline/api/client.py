@@ -88,6 +88,7 @@ class ClientStats:
 
     requests: int = 0
     retries: int = 0
+    refused_429: int = 0  # answers 429: the vendor's limit for the key was passed
     pages: int = 0
     rows: int = 0
     repaired_pages: int = 0
@@ -304,6 +305,7 @@ class DigitalEngagementClient:
                 if response.status_code not in RETRYABLE_STATUSES:
                     raise self._status_error(response, body, describe, url)
                 failure = f"HTTP {response.status_code}"
+                self.stats.refused_429 += response.status_code == 429
                 said = server_message(body, self.settings.api_key)
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
             attempt += 1

@@ -122,6 +122,7 @@ def raw_messages_asset(account: Account) -> AssetsDefinition:
                 "records_fetched": done.stats.rows,
                 "api_requests": done.stats.requests,
                 "api_retries": done.stats.retries,
+                "api_429s": done.stats.refused_429,  # over 1% of api_requests: a WARNING says what to do
                 "pages": done.stats.pages,
                 "pages_with_repaired_utf8": done.stats.repaired_pages,
                 # near DE_MAX_REQUESTS_PER_SECOND with a wait share well above 0: the vendor's limit
