@@ -43,10 +43,10 @@ def grant_clock() -> tuple[Callable[[], float], threading.local]:
     return clock, last
 
 
-def most_in_one_second(moments: list[float]) -> int:
-    """The most moments in any closed 1-second window."""
+def most_in_a_window(moments: list[float], seconds: float = 1.0) -> int:
+    """The most moments in any closed window of `seconds`."""
     moments = sorted(moments)
-    return max(bisect.bisect_right(moments, m + 1.0) - i for i, m in enumerate(moments))
+    return max(bisect.bisect_right(moments, m + seconds) - i for i, m in enumerate(moments))
 
 
 def run_workers(work: Callable[[int], None], count: int = THREADS) -> None:
@@ -58,7 +58,7 @@ def test_the_limiter_keeps_the_rate_over_every_window_across_threads():
     clock, last = grant_clock()
     limiter = RateLimiter(50, clock=clock)
     grants: list[float] = []
-    stop = time.monotonic() + 2.0
+    stop = time.monotonic() + 10.0  # 8 workers asking as fast as they can, for 10 s
 
     def worker(_: int) -> None:
         while time.monotonic() < stop:
@@ -66,8 +66,9 @@ def test_the_limiter_keeps_the_rate_over_every_window_across_threads():
             grants.append(last.value)  # list.append is atomic
 
     run_workers(worker)
-    assert most_in_one_second(grants) <= 50
-    assert len(grants) >= 60  # it does grant, at about the rate (generous: a loaded machine)
+    assert most_in_a_window(grants) <= 50
+    assert most_in_a_window(grants, seconds=10.0) <= 500
+    assert len(grants) >= 300  # it does grant, at about the rate (generous: a loaded machine)
 
 
 def test_the_limiter_leaves_room_for_jitter_on_the_way_and_spends_the_rest():
