@@ -88,7 +88,7 @@ class ClientStats:
 
     requests: int = 0
     retries: int = 0
-    refused_429: int = 0  # answers 429: the vendor's limit for the key was passed
+    refused_429: int = 0  # answers 429 (rate limited), retried like the other transient ones
     pages: int = 0
     rows: int = 0
     repaired_pages: int = 0
