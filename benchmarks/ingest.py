@@ -866,8 +866,9 @@ def print_wire_table(
               f"| {line['peak']:.0f} |")  # fmt: skip
     ours = summary[contenders[0].label]
     print(f"\ntargets ({contenders[0].label})")
-    print(f"  fetch's share of the ceiling = {ours['fetch_share']:.2f} (whole run: {ours['wall_share']:.2f})   "
-          f"target >= {TARGET_WIRE_SHARE}: {mark(ours['fetch_share'] >= TARGET_WIRE_SHARE)}")  # fmt: skip
+    for share, what in (("fetch_share", "the fetch's"), ("wall_share", "the whole run's")):
+        print(f"  {what} share of the ceiling = {ours[share]:.2f}   "
+              f"target >= {TARGET_WIRE_SHARE}: {mark(ours[share] >= TARGET_WIRE_SHARE)}")  # fmt: skip
     for contender in contenders:
         if contender.child == "dlt":
             theirs = summary[contender.label]
