@@ -8,9 +8,9 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -32,6 +32,7 @@ from de_pipeline.defs.partitions import DAILY, MAX_PARTITIONS_PER_RUN
 from de_pipeline.defs.schedules import range_tags
 from de_pipeline.env import SettingsError
 from de_pipeline.ingest import RetentionError
+from de_pipeline.instance import InstanceRepairError, open_instance, reconfigures_logging
 from de_pipeline.pool_slots import PoolWatch, free_stale_slots, process_tags
 from de_pipeline.warehouse.archive import ArchiveMissingError
 from de_pipeline.warehouse.connection import MemoryBudgetError
@@ -50,6 +51,7 @@ USER_ERRORS = (
     ArchiveMissingError,
     MemoryBudgetError,
     RetentionError,
+    InstanceRepairError,
 )
 
 
@@ -96,17 +98,6 @@ def run_chunks(first: date, last: date) -> list[RunChunk]:
     ]
 
 
-@contextmanager
-def run_instance() -> Iterator[DagsterInstance]:
-    """The DAGSTER_HOME instance when one is set (runs then show in the UI), else a throwaway."""
-    if os.environ.get("DAGSTER_HOME"):
-        with DagsterInstance.get() as instance:
-            yield instance
-    else:
-        with DagsterInstance.ephemeral() as instance:
-            yield instance
-
-
 # Dagster captures a run's stdout and stderr by pointing the process's file descriptors at
 # a file for the run's length. Two runs at once would tangle them (the one that ends last
 # restores the other's file, and the console goes silent), so the build runs, which go in a
@@ -116,17 +107,15 @@ _NO_OUTPUT_CAPTURE = {
 }
 
 
-@contextmanager
-def build_instance() -> Iterator[DagsterInstance]:
+def run_instance() -> AbstractContextManager[DagsterInstance]:
+    """The DAGSTER_HOME instance when one is set (runs then show in the UI), else a throwaway."""
+    return open_instance(say=_say)
+
+
+def build_instance() -> AbstractContextManager[DagsterInstance]:
     """The instance of the build runs: DAGSTER_HOME's storage without output capture, or a
     throwaway of their own (an in-memory instance serves one thread)."""
-    home = os.environ.get("DAGSTER_HOME")
-    if home:
-        with DagsterInstance.local_temp(home, overrides=_NO_OUTPUT_CAPTURE) as instance:
-            yield instance
-    else:
-        with DagsterInstance.ephemeral() as instance:
-            yield instance
+    return open_instance(_NO_OUTPUT_CAPTURE, say=_say)
 
 
 def run_range(
@@ -144,7 +133,9 @@ def run_range(
     A job that fetches, over more than one chunk, runs each chunk as two runs, its fetch
     (`raw_messages`) and its build (the rest), and fetches chunk N+1 while chunk N builds:
     a backfill takes about its fetch time plus one chunk's build. A failed fetch lets the
-    build before it commit, then stops. Otherwise each chunk is one run, one after another.
+    build before it commit, then stops. Otherwise (also when the instance's `python_logs`
+    handlers make two runs in one process unsafe: instance.py) each chunk is one run, one
+    after another.
     The results come in chunk order, a chunk's fetch before its build.
 
     With several accounts (DE_PROVIDERS_FILE), an account whose step fails is left out of
@@ -156,7 +147,7 @@ def run_range(
     chunks = run_chunks(first, last)
     with run_instance() as instance:
         runner = _ChunkRunner(defs.resolve_job_def(job_name), instance, log_level)
-        if runner.fetch_keys and len(chunks) > 1:
+        if runner.fetch_keys and len(chunks) > 1 and not reconfigures_logging(instance):
             results = runner.overlapped(chunks, on_chunk)
         else:
             results = runner.one_after_another(chunks, on_chunk)

@@ -1,0 +1,187 @@
+"""The Dagster instance of CLI runs: two runs in one process never deadlock on logging, two
+first runs at once never break a new DAGSTER_HOME, and a home they broke is repaired."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, job, op
+
+from de_pipeline.instance import _PRE_SQLALCHEMY_2_STAMP, open_instance
+from de_pipeline_tests.conftest import point_at
+from de_pipeline_tests.helpers import dump, recent_days, served, start_cli, unique_messages
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@op
+def one() -> int:
+    return 1
+
+
+@job
+def tiny() -> None:
+    one()
+
+
+def stamps(home: Path) -> list[str]:
+    with closing(sqlite3.connect(home / "history" / "runs.db")) as db:
+        return [row[0] for row in db.execute("SELECT version_num FROM alembic_version")]
+
+
+def test_a_run_starts_while_another_thread_is_inside_a_log_handler(dagster_home):
+    """A fetch thread inside a log handler (holding its lock) must not stop a build run from
+    starting: Dagster's dictConfig at run start waited for every handler of the process."""
+    handler = logging.StreamHandler(io.StringIO())  # any handler of the process, e.g. a running run's
+    inside, leave = threading.Event(), threading.Event()
+
+    def emitting() -> None:
+        with handler.lock:
+            inside.set()
+            leave.wait(120)
+
+    holder = threading.Thread(target=emitting)
+    holder.start()
+    assert inside.wait(10)
+    outcome: dict[str, bool] = {}
+
+    def build_run() -> None:
+        with open_instance() as instance:
+            outcome["success"] = tiny.execute_in_process(instance=instance).success
+
+    builder = threading.Thread(target=build_run, daemon=True)
+    builder.start()
+    builder.join(timeout=90)
+    ran_while_held = not builder.is_alive()
+    leave.set()  # on failure, let the stuck run go on, so the session's logging is not left locked
+    holder.join()
+    builder.join(timeout=90)
+    assert ran_while_held, "the run waited for another thread's log handler (logging reconfigured at run start)"
+    assert outcome == {"success": True}
+
+
+def test_a_home_that_two_first_runs_broke_is_repaired_with_a_line(dagster_home, capsys):
+    with open_instance() as instance:
+        assert tiny.execute_in_process(instance=instance).success
+    with closing(sqlite3.connect(dagster_home / "history" / "runs.db")) as db, db:
+        db.execute("INSERT INTO alembic_version VALUES (?)", (_PRE_SQLALCHEMY_2_STAMP,))
+    with pytest.raises(Exception, match="more than one head"):  # the break, as Dagster meets it
+        with DagsterInstance.get() as instance:
+            tiny.execute_in_process(instance=instance)
+
+    with open_instance() as instance:
+        assert tiny.execute_in_process(instance=instance).success
+    assert len(stamps(dagster_home)) == 1 and _PRE_SQLALCHEMY_2_STAMP not in stamps(dagster_home)
+    assert "repaired" in capsys.readouterr().out
+
+
+def test_a_home_with_other_doubled_stamps_is_named_not_touched(dagster_home):
+    with open_instance():
+        pass
+    with closing(sqlite3.connect(dagster_home / "history" / "runs.db")) as db, db:
+        db.execute("INSERT INTO alembic_version VALUES ('0123456789ab')")
+    before = stamps(dagster_home)
+    with pytest.raises(Exception, match=r"runs\.db holds the alembic revisions .*0123456789ab.*move it aside"):
+        with open_instance():
+            pass
+    assert stamps(dagster_home) == before
+
+
+FIRST_RUN = """
+import sys, time
+from dagster import job, op
+from de_pipeline.instance import open_instance
+
+@op
+def one() -> int:
+    return 1
+
+@job
+def tiny() -> None:
+    one()
+
+time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
+with open_instance() as instance:
+    sys.exit(0 if tiny.execute_in_process(instance=instance).success else 3)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("round_", range(3))
+def test_first_runs_at_once_on_a_fresh_home_all_succeed(tmp_path, round_):
+    """Three processes open one new home at the same moment (Dagster alone broke it in about
+    one round of three: "alembic_version has more than one head")."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    env = dict(os.environ, DAGSTER_HOME=str(home), PYTHONPATH=str(REPO))
+    start_at = time.time() + 8  # after every process has imported Dagster
+    processes = [
+        subprocess.Popen([sys.executable, "-c", FIRST_RUN, str(start_at)], env=env, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    errors = [process.communicate(timeout=180)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0, 0], [e[-1500:] for e in errors]
+    assert len(stamps(home)) == 1
+
+
+def finish(process: subprocess.Popen, timeout: float) -> tuple[int | str, str]:
+    """The exit code and stderr of a process; "hung" (and killed) past `timeout`."""
+    try:
+        _, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return "hung", process.communicate()[1]
+    return process.returncode, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rounds,days", [(3, 9), pytest.param(1, 21, id="stress")])
+def test_overlapped_backfills_at_once_on_one_home_finish(start_simulator, monkeypatch, tmp_path, rounds, days):
+    """Two backfills of several chunks at once, sharing one DAGSTER_HOME, against a distant
+    server: each fetches a chunk while it builds the one before, in threads of one process,
+    which deadlocked in Dagster's logging in 3 rounds of 4."""
+    simulator = start_simulator(latency_ms=250, messages_per_day=300, max_page_size=100)
+    point_at(monkeypatch, simulator)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    first, last = recent_days(days)
+    expected = len(unique_messages(served(simulator, first, last)))
+    for round_ in range(rounds):
+        warehouses = [tmp_path / f"round{round_}-{n}.duckdb" for n in (1, 2)]
+        processes = [
+            start_cli(
+                "backfill",
+                "--start",
+                str(first),
+                "--end",
+                str(last),
+                env={
+                    "DAGSTER_HOME": str(home),
+                    "DE_DUCKDB_PATH": str(path),
+                    "DE_ARCHIVE_DIR": str(path.with_suffix(".archive")),
+                },
+            )  # fmt: skip
+            for path in warehouses
+        ]
+        with ThreadPoolExecutor(2) as waiting:  # both at once: neither blocks on a full pipe
+            ends = list(waiting.map(lambda process: finish(process, timeout=300), processes))
+        for code, err in ends:
+            assert code == 0, f"round {round_}: " + err[-3000:]
+            assert "while run" in err, "the backfill did not overlap fetching and building"
+        counts = [len(dump("messages", path)) for path in warehouses]
+        assert counts == [expected, expected], (round_, counts)
+    assert first + timedelta(days=7) <= last  # more than one chunk: the overlap is exercised
