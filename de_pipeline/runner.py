@@ -33,7 +33,7 @@ from de_pipeline.defs.schedules import range_tags
 from de_pipeline.env import SettingsError
 from de_pipeline.ingest import RetentionError
 from de_pipeline.pool_slots import PoolWatch, free_stale_slots, process_tags
-from de_pipeline.warehouse.archive import ArchiveMissingError
+from de_pipeline.warehouse.archive import ArchiveMissingError, StagingLimitError
 from de_pipeline.warehouse.connection import MemoryBudgetError
 from de_pipeline.warehouse.provenance import SourceMismatchError
 from de_pipeline.warehouse.publish import publish_for_readers
@@ -50,6 +50,7 @@ USER_ERRORS = (
     ArchiveMissingError,
     MemoryBudgetError,
     RetentionError,
+    StagingLimitError,
 )
 
 
