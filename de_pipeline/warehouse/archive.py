@@ -139,6 +139,7 @@ class ArchiveWriter:
     def add(self, day: date, body: bytes, part: int = 0) -> None:
         """Stage the next page of `day` (of its `part`); StagingLimitError if it would go
         past DE_MAX_STAGED_BYTES or below DE_MIN_FREE_DISK_BYTES."""
+        self._check_free_space(len(body))  # a system call: outside the lock
         with self._lock:
             if self._staged_bytes + len(body) > self._settings.max_staged_bytes:
                 raise StagingLimitError(
@@ -151,7 +152,6 @@ class ArchiveWriter:
             self._staged_count += 1
             path = self._directory / f"staged-{self._staged_count:07d}.json"
             self._staged.setdefault((day, part), []).append(path)
-        self._check_free_space(len(body))  # a system call, outside the lock
         path.write_bytes(body)  # outside the lock: only the part's own thread ends the part
 
     def end_day(self, day: date, part: int = 0, parts: int = 1) -> None:
