@@ -7,9 +7,24 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from datetime import date
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+# A size as DuckDB writes its memory limit: KB, MB, GB, TB are powers of 1000; KiB, MiB,
+# GiB, TiB of 1024 (B or no unit: bytes)
+_SIZE_PATTERN = r"(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?"
+_SIZE_UNITS = {f"{prefix}{infix}b": base**power for power, prefix in enumerate("kmgt", 1)
+               for infix, base in (("", 1000), ("i", 1024))} | {"b": 1}  # fmt: skip
+
+
+def format_size(size: int) -> str:
+    """A number of bytes for people: `1.5 GiB`, `812.0 MiB`, `512 bytes`."""
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(size) >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
 
 
 class SettingsError(ValueError):
@@ -73,6 +88,19 @@ class Env:
             bounds = f"[{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
             raise SettingsError(f"{name}={value} must be in {bounds}")
         return number
+
+    def size(self, name: str, default: int, *, minimum: int = 0) -> int:
+        """A number of bytes: `8GiB`, `500MB` or a whole number (see _SIZE_PATTERN)."""
+        value = self.raw(name)
+        if value is None:
+            return default
+        match = re.fullmatch(_SIZE_PATTERN, value, re.IGNORECASE)
+        if match is None:
+            raise SettingsError(f"{name}={value!r} is not a size such as 8GiB, 500MB or a number of bytes")
+        size = int(float(match[1]) * _SIZE_UNITS[(match[2] or "b").lower()])
+        if size < minimum:
+            raise SettingsError(f"{name}={value} must be at least {format_size(minimum)}")
+        return size
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.raw(name)

@@ -34,7 +34,7 @@ from de_pipeline.env import SettingsError
 from de_pipeline.ingest import RetentionError
 from de_pipeline.instance import InstanceRepairError, open_instance, reconfigures_logging
 from de_pipeline.pool_slots import PoolWatch, free_stale_slots, process_tags
-from de_pipeline.warehouse.archive import ArchiveMissingError
+from de_pipeline.warehouse.archive import ArchiveMissingError, StagingLimitError
 from de_pipeline.warehouse.connection import MemoryBudgetError
 from de_pipeline.warehouse.provenance import SourceMismatchError
 from de_pipeline.warehouse.publish import publish_for_readers
@@ -52,6 +52,7 @@ USER_ERRORS = (
     MemoryBudgetError,
     RetentionError,
     InstanceRepairError,
+    StagingLimitError,
 )
 
 

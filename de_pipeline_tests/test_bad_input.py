@@ -4,7 +4,9 @@ coerced) -- and the counts always reconcile."""
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,9 @@ import orjson
 import pytest
 
 from de_pipeline.api.simulator import ScriptedResponse
+from de_pipeline.env import SettingsError
 from de_pipeline.runner import RunFailedError, run_range
+from de_pipeline.warehouse import archive
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import point_at
@@ -318,3 +322,103 @@ def test_a_memory_budget_too_small_names_the_setting_and_keeps_the_day(simulator
     assert "memory budget DE_DUCKDB_MEMORY_LIMIT=8MB" in text, text
     assert "raise it" in text, text
     assert snapshot() == before
+
+
+# ---- a server that fills the disk ------------------------------------------------------------
+
+
+def endless_pages(simulator, page_bytes: int, sent: list[bytes]) -> Iterator[ScriptedResponse]:
+    """Pages of about `page_bytes`, each different, for ever (a server that never says `[]`);
+    each body is added to `sent` as it is served."""
+    padding = "x" * 1000
+    for number in itertools.count():
+        rows = [record(simulator, n, text=f"page {number} {padding}") for n in range(page_bytes // 1700)]
+        sent.append(orjson.dumps(rows))
+        yield ScriptedResponse(200, body=sent[-1])
+
+
+def assert_one_line(exc: RunFailedError, *phrases: str) -> None:
+    text = str(exc)
+    assert "\n" not in text and "Traceback" not in text and 'File "' not in text, text
+    assert text.startswith(f"run for {DAY} .. {DAY} failed: raw_messages: "), text
+    for phrase in phrases:
+        assert phrase in text, text
+
+
+def test_a_server_that_never_ends_its_pages_stops_at_the_staged_bytes_cap(simulator, monkeypatch):
+    """Endless pages of about 1 MB grew the staging folder by 20 MB/s until the pages-per-window
+    cap, about 11 hours later; the fetch now stops at DE_MAX_STAGED_BYTES."""
+    before = loaded_day(simulator)
+    sent: list[bytes] = []
+    simulator.script(endless_pages(simulator, 256 << 10, sent))
+    monkeypatch.setenv("DE_MAX_STAGED_BYTES", "2MiB")
+    monkeypatch.setenv("DE_MAX_PAGES_PER_WINDOW", "400")  # about 100 MB: a bound on this test alone
+
+    with pytest.raises(RunFailedError) as failure:
+        run_range(DAY, DAY)
+
+    assert_one_line(failure.value, f"{DAY}: the fetch has staged", "past DE_MAX_STAGED_BYTES (2.0 MiB)",
+                    "the archive is as it was")  # fmt: skip
+    # every page but the last fits in the cap; the last would have passed it, and ended the fetch
+    assert sum(map(len, sent[:-1])) <= 2 << 20 < sum(map(len, sent))
+    assert snapshot() == before  # no staging folder left, the day's file untouched
+
+
+def low_disk(monkeypatch, free_after: int) -> list[Path]:
+    """The disk has plenty of room for the first `free_after` looks at it, then 100 MiB (a
+    full disk cannot be made here); returns the folders looked at."""
+    looked_at: list[Path] = []
+
+    def free_disk_bytes(path: Path) -> int:
+        looked_at.append(Path(path))
+        return (1 << 40) if len(looked_at) <= free_after else 100 << 20
+
+    monkeypatch.setattr(archive, "free_disk_bytes", free_disk_bytes)
+    return looked_at
+
+
+def test_a_fetch_stops_when_the_disk_runs_low_and_keeps_the_day(simulator, monkeypatch):
+    before = loaded_day(simulator)
+    monkeypatch.setenv("DE_PAGE_SIZE", "5")  # 40 messages: 8 pages
+    looked_at = low_disk(monkeypatch, free_after=3)  # before the fetch, and 2 pages
+    seen = len(simulator.requests)
+
+    with pytest.raises(RunFailedError) as failure:
+        run_range(DAY, DAY)
+
+    archive_dir = WarehouseSettings.from_env().archive_dir
+    assert_one_line(failure.value, f"the disk of the raw archive {archive_dir} has 100.0 MiB free; staging the "
+                    "next page", "would leave less than DE_MIN_FREE_DISK_BYTES (1.0 GiB): the fetch stopped, "
+                    "and the archive is as it was")  # fmt: skip
+    assert len(simulator.requests) - seen == 3  # the third page was received, not staged
+    assert {path.parent for path in looked_at} == {archive_dir}  # the staging folder's disk
+    assert snapshot() == before
+
+
+def test_a_fetch_does_not_start_on_a_disk_below_the_floor_unless_the_check_is_off(simulator, monkeypatch):
+    before = loaded_day(simulator)
+    low_disk(monkeypatch, free_after=0)
+    monkeypatch.setenv("DE_MIN_FREE_DISK_BYTES", "200MiB")
+    seen = len(simulator.requests)
+
+    with pytest.raises(RunFailedError) as failure:
+        run_range(DAY, DAY)
+
+    assert_one_line(failure.value, "has 100.0 MiB free; less than DE_MIN_FREE_DISK_BYTES (200.0 MiB): the fetch "
+                    "did not start", "(0 turns the check off)")  # fmt: skip
+    assert len(simulator.requests) == seen
+    assert snapshot() == before
+
+    monkeypatch.setenv("DE_MIN_FREE_DISK_BYTES", "0")
+    run_range(DAY, DAY)
+    assert len(simulator.requests) > seen
+
+
+def test_the_disk_settings_take_sizes_with_units_and_name_themselves_when_wrong():
+    settings = WarehouseSettings.from_env({"DE_MAX_STAGED_BYTES": "1.5GiB", "DE_MIN_FREE_DISK_BYTES": "500MB"})
+    assert (settings.max_staged_bytes, settings.min_free_disk_bytes) == (3 << 29, 500_000_000)
+    assert WarehouseSettings.from_env({"DE_MIN_FREE_DISK_BYTES": "0"}).min_free_disk_bytes == 0
+    for name, value in [("DE_MAX_STAGED_BYTES", "lots"), ("DE_MIN_FREE_DISK_BYTES", "-1GB"),
+                        ("DE_MAX_STAGED_BYTES", "0")]:  # fmt: skip
+        with pytest.raises(SettingsError, match=f"^{name}="):
+            WarehouseSettings.from_env({name: value})

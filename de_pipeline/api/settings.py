@@ -127,7 +127,7 @@ def _checked_base_url(value: str, allow_insecure_http: bool) -> str:
     if parts.username or parts.password:
         raise SettingsError("DE_API_BASE_URL must not carry credentials; use DE_API_KEY")
     base_url = value.rstrip("/")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
         if not allow_insecure_http:
             raise SettingsError(
                 f"DE_API_BASE_URL={value!r} would send the API key unencrypted to another "
@@ -137,7 +137,8 @@ def _checked_base_url(value: str, allow_insecure_http: bool) -> str:
     return base_url
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """Whether a URL's host (as urlsplit gives it) is this machine: localhost, 127.0.0.0/8, ::1."""
     if host == "localhost":  # urlsplit gives the host in lower case
         return True
     try:

@@ -22,14 +22,20 @@ from pathlib import Path
 
 import duckdb
 
+from de_pipeline.env import format_size
 from de_pipeline.warehouse.connection import memory_budget, session_defaults
-from de_pipeline.warehouse.files import fsync_directory, owned_scratch_dir, replace_durably
+from de_pipeline.warehouse.files import free_disk_bytes, fsync_directory, owned_scratch_dir, replace_durably
 from de_pipeline.warehouse.schema import run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
 
 
 class ArchiveMissingError(FileNotFoundError):
     """A day that `messages` needs was never fetched into the archive."""
+
+
+class StagingLimitError(RuntimeError):
+    """A fetch would stage more than DE_MAX_STAGED_BYTES, or leave the archive's disk with
+    less than DE_MIN_FREE_DISK_BYTES free: it stops, and the archive stays as it was."""
 
 
 def archive_file(archive_dir: Path, day: date) -> Path:
@@ -94,6 +100,10 @@ class ArchiveWriter:
     fetch or write leaves the archive as it was. A day with no record gets an empty file,
     which says that the day was fetched and held nothing. The staging folder is named after
     this process (see files.py), so a later run removes it if the process is killed.
+
+    A hostile server can send pages for ever: the pages staged are bounded in total
+    (DE_MAX_STAGED_BYTES), and the disk's free space is checked before the fetch and
+    before each page (DE_MIN_FREE_DISK_BYTES); past either, StagingLimitError.
     """
 
     def __init__(self, settings: WarehouseSettings, fetched_at: datetime) -> None:
@@ -103,6 +113,7 @@ class ArchiveWriter:
         self._staged: dict[tuple[date, int], list[Path]] = {}  # (day, part): its pages in order
         self._ended: dict[date, set[int]] = {}  # the parts of a day that are complete
         self._staged_count = 0
+        self._staged_bytes = 0
         self._page_count = 0
         self._lock = threading.Lock()  # fetching threads add and end days at once
         # One DuckDB thread: the fetch needs the other core, and fewer JSON read buffers are
@@ -119,10 +130,25 @@ class ArchiveWriter:
         # one writer thread: the connection runs one statement at a time
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archive-writer")
         self._days: list[Future[tuple[date, Path, int]]] = []
+        try:
+            self._check_free_space(0)
+        except StagingLimitError:
+            self.close()
+            raise
 
     def add(self, day: date, body: bytes, part: int = 0) -> None:
-        """Stage the next page of `day` (of its `part`)."""
+        """Stage the next page of `day` (of its `part`); StagingLimitError if it would go
+        past DE_MAX_STAGED_BYTES or below DE_MIN_FREE_DISK_BYTES."""
+        self._check_free_space(len(body))  # a system call: outside the lock
         with self._lock:
+            if self._staged_bytes + len(body) > self._settings.max_staged_bytes:
+                raise StagingLimitError(
+                    f"{day}: the fetch has staged {format_size(self._staged_bytes)} of pages and the server "
+                    f"sends more, past DE_MAX_STAGED_BYTES ({format_size(self._settings.max_staged_bytes)}); "
+                    "stopped, and the archive is as it was. Raise DE_MAX_STAGED_BYTES if the run's days "
+                    "really hold that much"
+                )
+            self._staged_bytes += len(body)
             self._staged_count += 1
             path = self._directory / f"staged-{self._staged_count:07d}.json"
             self._staged.setdefault((day, part), []).append(path)
@@ -174,6 +200,26 @@ class ArchiveWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def _check_free_space(self, incoming: int) -> None:
+        """StagingLimitError if writing `incoming` more bytes would leave the disk with less
+        than DE_MIN_FREE_DISK_BYTES free (0: never)."""
+        floor = self._settings.min_free_disk_bytes
+        if not floor:
+            return
+        free = free_disk_bytes(self._directory)
+        if free - incoming >= floor:
+            return
+        if incoming:
+            what = f"staging the next page ({format_size(incoming)}) would leave less than"
+            outcome = "the fetch stopped, and the archive is as it was"
+        else:
+            what, outcome = "less than", "the fetch did not start"
+        raise StagingLimitError(
+            f"the disk of the raw archive {self._settings.archive_dir} has {format_size(free)} free; {what} "
+            f"DE_MIN_FREE_DISK_BYTES ({format_size(floor)}): {outcome}. Free some space, or lower "
+            "DE_MIN_FREE_DISK_BYTES (0 turns the check off)"
+        )
 
     def _records(self, path: Path) -> int:
         """How many records an archive file holds (from its Parquet footer)."""

@@ -55,6 +55,11 @@ def write_text_durably(path: Path, text: str) -> None:
     fsync_directory(path.parent)
 
 
+def free_disk_bytes(path: Path) -> int:
+    """The bytes this process may still write on the file system of `path`."""
+    return shutil.disk_usage(path).free
+
+
 def owned_scratch_dir(parent: Path, kind: str) -> Path:
     """A new private folder `<parent>/.<kind>-<host>-<pid>-<random>` of this process."""
     if kind not in SCRATCH_KINDS:

@@ -22,6 +22,14 @@ DEFAULT_PLACEHOLDER_PATTERN = r"\[LABEL\]|<LABEL>|\{LABEL\}|#LABEL#|\*{4}LABEL\*
 
 # DuckDB spills to disk beyond this; 128MB keeps a run's peak RSS flat (benchmarks/ingest.py)
 DEFAULT_MEMORY_LIMIT = "128MB"
+# The page bytes one fetch may stage. A run fetches at most 7 days: 7 days of a busy
+# account (300,000 messages a day at about 1 KB each) are about 2 GB, so 8 GiB leaves room
+# for four times that, and stops a server that never says `[]` (20 MB/s) in about 7
+# minutes, where DE_MAX_PAGES_PER_WINDOW would take about 11 hours.
+DEFAULT_MAX_STAGED_BYTES = 8 << 30
+# A fetch stops before the archive's disk has less free: the warehouse's transaction and
+# DuckDB's spill file need room too, and a full disk breaks other programs.
+DEFAULT_MIN_FREE_DISK_BYTES = 1 << 30
 
 
 def timezone_from_env(environ: Mapping[str, str] | None = None) -> str:
@@ -44,6 +52,8 @@ class WarehouseSettings:
     allow_source_change: bool = False  # write another source's data into this warehouse
     reader_copy_path: Path | None = None  # the readers' copy (publish.py); None: none is published
     provider: str = DEFAULT_PROVIDER  # the account whose rows a run writes (accounts.Account.warehouse_settings)
+    max_staged_bytes: int = DEFAULT_MAX_STAGED_BYTES  # DE_MAX_STAGED_BYTES
+    min_free_disk_bytes: int = DEFAULT_MIN_FREE_DISK_BYTES  # DE_MIN_FREE_DISK_BYTES; 0: not checked
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WarehouseSettings:
@@ -74,6 +84,8 @@ class WarehouseSettings:
             lock_timeout_seconds=env.number("DE_LOCK_TIMEOUT_SECONDS", 120.0, minimum=0.0),
             unparsed_sessionid_threshold=env.number("DE_UNPARSED_SESSIONID_THRESHOLD", 0.01, minimum=0.0, maximum=1.0),
             allow_source_change=env.flag("DE_ALLOW_SOURCE_CHANGE"),
+            max_staged_bytes=env.size("DE_MAX_STAGED_BYTES", DEFAULT_MAX_STAGED_BYTES, minimum=1),
+            min_free_disk_bytes=env.size("DE_MIN_FREE_DISK_BYTES", DEFAULT_MIN_FREE_DISK_BYTES),
         )
         # checked by the engine that runs it: RE2 refuses what Python's `re` accepts (look-behind)
         complaint = _re2_complaint(settings.placeholder_regex)

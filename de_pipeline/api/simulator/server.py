@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -123,7 +123,7 @@ class Simulator:
             for provider in self.keys
         }
         self.requests: list[RequestRecord] = []
-        self._scripted: list[ScriptedResponse] = []
+        self._scripted: deque[Iterator[ScriptedResponse]] = deque()  # read one answer at a time
         self._data_requests = 0
         self._answered: deque[float] = deque()  # arrival times of the last second's answers
         self.rate_limited = 0  # 429s sent for DE_SIM_RATE_LIMIT
@@ -159,9 +159,10 @@ class Simulator:
             self._server = None
 
     def script(self, responses: Iterable[ScriptedResponse]) -> None:
-        """Answer the next data requests with these responses, in order."""
+        """Answer the next data requests with these responses, in order. They are read one
+        at a time, so an endless generator makes a server that never stops answering so."""
         with self._lock:
-            self._scripted.extend(responses)
+            self._scripted.append(iter(responses))
 
     # ---- answering ----------------------------------------------------------------------
 
@@ -255,8 +256,11 @@ class Simulator:
 
     def _next_fault(self) -> ScriptedResponse | None:
         with self._lock:
-            if self._scripted:
-                return self._scripted.pop(0)
+            while self._scripted:
+                scripted = next(self._scripted[0], None)
+                if scripted is not None:
+                    return scripted
+                self._scripted.popleft()
             if not self.config.hostile:
                 return None
             kind = HOSTILE_CYCLE[self._data_requests % len(HOSTILE_CYCLE)]
