@@ -130,7 +130,27 @@ def _parser() -> argparse.ArgumentParser:
         "--rate-limit", type=int, help="429 past this many requests a second (default: DE_SIM_RATE_LIMIT, 0 = none)"
     )
     simulate.set_defaults(command=simulate_command, name="simulate")
+
+    ui = commands.add_parser(
+        "ui", help="start the Dagster UI (dagster dev) on the Dagster home the CLI's runs use (data/dagster_home)"
+    )
+    ui.add_argument("--port", type=_positive, default=3000, help="the UI's port on 127.0.0.1 (default 3000)")
+    ui.set_defaults(command=ui_command, name="ui")
     return parser
+
+
+def ui_command(args: argparse.Namespace) -> int:
+    """`dagster dev` with DAGSTER_HOME set to the home of the CLI's runs: the UI shows what
+    `demo` and `backfill` did, and keeps its history across restarts."""
+    from de_pipeline.instance import dagster_home, open_instance
+
+    home = dagster_home()
+    with open_instance():  # made (or repaired) under its lock, the pools checked, before Dagster starts
+        pass
+    command = [sys.executable, "-m", "dagster", "dev", "-m", "de_pipeline.defs.definitions", "-p", str(args.port)]
+    print(f"de-pipeline ui: DAGSTER_HOME={home}; running {' '.join(command[1:])}", file=sys.stderr, flush=True)
+    os.execve(sys.executable, command, dict(os.environ, DAGSTER_HOME=str(home)))
+    return 0  # not reached: dagster dev replaces this process
 
 
 def demo_command(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
-"""The Dagster instance of in-process runs (CLI, benchmark, tests): DAGSTER_HOME's, or a
-throwaway one, made safe for two processes starting at once and for two runs in one process.
+"""The Dagster instance of in-process runs (CLI, tests): DAGSTER_HOME's, or else the
+project's own beside the warehouse, which `de-pipeline ui` opens too, so that the UI shows
+what the CLI did. Made safe for two processes starting at once and two runs in one process.
 
 Two hazards of Dagster 1.13 that this module closes:
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
@@ -33,11 +35,13 @@ from dagster import DagsterInstance
 from dagster._core.storage.sqlite import LAST_KNOWN_STAMPED_SQLITE_ALEMBIC_REVISION
 
 from de_pipeline.env import SettingsError
+from de_pipeline.warehouse.settings import WarehouseSettings
 
 # The SQLite storages that every process of a home shares (a run's own event log shard is
 # written by one process only), under the default storage layout.
 SHARED_SQLITE_STORAGES = ("history/runs.db", "history/runs/index.db", "schedules/schedules.db")
 LOCK_FILE = ".de-pipeline-instance.lock"
+INSTANCE_CONFIG = Path(__file__).with_name("dagster.yaml")  # the local instance: pools of limit 1
 _PRE_SQLALCHEMY_2_STAMP = LAST_KNOWN_STAMPED_SQLITE_ALEMBIC_REVISION  # what the second process stamps
 
 
@@ -45,25 +49,59 @@ class InstanceRepairError(RuntimeError):
     """A Dagster home whose storage this module cannot repair by itself."""
 
 
+def dagster_home() -> Path:
+    """DAGSTER_HOME, else the project's own: `dagster_home` beside the warehouse file
+    (data/dagster_home by default), so that the CLI's runs and `de-pipeline ui` share one."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return (WarehouseSettings.from_env().duckdb_path.parent / "dagster_home").resolve()
+    if not Path(home).is_absolute():  # as Dagster requires (dagster dev would refuse it)
+        raise SettingsError(f"DAGSTER_HOME={home} must be an absolute path")
+    return Path(home)
+
+
+def prepare_home(home: Path) -> Path:
+    """`home`, holding a dagster.yaml: the default home is made, with the repository's
+    (de_pipeline/dagster.yaml: the pools of limit 1); a home of the user's must exist."""
+    if os.environ.get("DAGSTER_HOME"):
+        if not home.is_dir():
+            raise SettingsError(f"DAGSTER_HOME={home} is not a folder: create it, and copy {INSTANCE_CONFIG} there")
+        return home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        temporary = home / f".dagster.yaml.{os.getpid()}"
+        shutil.copyfile(INSTANCE_CONFIG, temporary)
+        temporary.replace(config)  # whole or absent, for another process starting at once
+    return home
+
+
 @contextmanager
 def open_instance(
     overrides: Mapping[str, Any] | None = None, say: Callable[[str], None] = print
 ) -> Iterator[DagsterInstance]:
-    """DAGSTER_HOME's instance (its dagster.yaml, with `overrides` laid over) when one is set,
-    so that runs show in the UI; else a throwaway in memory. A repair is said in a line."""
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
-        with DagsterInstance.ephemeral() as instance:
-            yield _without_logging_reconfiguration(instance)
-        return
-    if not Path(home).is_dir():
-        raise SettingsError(f"DAGSTER_HOME={home} is not a folder: create it, with the repository's dagster.yaml")
-    with _home_locked(Path(home)):
-        for path in repair_doubled_alembic_stamps(Path(home)):
+    """The instance of dagster_home() (its dagster.yaml, with `overrides` laid over), so that
+    runs show in the UI. A repair is said in a line; a home without the pools of limit 1 is
+    a SettingsError saying what to copy where."""
+    home = prepare_home(dagster_home())
+    with _home_locked(home):
+        for path in repair_doubled_alembic_stamps(home):
             say(f"repaired {path}: two processes had created it at once (it held two alembic revisions)")
-        instance = DagsterInstance.local_temp(home, overrides=dict(overrides)) if overrides else DagsterInstance.get()
+        instance = DagsterInstance.local_temp(str(home), overrides=dict(overrides or {}))
     with instance:
+        check_pools(instance, home)
         yield _without_logging_reconfiguration(instance)
+
+
+def check_pools(instance: DagsterInstance, home: Path) -> None:
+    """A SettingsError unless every pool has a limit of 1: the warehouse has one writer."""
+    limit = instance.get_concurrency_config().pool_config.default_pool_limit
+    if limit != 1:
+        raise SettingsError(
+            f"the Dagster instance in {home} gives pools a limit of {limit or 'none'}, so two runs could write "
+            f"the warehouse at once: copy {INSTANCE_CONFIG} to {home / 'dagster.yaml'} (it sets "
+            "`concurrency: pools: default_limit: 1`)"
+        )
 
 
 @contextmanager

@@ -109,13 +109,13 @@ _NO_OUTPUT_CAPTURE = {
 
 
 def run_instance() -> AbstractContextManager[DagsterInstance]:
-    """The DAGSTER_HOME instance when one is set (runs then show in the UI), else a throwaway."""
+    """The instance of DAGSTER_HOME, or of the project's default home (instance.py): the
+    runs show in the UI."""
     return open_instance(say=_say)
 
 
 def build_instance() -> AbstractContextManager[DagsterInstance]:
-    """The instance of the build runs: DAGSTER_HOME's storage without output capture, or a
-    throwaway of their own (an in-memory instance serves one thread)."""
+    """The instance of the build runs: run_instance()'s, without output capture."""
     return open_instance(_NO_OUTPUT_CAPTURE, say=_say)
 
 

@@ -7,7 +7,7 @@ deployment's separate services on PostgreSQL (test_deploy_postgres.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Protocol
@@ -143,15 +143,23 @@ def assert_runs_of_at_most_7_days(backfill: Backfill) -> list[dict[str, Any]]:
     return runs
 
 
-def assert_days_materialized(api: GraphQL, backfill: Backfill) -> None:
-    """Every asset of the backfill shows exactly its days materialised, and nothing failed."""
-    days = backfill.days
+def assert_days_materialized(api: GraphQL, backfill: Backfill, also: Sequence[str] = ()) -> None:
+    """Every asset of the backfill shows exactly its days (and the days `also` built before
+    it) materialised, and nothing failed."""
+    expected = sorted(set(backfill.days) | set(also))
     for node in api.graphql(PARTITION_STATUS_QUERY)["assetNodes"]:
         if key(node) not in backfill.assets:
             continue
-        statuses = node["assetPartitionStatuses"]
-        spans = [(r["status"], r["startKey"], r["endKey"]) for r in statuses["ranges"]]
-        assert spans == [("MATERIALIZED", days[0], days[-1])], (key(node), spans)
+        ranges = node["assetPartitionStatuses"]["ranges"]
+        assert {r["status"] for r in ranges} == {"MATERIALIZED"}, (key(node), ranges)
+        shown = sorted(day for r in ranges for day in days_between(r["startKey"], r["endKey"]))
+        assert shown == expected, (key(node), ranges)
+
+
+def days_between(first: str, last: str) -> list[str]:
+    """The days first..last (ISO dates, both included)."""
+    start, end = date.fromisoformat(first), date.fromisoformat(last)
+    return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
 
 
 def assert_instance_config(api: GraphQL, backfill: Backfill, runs: list[dict[str, Any]]) -> None:

@@ -298,9 +298,16 @@ class DagsterGraphQL:
 class DagsterDev(ServiceProcess):
     """One `dagster dev` on 127.0.0.1:`port`, run in `cwd` with `env`, logging to `log_path`."""
 
-    def __init__(self, *, cwd: Path, env: Mapping[str, str], log_path: Path, port: int | None = None):
+    def __init__(
+        self, *, cwd: Path, env: Mapping[str, str], log_path: Path, port: int | None = None, via_cli: bool = False
+    ):
+        """`via_cli`: started as the README starts it, `de-pipeline ui` (DAGSTER_HOME from the project)."""
         self.port = port or free_port()
-        command = [sys.executable, "-m", "dagster", "dev", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = (
+            [sys.executable, "-m", "de_pipeline.cli", "ui", "--port", str(self.port)]
+            if via_cli
+            else [sys.executable, "-m", "dagster", "dev", "--host", "127.0.0.1", "--port", str(self.port)]
+        )
         super().__init__(command, cwd=cwd, env=env, log_path=log_path)
         self.api = DagsterGraphQL(f"http://127.0.0.1:{self.port}")
         self.url = self.api.url

@@ -17,9 +17,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, job, op
+from dagster import AssetKey, DagsterInstance, job, op
 
-from de_pipeline.instance import _PRE_SQLALCHEMY_2_STAMP, open_instance
+from de_pipeline.cli import main
+from de_pipeline.instance import _PRE_SQLALCHEMY_2_STAMP, INSTANCE_CONFIG, open_instance
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import dump, recent_days, served, start_cli, unique_messages
 
@@ -185,3 +186,24 @@ def test_overlapped_backfills_at_once_on_one_home_finish(start_simulator, monkey
         counts = [len(dump("messages", path)) for path in warehouses]
         assert counts == [expected, expected], (round_, counts)
     assert first + timedelta(days=7) <= last  # more than one chunk: the overlap is exercised
+
+
+def test_cli_runs_land_in_the_projects_home_beside_the_warehouse(start_simulator, monkeypatch, clean_environment):
+    """Without DAGSTER_HOME, the CLI's runs go to data/dagster_home (beside the warehouse),
+    which `de-pipeline ui` opens too: the UI shows the days the CLI built."""
+    point_at(monkeypatch, start_simulator(messages_per_day=50))
+    day = recent_days(1)[0]
+    assert main(["backfill", "--start", str(day), "--end", str(day)]) == 0
+    home = clean_environment.parent / "dagster_home"
+    assert (home / "dagster.yaml").read_text() == INSTANCE_CONFIG.read_text()
+    with DagsterInstance.local_temp(str(home)) as instance:
+        assert instance.get_materialized_partitions(AssetKey("messages")) == {str(day)}
+
+
+def test_a_home_without_the_pools_stops_the_run_with_one_line(dagster_home, capsys):
+    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")  # no `concurrency:`
+    day = recent_days(1)[0]
+    assert main(["backfill", "--start", str(day), "--end", str(day)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert f"copy {INSTANCE_CONFIG} to {dagster_home / 'dagster.yaml'}" in err, err
