@@ -44,15 +44,25 @@ def failure_text(run_id: str, job: str, assets: list[str], days: str, error: str
     if len(first_line) > MAX_ERROR_CHARS:
         first_line = first_line[:MAX_ERROR_CHARS] + "..."
     failed = ", ".join(assets) or "the run"
-    return scrub(f"de-pipeline: run {run_id[:8]} of {job} failed in {failed} for {days}: {first_line}", secret)
+    return f"de-pipeline: run {run_id[:8]} of {job} failed in {failed} for {days}: {_inert(scrub(first_line, secret))}"
+
+
+def _inert(text: str) -> str:
+    """`text` as a chat shows it, typed: the error can quote the vendor's reply, so it goes in
+    a code span (no link, image or mention), with the three characters Slack asks to escape."""
+    escaped = text.replace("`", "'").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f"`{escaped}`"
 
 
 def post_alert(settings: AlertSettings, text: str) -> None:
-    """Post {"text": ...} to the webhook; a failure to deliver is logged, never raised."""
+    """Post {"text": ...} to the webhook, without link previews; a failure to deliver is
+    logged, never raised."""
     if settings.webhook_url is None:
         return
     try:
-        response = requests.post(settings.webhook_url, json={"text": text}, timeout=settings.timeout_seconds)
+        # no previews: a URL in an error would make the chat service fetch it
+        message = {"text": text, "unfurl_links": False, "unfurl_media": False}
+        response = requests.post(settings.webhook_url, json=message, timeout=settings.timeout_seconds)
         response.raise_for_status()
     except requests.RequestException as exc:
         _log.warning("could not deliver the failure alert to DE_ALERT_WEBHOOK_URL: %s", type(exc).__name__)
