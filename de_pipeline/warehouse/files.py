@@ -1,4 +1,4 @@
-"""Files that survive a crash, and scratch folders that a killed run leaves behind.
+"""Files that survive a crash, and scratch folders that a killed process leaves behind.
 
 A file of the archive is written beside its target, flushed to disk and then renamed over
 it, so a crash leaves the old file or the new one, never a torn one. A scratch folder is
@@ -14,11 +14,13 @@ import re
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-SCRATCH_KINDS = ("staging", "journey")
+SCRATCH_KINDS = ("staging", "journey", "spill")
 HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
 _OWNED = re.compile(r"^\.(?P<kind>[a-z]+)-(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]+$")
 
@@ -61,6 +63,19 @@ def owned_scratch_dir(parent: Path, kind: str) -> Path:
         raise ValueError(f"unknown scratch folder kind {kind!r}")
     parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{kind}-{HOST}-{os.getpid()}-", dir=parent))
+
+
+@contextmanager
+def private_spill_dir() -> Iterator[Path]:
+    """A new folder of this process (mode 0700) in the system's temp folder ($TMPDIR), for
+    DuckDB to spill to, removed afterwards; first removes the ones killed processes left."""
+    parent = Path(tempfile.gettempdir())
+    remove_leftovers(parent)
+    folder = owned_scratch_dir(parent, "spill")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Log(Protocol):
