@@ -34,8 +34,10 @@ def fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
-def replace_durably(source: Path, target: Path) -> None:
-    """Rename `source` over `target` (same file system) once its bytes are on disk."""
+def replace_durably(source: Path, target: Path, *, read_only: bool = False) -> None:
+    """Rename `source` over `target` (same file system) once its bytes are on disk, with the
+    mode of a new file of this process (see shared_mode)."""
+    os.chmod(source, shared_mode(read_only=read_only))
     with open(source, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(source, target)
@@ -48,13 +50,40 @@ def write_text_durably(path: Path, text: str) -> None:
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        replace_durably(Path(temporary), path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    fsync_directory(path.parent)
+
+
+def shared_mode(*, read_only: bool = False) -> int:
+    """The mode a file the pipeline shares (dashboard, archive, readers' copy, exports) ends
+    with: a new file's under the process's umask, as `open` gives it. Not mkstemp's 0600,
+    which hid the dashboard from the team, nor a fixed 0644, which ignores a umask of 077."""
+    mode = 0o666 & ~current_umask()
+    return mode & ~0o222 if read_only else mode
+
+
+def current_umask() -> int:
+    """The process's umask. Read from /proc on Linux: os.umask can only read it by setting
+    it, which another thread could catch half-way and create a file with the wrong mode."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return _UMASK_AT_IMPORT
+    for line in status.splitlines():
+        if line.startswith("Umask:"):
+            return int(line.split()[1], 8)
+    return _UMASK_AT_IMPORT
+
+
+def _umask_now() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK_AT_IMPORT = _umask_now()  # where /proc is missing: set and restored once, at import
 
 
 def owned_scratch_dir(parent: Path, kind: str) -> Path:
