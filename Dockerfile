@@ -4,7 +4,10 @@
 # No secret is in it: the API key and the PostgreSQL password come from the environment.
 #
 #   docker build -t de-pipeline:latest .
-FROM python:3.11-slim
+# Pinned by digest: python:3.11-slim (Python 3.11.15 on Debian trixie) as
+# docker-library/repo-info recorded it on 2026-08-05. To move to the tag's current image:
+#   docker buildx imagetools inspect python:3.11-slim   # its "Digest:" line
+FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \

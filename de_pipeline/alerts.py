@@ -90,11 +90,19 @@ def failure_text(run_id: str, job: str, assets: list[str], days: str, error: str
     if len(first_line) > MAX_ERROR_CHARS:
         first_line = first_line[:MAX_ERROR_CHARS] + "..."
     failed = ", ".join(assets) or "the run"
-    return scrub(f"de-pipeline: run {run_id[:8]} of {job} failed in {failed} for {days}: {first_line}", secret)
+    return f"de-pipeline: run {run_id[:8]} of {job} failed in {failed} for {days}: {_inert(scrub(first_line, secret))}"
+
+
+def _inert(text: str) -> str:
+    """`text` as a chat shows it, typed: the error can quote the vendor's reply, so it goes in
+    a code span (no link, image or mention), with the three characters Slack asks to escape."""
+    escaped = text.replace("`", "'").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f"`{escaped}`"
 
 
 def post_alert(settings: AlertSettings, text: str) -> None:
-    """Post {"text": ...} to the webhook; a failure to deliver is logged in one line, never raised."""
+    """Post {"text": ...} to the webhook, without link previews; a failure to deliver is
+    logged in one line, never raised."""
     if settings.webhook_url is None:
         return
     failure = _post(settings.webhook_url, text, settings.timeout_seconds)
@@ -114,10 +122,12 @@ def _post(url: str, text: str, seconds: float) -> str | None:
     session.mount("https://", DeadlineAdapter(max_retries=0))
     status: int | None = None
     failure = ""
+    # no previews: a URL in an error would make the chat service fetch it
+    message = {"text": text, "unfurl_links": False, "unfurl_media": False}
     try:
         with watchdog:
             # only the status is read: a huge or dripping body costs nothing
-            with session.post(url, json={"text": text}, timeout=seconds, allow_redirects=False, stream=True) as answer:
+            with session.post(url, json=message, timeout=seconds, allow_redirects=False, stream=True) as answer:
                 status = answer.status_code
     except requests.RequestException as exc:
         failure = type(exc).__name__  # its text would show the URL, a secret

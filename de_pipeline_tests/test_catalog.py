@@ -4,16 +4,20 @@ yesterday by DE_FRESH_BY, owners and tags, and failure alerts to a webhook."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 from dagster import (
     AssetSelection,
     DagsterInstance,
     Definitions,
+    MarkdownMetadataValue,
+    TableMetadataValue,
     build_run_status_sensor_context,
     define_asset_job,
 )
@@ -24,10 +28,10 @@ from de_pipeline.defs.definitions import defs
 from de_pipeline.defs.freshness import FRESHNESS_CHECKS
 from de_pipeline.defs.partitions import CALENDAR
 from de_pipeline.env import SettingsError
-from de_pipeline.runner import run_range
+from de_pipeline.runner import run_instance, run_range
 from de_pipeline.warehouse.tables import DAILY_TABLES
 from de_pipeline_tests.conftest import TEST_KEY, point_at
-from de_pipeline_tests.helpers import query
+from de_pipeline_tests.helpers import busy_day, query
 
 
 def expected_partition() -> datetime:
@@ -59,6 +63,69 @@ def test_each_materialisation_reports_row_counts_and_its_table(start_simulator, 
         metadata = materialisation.metadata
         assert metadata["dagster/table_name"].value == f"warehouse.main.{asset}"
         assert metadata["dagster/row_count"].value == query(f"SELECT count(*) AS n FROM {asset}").n[0]
+
+
+# What a hostile vendor could put in any text field; "!" sorts it before the simulator's own
+# values, so that it is in the first rows every preview shows.
+HOSTILE = "![x](http://evil.example/a.png) [click](http://evil.example) <img src=x>"
+HOSTILE_AGENT = "!Eve | Mallory <b>x</b> [click](http://evil.example)"
+# Markdown that a renderer would turn into an image, a link or HTML: an unescaped `](` or tag
+LIVE_MARKDOWN = re.compile(r"(?<!\\)\]\(|(?<!\\)<[a-zA-Z/!]")
+
+
+def _hostile_journey(simulator, day) -> list[tuple[int, bytes]]:
+    """A bot segment handed to an agent, every text field of it the vendor's choice."""
+    start = simulator.dataset.day_bounds_ms(day)[0] + 12 * 3_600_000
+    common = {"customersessionid": HOSTILE, "sessionchannel": HOSTILE, "lang": HOSTILE, "sentiment": -0.5}
+    records = [
+        common | {"ts": start, "sessionid": "9100.1", "sendertype": "customer", "chattype": "bot",
+                  "text": HOSTILE, "topic": HOSTILE, "score": 0.5, "sendername": HOSTILE_AGENT},
+        common | {"ts": start + 1000, "sessionid": "9100.2", "sendertype": "agent", "chattype": "agent",
+                  "text": HOSTILE, "sendername": HOSTILE_AGENT, "workflow": HOSTILE},
+        common | {"ts": start + 2000, "sessionid": "9100.2", "sendertype": "customer", "chattype": "agent",
+                  "text": HOSTILE, "topic": HOSTILE, "score": 0.5},
+    ]  # fmt: skip
+    return [(record["ts"], orjson.dumps(record)) for record in records]
+
+
+def _ui_texts(result) -> list[tuple[str, object]]:
+    """Every metadata value and description that the UI shows of a run's events."""
+    texts: list[tuple[str, object]] = []
+    for event in result.get_asset_materialization_events():
+        materialisation = event.step_materialization_data.materialization
+        texts.append((f"{materialisation.asset_key.to_user_string()} description", materialisation.description))
+        texts += [(f"{materialisation.asset_key.to_user_string()} {k}", v) for k, v in materialisation.metadata.items()]
+    for evaluation in result.get_asset_check_evaluations():
+        texts.append((f"{evaluation.check_name} description", evaluation.description))
+        texts += [(f"{evaluation.check_name} {k}", v) for k, v in evaluation.metadata.items()]
+    return texts
+
+
+def test_vendor_text_reaches_the_ui_as_data_never_as_markdown(start_simulator, monkeypatch):
+    """The previews once were Markdown: a served text became a remote image and a link in the
+    UI. Vendor strings are table cells now, kept as sent, and nothing vendor-made is Markdown."""
+    simulator = start_simulator(messages_per_day=100)
+    point_at(monkeypatch, simulator)
+    day = busy_day(7)
+    simulator.dataset.inject(_hostile_journey(simulator, day))  # before any request
+    (result,) = run_range(day, day)
+    job = defs.resolve_job_def("refresh_journey")
+    config = {"customersessionid": HOSTILE, "start": str(day), "end": str(day)}
+    with run_instance() as instance:
+        refresh = job.execute_in_process(
+            run_config={"ops": {"refresh_journey_rows": {"config": config}}}, instance=instance
+        )
+
+    texts = _ui_texts(result) + _ui_texts(refresh)
+    for label, value in texts:
+        shown = value.value if isinstance(value, MarkdownMetadataValue) else value if isinstance(value, str) else ""
+        if label.endswith("description") or isinstance(value, MarkdownMetadataValue):
+            assert not LIVE_MARKDOWN.search(shown or ""), (label, shown)
+    previews = {label: value for label, value in texts if label.endswith(" preview")}
+    assert len(previews) == len(DAILY_TABLES)
+    assert all(isinstance(preview, TableMetadataValue) for preview in previews.values())
+    cells = {cell for preview in previews.values() for record in preview.records for cell in record.data.values()}
+    assert {HOSTILE, HOSTILE_AGENT} <= cells  # kept exactly as sent, as plain data
 
 
 def test_a_warehouse_missing_yesterday_is_stale_and_a_loaded_one_fresh(start_simulator, monkeypatch, dagster_home):
@@ -153,6 +220,14 @@ def test_a_failed_run_posts_one_short_alert_without_the_key(start_simulator, mon
 def test_an_alert_never_carries_the_key_even_when_the_error_does():
     text = failure_text("0123456789", "all_assets", ["messages"], "2026-01-01", f"boom {TEST_KEY}\nline two", TEST_KEY)
     assert TEST_KEY not in text and "line two" not in text and "boom ***" in text
+
+
+def test_an_alert_shows_the_vendors_words_as_typed():
+    error = f"HTTP 502: {HOSTILE} <!channel> `code` & more"
+    text = failure_text("0123456789", "all_assets", ["raw_messages"], "2026-01-01", error)
+    before, code, after = text.split("`")  # the error is one code span: no link, image or mention
+    assert after == "" and "HTTP 502: ![x](http://evil.example/a.png)" in code
+    assert "<" not in text and "&lt;img src=x&gt;" in code and "&lt;!channel&gt;" in code and "&amp; more" in code
 
 
 def test_without_a_webhook_the_alert_sensor_is_off_and_says_so():

@@ -6,6 +6,7 @@ must agree on (the code location, the volume, the secrets, the pools)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ MODULE = "de_pipeline.defs.definitions"
 DAGSTER_SERVICES = ("code-server", "webserver", "daemon")
 # What the local and the deployed instance share (deploy/dagster.yaml adds storage and launcher).
 SHARED_SETTINGS = ("concurrency", "run_monitoring", "freshness")
+PINNED = re.compile(r"^[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}$")  # name:tag@digest
 
 
 def _yaml(path: Path) -> Any:
@@ -59,6 +61,7 @@ def test_deployed_instance_is_valid_and_keeps_the_local_settings(tmp_path, monke
         f"DAGSTER_PG_{part}" for part in ("HOST", "PORT", "USER", "PASSWORD", "DB")
     }
     assert deployed["run_launcher"]["class"] == "DefaultRunLauncher"
+    assert validated["telemetry"] == {"enabled": False}  # no usage statistics leave the deployment
     local = _yaml(REPO_ROOT / "dagster.yaml")
     assert {k: deployed[k] for k in SHARED_SETTINGS} == {k: local[k] for k in SHARED_SETTINGS}
 
@@ -104,6 +107,19 @@ def test_compose_services_share_the_instance_and_only_the_code_server_has_the_ke
     assert code_server["environment"]["DAGSTER_CODE_SERVER_PORT"] == "4000"
 
 
+def test_compose_publishes_the_ui_on_loopback_only_and_pins_its_images() -> None:
+    services = _yaml(DEPLOY_DIR / "docker-compose.yaml")["services"]
+    # the UI has no login: on the host's loopback, for an authenticating proxy (README)
+    assert services["webserver"]["ports"] == ["127.0.0.1:3000:3000"]
+    published = {name: service["ports"] for name, service in services.items() if "ports" in service}
+    assert set(published) == {"webserver"}, published
+    # images pulled from a registry are pinned by digest; the pipeline's own is built here
+    pulled = {
+        name: s["image"] for name, s in services.items() if "build" not in s and s["image"] != "de-pipeline:latest"
+    }
+    assert pulled == {"postgres": pulled["postgres"]} and PINNED.match(pulled["postgres"]), pulled
+
+
 def test_dockerfile_serves_the_code_location_and_holds_no_secret() -> None:
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
     assert "pip install '.[deploy]'" in dockerfile
@@ -114,6 +130,8 @@ def test_dockerfile_serves_the_code_location_and_holds_no_secret() -> None:
         "dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", MODULE,
     ]  # fmt: skip
     assert "DE_API_KEY" not in dockerfile and "PASSWORD" not in dockerfile
+    bases = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert bases and all(PINNED.match(base) for base in bases), bases
     assert "deploy/de-pipeline.env" in (REPO_ROOT / ".gitignore").read_text()
 
 
@@ -175,6 +193,7 @@ def _instance_config_from_helm(values: dict[str, Any]) -> dict[str, Any]:
             "poll_interval_seconds": monitoring["pollIntervalSeconds"],
             "free_slots_after_run_end_seconds": monitoring["freeSlotsAfterRunEndSeconds"],
         },
+        "telemetry": {"enabled": values["telemetry"]["enabled"]},  # configmap-instance.yaml
         **values["additionalInstanceConfig"],
     }
 
@@ -197,7 +216,7 @@ def test_helm_values_make_the_deployed_instance(tmp_path, monkeypatch) -> None:
     rendered = _instance_config_from_helm(values)
     validated = _validated_instance_config(tmp_path, rendered, monkeypatch)
     deployed = _yaml(DEPLOY_DIR / "dagster.yaml")
-    for key in ("concurrency", "freshness", "run_launcher"):
+    for key in ("concurrency", "freshness", "run_launcher", "telemetry"):
         assert {k: v for k, v in validated[key].items() if k != "config"} == {
             k: v for k, v in deployed[key].items() if k != "config"
         }, key

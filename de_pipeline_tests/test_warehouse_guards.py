@@ -1,5 +1,6 @@
 """Issue #13, section 4: the archive keeps a day's complete copy when the vendor's retention
-cuts it, `de-pipeline sql` reads the warehouse and nothing else, killed runs leave no
+cuts it, `de-pipeline sql` reads the warehouse and nothing else (and spills only into a
+private, bounded folder of its own), killed runs leave no
 scratch folders for good, the redaction pattern is checked by the engine that runs it, and
 `de-pipeline session` prints no terminal escapes."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +24,9 @@ from de_pipeline.cli import main
 from de_pipeline.env import SettingsError
 from de_pipeline.runner import run_range
 from de_pipeline.warehouse.archive import archive_file
+from de_pipeline.warehouse.connection import reader
 from de_pipeline.warehouse.files import HOST
+from de_pipeline.warehouse.query import QueryError, query_frame
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER, point_at
 from de_pipeline_tests.helpers import busy_day, kill_when_staged, query, served, start_cli, unique_messages
@@ -134,11 +138,11 @@ def small_warehouse(clean_environment: Path, monkeypatch: pytest.MonkeyPatch) ->
 @pytest.mark.parametrize(
     ("statement", "refusal"),
     [
-        ("COPY (SELECT * FROM messages) TO '{tmp}/copied.csv'", "disabled by configuration"),
+        ("COPY (SELECT * FROM messages) TO '{tmp}/copied.csv'", "COPY writes files"),
         ("SELECT * FROM read_text('/etc/passwd')", "disabled by configuration"),
         (
             "ATTACH '{tmp}/other.duckdb' AS other; CREATE TABLE other.stolen AS SELECT * FROM messages",
-            "disabled by configuration",
+            "ATTACH writes files",
         ),
         ("INSTALL httpfs", "disabled by configuration"),
         ("SET memory_limit = '8GB'", "configuration has been locked"),
@@ -154,10 +158,86 @@ def test_sql_refuses_everything_but_reading_the_warehouse(small_warehouse, tmp_p
     assert len(lines) == 1 and lines[0].startswith("de-pipeline sql: "), stderr
     assert refusal in lines[0] and "Traceback" not in stderr
     assert "root:" not in stdout
-    assert {p.name for p in set(tmp_path.iterdir()) - before} <= {small_warehouse.name + ".tmp"}
+    assert set(tmp_path.iterdir()) == before  # nor a spill folder beside the warehouse
 
     status, stdout, stderr = finished(start_cli("sql", "SELECT count(*) AS n FROM messages", "--format", "csv"))
     assert status == 0 and stdout.split() == ["n", "3"], stderr
+
+
+@pytest.fixture
+def temp_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The system's temp folder ($TMPDIR) of this test, and of the processes it starts."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def spill_folders(temp_folder: Path) -> list[Path]:
+    return sorted(temp_folder.glob(".spill-*"))
+
+
+def test_sql_spills_into_a_private_bounded_folder_that_no_statement_writes_to(small_warehouse, temp_folder):
+    settings = WarehouseSettings.from_env()
+    with reader(settings, sealed=True) as connection:
+        folder, limit = connection.execute(
+            "SELECT current_setting('temp_directory'), current_setting('max_temp_directory_size')"
+        ).fetchone()
+        assert limit == "1.0 GiB"  # DE_READER_SPILL_LIMIT's default, not 90% of the disk
+        assert [Path(folder)] == spill_folders(temp_folder)
+        assert Path(folder).stat().st_mode & 0o777 == 0o700
+        # DuckDB lets a sealed query into its own temp folder: the statements that write are refused
+        for statement in (
+            f"COPY (SELECT * FROM messages) TO '{folder}/out.csv'",
+            f"EXPORT DATABASE '{folder}/exported'",
+            f"ATTACH '{folder}/other.duckdb' AS other (READ_WRITE)",
+        ):
+            with pytest.raises(QueryError, match="writes files, which this read-only query may not"):
+                query_frame(connection, statement)
+        assert list(Path(folder).iterdir()) == []
+    assert spill_folders(temp_folder) == []  # removed with the connection
+
+
+def test_with_no_spill_sql_can_name_no_folder_at_all(small_warehouse, temp_folder, monkeypatch):
+    monkeypatch.setenv("DE_READER_SPILL_LIMIT", "0")
+    with reader(WarehouseSettings.from_env(), sealed=True) as connection:
+        assert connection.execute("SELECT current_setting('temp_directory')").fetchone() == ("",)
+        assert spill_folders(temp_folder) == []
+        for statement in (f"SELECT * FROM read_csv('{temp_folder}/*.csv')", f"SELECT * FROM glob('{temp_folder}/*')"):
+            with pytest.raises(QueryError, match="disabled by configuration"):
+                query_frame(connection, statement)
+
+
+def test_a_query_past_its_spill_limit_is_one_line_and_leaves_no_folder(small_warehouse, temp_folder):
+    sort = "SELECT count(*) FROM (SELECT md5(range::VARCHAR) AS s FROM range(3000000) ORDER BY s)"
+    env = {"DE_DUCKDB_MEMORY_LIMIT": "20MB", "DE_READER_SPILL_LIMIT": "5MB"}
+    status, stdout, stderr = finished(start_cli("sql", sort, env=env), timeout=120)
+    assert status == 1, (stdout, stderr)
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("de-pipeline sql: the query spilled more than DE_READER_SPILL_LIMIT=5MB"), line
+    assert "failed to offload" in line  # DuckDB's words for its temp folder's cap
+    assert spill_folders(temp_folder) == []
+    with pytest.raises(SettingsError, match="DE_READER_SPILL_LIMIT='lots' must look like 1GiB"):
+        WarehouseSettings.from_env({"DE_READER_SPILL_LIMIT": "lots"})
+
+
+def test_the_spill_folder_of_a_killed_sql_is_removed_by_the_next(small_warehouse, temp_folder):
+    endless = "SELECT count(*) FROM range(1000000000000) WHERE md5(range::VARCHAR) = ''"
+    process = start_cli("sql", endless)
+    try:
+        deadline = time.monotonic() + 60
+        while not spill_folders(temp_folder) and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        (left,) = spill_folders(temp_folder)
+        assert f"-{process.pid}-" in left.name
+    finally:
+        process.kill()  # SIGKILL: no cleanup runs
+        process.wait(timeout=60)
+    assert left.exists()
+    status, stdout, stderr = finished(start_cli("sql", "SELECT count(*) AS n FROM messages", "--format", "csv"))
+    assert status == 0 and stdout.split() == ["n", "3"], stderr
+    assert spill_folders(temp_folder) == []
 
 
 # ---- 4.8: scratch folders of killed runs are removed by the next run --------------------------

@@ -22,7 +22,7 @@ from dagster import (
 
 from de_pipeline.accounts import Account, accounts_from_env
 from de_pipeline.api import Window
-from de_pipeline.defs.catalog import asset_catalog, owned
+from de_pipeline.defs.catalog import asset_catalog, owned, preview_table
 from de_pipeline.defs.partitions import BACKFILL_POLICY, DAILY, day_bounds
 from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
 from de_pipeline.ingest import fetch_days
@@ -255,7 +255,7 @@ def daily_table_asset(table: DailyTable, account: Account, upstream: AssetsDefin
                 "account": account.name,
                 "window": _window_text(days),
                 "rows": rows,
-                "preview": MetadataValue.md(preview),
+                "preview": preview_table(table, preview),
                 **_table_metadata(table, settings, total_rows),
             },
             check_results=[_check_result(outcome, key)],

@@ -1,16 +1,21 @@
 """What the Dagster catalog shows of every table asset: its columns (from the table registry),
-owners and tags a team sets, and whether yesterday has loaded by DE_FRESH_BY."""
+a preview of its rows, owners and tags a team sets, and whether yesterday has loaded by DE_FRESH_BY."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from dagster import (
     FreshnessPolicy,
+    MetadataValue,
     TableColumn,
+    TableMetadataValue,
+    TableRecord,
     TableSchema,
 )
 
@@ -62,11 +67,39 @@ def owned() -> dict[str, object]:
     return {"group_name": GROUP, "owners": list(CATALOG.owners), "tags": dict(CATALOG.tags or {})}
 
 
+def column_schema(table: Table) -> TableSchema:
+    """The table's columns, as the registry declares them."""
+    return TableSchema(columns=[TableColumn(c.name, c.base_type, description=c.description) for c in table.columns])
+
+
 def asset_catalog(table: Table) -> dict[str, object]:
     """The @asset arguments that put a registry table in the catalog."""
-    columns = [TableColumn(c.name, c.base_type, description=c.description) for c in table.columns]
     return owned() | {
         "description": table.description,
-        "metadata": {"dagster/column_schema": TableSchema(columns=columns)},
+        "metadata": {"dagster/column_schema": column_schema(table)},
         "freshness_policy": FRESHNESS,
     }
+
+
+def preview_table(table: Table, rows: list[dict[str, Any]]) -> TableMetadataValue:
+    """Rows of `table` as a table in the UI, whose cells are shown as plain text. Never
+    Markdown: the vendor's strings in them (texts, names, channels) would be rendered, so
+    that a served `![x](http://...)` loaded a remote image when a user opened the preview."""
+    return MetadataValue.table(
+        [TableRecord({k: _cell(v) for k, v in row.items()}) for row in rows], column_schema(table)
+    )
+
+
+_JS_SAFE_INTEGER = 2**53 - 1  # the UI parses cells with JSON.parse: larger integers lose digits
+
+
+def _cell(value: Any) -> str | int | float | bool | None:
+    """A value as a TableRecord holds it: numbers and booleans as they are, the rest as text
+    (a NaN or infinity too, which the UI's JSON parser refuses)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and abs(value) <= _JS_SAFE_INTEGER:
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return round(value, 3)
+    return str(value)

@@ -10,14 +10,17 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import duckdb
 
+from de_pipeline.warehouse.files import private_spill_dir
 from de_pipeline.warehouse.schema import ensure_schema
 from de_pipeline.warehouse.settings import WarehouseSettings
 
-# DuckDB still opens the database file itself, and spills to its own temp folder beside it
+# DuckDB still opens the database file itself, and its temp folder (reader_spill_config):
+# with external access off it lets queries use that folder too, whatever allowed_directories says
 SEALED_CONFIG: dict[str, object] = {"enable_external_access": False}
 
 
@@ -34,16 +37,39 @@ class MemoryBudgetError(MemoryError):
 
 
 @contextmanager
-def memory_budget(settings: WarehouseSettings) -> Iterator[None]:
-    """Turn DuckDB's out-of-memory error into one that names the setting to raise."""
+def memory_budget(settings: WarehouseSettings, *, reading: bool = False) -> Iterator[None]:
+    """Turn DuckDB's out-of-memory error into one that names the setting to raise: for a
+    reader whose spill reached DE_READER_SPILL_LIMIT that one, else DE_DUCKDB_MEMORY_LIMIT."""
     try:
         yield
     except duckdb.OutOfMemoryException as exc:
         detail = str(exc).splitlines()[0].removeprefix("Out of Memory Error: ")
+        if reading and "max_temp_directory_size" in str(exc):
+            raise MemoryBudgetError(
+                f"the query spilled more than DE_READER_SPILL_LIMIT={settings.reader_spill_limit} to disk "
+                f"({detail}); raise it, e.g. DE_READER_SPILL_LIMIT=4GiB, or DE_DUCKDB_MEMORY_LIMIT"
+            ) from None
+        rerun = "rerun the query" if reading else "rerun the same days"
         raise MemoryBudgetError(
             f"DuckDB needed more than its memory budget DE_DUCKDB_MEMORY_LIMIT={settings.memory_limit} "
-            f"({detail}); raise it, e.g. DE_DUCKDB_MEMORY_LIMIT=512MB, and rerun the same days"
+            f"({detail}); raise it, e.g. DE_DUCKDB_MEMORY_LIMIT=512MB, and {rerun}"
         ) from None
+
+
+@contextmanager
+def reader_spill_config(settings: WarehouseSettings) -> Iterator[dict[str, object]]:
+    """The DuckDB settings of a reader's spilling: a private folder of this process, removed
+    afterwards (not `<database>.tmp` beside a shared file, where a query's spill stayed
+    after a kill), holding at most DE_READER_SPILL_LIMIT; with `0`, no folder at all."""
+    limit = settings.reader_spill_limit
+    with private_spill_dir() if limit else nullcontext() as folder:
+        yield _spill_config(folder, limit)
+
+
+def _spill_config(folder: Path | None, limit: str | None) -> dict[str, object]:
+    if folder is None or limit is None:
+        return {"temp_directory": ""}  # DuckDB fails a query past the memory budget instead
+    return {"temp_directory": str(folder), "max_temp_directory_size": limit}
 
 
 @contextmanager
@@ -64,21 +90,23 @@ def reader(settings: WarehouseSettings, *, sealed: bool = False) -> Iterator[duc
     """A read-only connection, for queries and checks.
 
     `sealed` (for analysts' ad-hoc SQL) also shuts DuckDB off from every other file (no
-    COPY TO, read_text, ATTACH, INSTALL) and locks its settings (no SET memory_limit), so
-    the query can read the warehouse and nothing else. The pipeline's own readers are not
-    sealed: they read the Parquet archive.
+    COPY TO, read_text, ATTACH, INSTALL) but its own spill folder (see query.py), and locks
+    its settings (no SET memory_limit), so the query can read the warehouse and nothing
+    else. The pipeline's own readers are not sealed: they read the Parquet archive.
     """
     if not settings.duckdb_path.exists():
         raise WarehouseMissingError(
             f"no warehouse at {settings.duckdb_path}: run `de-pipeline demo` or a backfill first"
         )
-    connection = _connect(settings, read_only=True, extra_config=SEALED_CONFIG if sealed else None)
-    try:
-        if sealed:  # after session_defaults, which sets the time zone
-            connection.execute("SET lock_configuration = true")
-        yield connection
-    finally:
-        connection.close()
+    with reader_spill_config(settings) as spill:
+        connection = _connect(settings, read_only=True, extra_config=(SEALED_CONFIG if sealed else {}) | spill)
+        try:
+            if sealed:  # after session_defaults, which sets the time zone
+                connection.execute("SET lock_configuration = true")
+            with memory_budget(settings, reading=True):
+                yield connection
+        finally:
+            connection.close()
 
 
 @contextmanager
@@ -103,7 +131,9 @@ def _connect(
             connection = duckdb.connect(
                 str(settings.duckdb_path),
                 read_only=read_only,
-                config={**settings.duckdb_config, **(extra_config or {})},
+                # in this order: DuckDB 2.0 applies them in turn, and refuses a temp_directory
+                # given before enable_external_access=false (but not after it)
+                config={**(extra_config or {}), **settings.duckdb_config},
             )
         except duckdb.IOException as exc:
             if not _is_lock_conflict(exc):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 from de_pipeline.warehouse.connection import reader
+from de_pipeline.warehouse.files import replace_durably
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import UnknownTableError, table
 
@@ -64,7 +64,7 @@ def export_table(
                 f"ORDER BY ALL) TO $target ({options})",
                 {"day": day, "target": str(partial)},
             )
-            os.replace(partial, path)
+            replace_durably(partial, path)
             rows += connection.execute(
                 f"SELECT count(*) FROM {name} WHERE {day_column} = $day", {"day": day}
             ).fetchone()[0]

@@ -1,4 +1,4 @@
-"""Files that survive a crash, and scratch folders that a killed run leaves behind.
+"""Files that survive a crash, and scratch folders that a killed process leaves behind.
 
 A file of the archive is written beside its target, flushed to disk and then renamed over
 it, so a crash leaves the old file or the new one, never a torn one. A scratch folder is
@@ -14,11 +14,13 @@ import re
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-SCRATCH_KINDS = ("staging", "journey")
+SCRATCH_KINDS = ("staging", "journey", "spill")
 HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
 _OWNED = re.compile(r"^\.(?P<kind>[a-z]+)-(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]+$")
 
@@ -32,8 +34,10 @@ def fsync_directory(path: Path) -> None:
         os.close(descriptor)
 
 
-def replace_durably(source: Path, target: Path) -> None:
-    """Rename `source` over `target` (same file system) once its bytes are on disk."""
+def replace_durably(source: Path, target: Path, *, read_only: bool = False) -> None:
+    """Rename `source` over `target` (same file system) once its bytes are on disk, with the
+    mode of a new file of this process (see shared_mode)."""
+    os.chmod(source, shared_mode(read_only=read_only))
     with open(source, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(source, target)
@@ -46,13 +50,40 @@ def write_text_durably(path: Path, text: str) -> None:
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        replace_durably(Path(temporary), path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    fsync_directory(path.parent)
+
+
+def shared_mode(*, read_only: bool = False) -> int:
+    """The mode a file the pipeline shares (dashboard, archive, readers' copy, exports) ends
+    with: a new file's under the process's umask, as `open` gives it. Not mkstemp's 0600,
+    which hid the dashboard from the team, nor a fixed 0644, which ignores a umask of 077."""
+    mode = 0o666 & ~current_umask()
+    return mode & ~0o222 if read_only else mode
+
+
+def current_umask() -> int:
+    """The process's umask. Read from /proc on Linux: os.umask can only read it by setting
+    it, which another thread could catch half-way and create a file with the wrong mode."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return _UMASK_AT_IMPORT
+    for line in status.splitlines():
+        if line.startswith("Umask:"):
+            return int(line.split()[1], 8)
+    return _UMASK_AT_IMPORT
+
+
+def _umask_now() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK_AT_IMPORT = _umask_now()  # where /proc is missing: set and restored once, at import
 
 
 def free_disk_bytes(path: Path) -> int:
@@ -66,6 +97,19 @@ def owned_scratch_dir(parent: Path, kind: str) -> Path:
         raise ValueError(f"unknown scratch folder kind {kind!r}")
     parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{kind}-{HOST}-{os.getpid()}-", dir=parent))
+
+
+@contextmanager
+def private_spill_dir() -> Iterator[Path]:
+    """A new folder of this process (mode 0700) in the system's temp folder ($TMPDIR), for
+    DuckDB to spill to, removed afterwards; first removes the ones killed processes left."""
+    parent = Path(tempfile.gettempdir())
+    remove_leftovers(parent)
+    folder = owned_scratch_dir(parent, "spill")
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Log(Protocol):

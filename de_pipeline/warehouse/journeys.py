@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from de_pipeline.warehouse.connection import reader, session_defaults, transaction
+from de_pipeline.warehouse.connection import reader, reader_spill_config, session_defaults, transaction
 from de_pipeline.warehouse.days import DayBounds
 from de_pipeline.warehouse.messages import parse_records
 from de_pipeline.warehouse.schema import ensure_schema, run_sql
@@ -35,7 +35,10 @@ def compare_journey(
     """Parse the archived endpoint answer and compare it by message_key with the warehouse's
     rows of the journey, on a read-only connection (temp tables only)."""
     if not settings.duckdb_path.exists():
-        with duckdb.connect(config=settings.duckdb_config) as connection:
+        with (
+            reader_spill_config(settings) as spill,
+            duckdb.connect(config=settings.duckdb_config | spill) as connection,
+        ):
             session_defaults(connection)
             ensure_schema(connection)
             return _compare(connection, customersessionid, files, days, settings, has_warehouse=False)

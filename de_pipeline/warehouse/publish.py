@@ -72,8 +72,8 @@ def publish_reader_copy(
         try:
             copy_database_file(settings.duckdb_path, unfinished)
             published_at, first_day, last_day = _stamp(unfinished, settings, trigger)
-            unfinished.chmod(0o444)  # a reader that forgets read_only is refused, not left writing
-            replace_durably(unfinished, target)
+            # read-only: a reader that forgets read_only is refused, not left writing
+            replace_durably(unfinished, target, read_only=True)
         finally:
             unfinished.unlink(missing_ok=True)
             unfinished.with_name(unfinished.name + ".wal").unlink(missing_ok=True)

@@ -30,6 +30,9 @@ DEFAULT_MAX_STAGED_BYTES = 8 << 30
 # A fetch stops before the archive's disk has less free: the warehouse's transaction and
 # DuckDB's spill file need room too, and a full disk breaks other programs.
 DEFAULT_MIN_FREE_DISK_BYTES = 1 << 30
+# the most a reader (`de-pipeline sql`, `session`, the dashboard) spills, in a private folder
+DEFAULT_READER_SPILL_LIMIT = "1GiB"
+_SIZE = re.compile(r"\d+(\.\d+)?\s*[KMGT]i?B", re.IGNORECASE)
 
 
 def timezone_from_env(environ: Mapping[str, str] | None = None) -> str:
@@ -47,6 +50,7 @@ class WarehouseSettings:
     placeholder_pattern: str = DEFAULT_PLACEHOLDER_PATTERN
     custom_labels: tuple[str, ...] = ()
     memory_limit: str = DEFAULT_MEMORY_LIMIT
+    reader_spill_limit: str | None = DEFAULT_READER_SPILL_LIMIT  # None: readers never spill
     lock_timeout_seconds: float = 120.0
     unparsed_sessionid_threshold: float = 0.01
     allow_source_change: bool = False  # write another source's data into this warehouse
@@ -70,7 +74,7 @@ class WarehouseSettings:
         if "LABEL" not in pattern:
             raise SettingsError(f"DE_REDACTION_PATTERN={pattern!r} must contain LABEL where the entity label stands")
         memory_limit = env.text("DE_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
-        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory_limit, re.IGNORECASE):
+        if not _SIZE.fullmatch(memory_limit):
             raise SettingsError(f"DE_DUCKDB_MEMORY_LIMIT={memory_limit!r} must look like 256MB or 2GB")
         settings = cls(
             duckdb_path=duckdb_path,
@@ -81,6 +85,7 @@ class WarehouseSettings:
             placeholder_pattern=pattern,
             custom_labels=custom_labels,
             memory_limit=memory_limit,
+            reader_spill_limit=_reader_spill_limit(env),
             lock_timeout_seconds=env.number("DE_LOCK_TIMEOUT_SECONDS", 120.0, minimum=0.0),
             unparsed_sessionid_threshold=env.number("DE_UNPARSED_SESSIONID_THRESHOLD", 0.01, minimum=0.0, maximum=1.0),
             allow_source_change=env.flag("DE_ALLOW_SOURCE_CHANGE"),
@@ -115,6 +120,17 @@ class WarehouseSettings:
         """The RE2 pattern that finds the label inside one placeholder."""
         labels = sorted(self.entity_labels, key=len, reverse=True)
         return "(" + "|".join(labels) + ")"
+
+
+def _reader_spill_limit(env: Env) -> str | None:
+    """DE_READER_SPILL_LIMIT: the most a reader's query spills to disk beyond
+    DE_DUCKDB_MEMORY_LIMIT; `0`: none (the query fails instead)."""
+    value = env.text("DE_READER_SPILL_LIMIT", DEFAULT_READER_SPILL_LIMIT)
+    if value.strip() == "0":
+        return None
+    if not _SIZE.fullmatch(value):
+        raise SettingsError(f"DE_READER_SPILL_LIMIT={value!r} must look like 1GiB or 500MB, or be 0 (never spill)")
+    return value
 
 
 def _reader_copy_path(env: Env, duckdb_path: Path) -> Path | None:

@@ -1,4 +1,4 @@
-"""Summaries of the tables: what `de-pipeline demo` prints, and the numbers and previews
+"""Summaries of the tables: what `de-pipeline demo` prints, and the numbers and preview rows
 that the Dagster UI shows for each partition."""
 
 from __future__ import annotations
@@ -86,13 +86,15 @@ def _number(value: Any) -> float | int:
 
 def top_rows(
     connection: duckdb.DuckDBPyConnection, table: str, provider: str, first_day: date, last_day: date, rows: int
-) -> str:
-    """The first rows of `table` for the account's days, as a Markdown table."""
+) -> list[dict[str, Any]]:
+    """The first rows of `table` for the account's days, each as {column: value}. Data, not
+    text to render: the vendor's strings in them are whatever the vendor sent."""
     cursor = connection.execute(
         f"SELECT * FROM {table} WHERE {OF_THE_DAYS} ORDER BY ALL LIMIT {int(rows)}",
         {"provider": provider, "first_day": first_day, "last_day": last_day},
     )
-    return markdown_table([column[0] for column in cursor.description], cursor.fetchall())
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
