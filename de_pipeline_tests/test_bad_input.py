@@ -243,6 +243,8 @@ BAD_BODIES = [
     pytest.param(b"", "the body is not valid JSON", id="empty-body"),
     pytest.param(b'{"messages": [], "next": null}', "the body is a JSON dict, not an array of messages",
                  id="json-object-not-array"),
+    pytest.param(b'[{"sentiment": 1e400}, {"sentiment": NaN}]', "the body is not valid JSON",
+                 id="nan-after-a-huge-number"),  # a huge number is read by Python's json, NaN is still refused
 ]  # fmt: skip
 
 
