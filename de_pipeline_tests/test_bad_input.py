@@ -15,8 +15,9 @@ from de_pipeline.api.simulator import ScriptedResponse
 from de_pipeline.runner import RunFailedError, run_range
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.tables import TABLE_NAMES
 from de_pipeline_tests.conftest import point_at
-from de_pipeline_tests.helpers import busy_day, dump, query
+from de_pipeline_tests.helpers import busy_day, dump, identity, query, recent_days, served, table, unique_messages
 
 DAY = busy_day(7)  # the simulators' default seed
 MISSING = object()  # a field the record leaves out
@@ -233,6 +234,75 @@ def test_invalid_utf8_is_repaired_and_the_message_kept(simulator, capfd):
     logged = capfd.readouterr().err
     warnings = [line for line in logged.splitlines() if "not valid UTF-8" in line]
     assert len(warnings) == 1 and "WARNING" in warnings[0] and "U+FFFD" in warnings[0], logged[-3000:]
+
+
+# ---- poison records: rejected with a reason, never blocking their run's days ---------------
+
+HUGE = "@@huge@@"  # stands for a number that JSON allows and no Python serialiser writes
+
+POISON = [
+    ({"ts": 9223372036854776}, "ts is outside the requested window"),  # past DuckDB's timestamps
+    ({"ts": -9223372036854775808}, "ts is outside the requested window"),  # before them
+    ({"ts": -1}, "ts is outside the requested window"),
+    ({"ts": 18446744073709551615}, "ts is not an integer (epoch milliseconds)"),  # a UBIGINT
+    ({"ts": 1.7e12}, "ts is not an integer (epoch milliseconds)"),
+    ({"sentiment": HUGE}, "sentiment is not finite"),
+    ({"sentiment": 1e308}, "sentiment is outside [-1, 1]"),  # its sums overflowed to inf
+    ({"sentiment": -1.0001}, "sentiment is outside [-1, 1]"),
+    ({"sentiment": "NaN"}, "sentiment is not finite"),
+    ({"sentiment": "Infinity"}, "sentiment is not finite"),
+    ({"score": HUGE}, "score is outside [0, 1]"),
+    ({"ts": HUGE}, "ts is not an integer (epoch milliseconds)"),
+]
+
+
+def poison_payloads(template: dict[str, Any]) -> list[tuple[bytes, str]]:
+    """Each poison record as served (HUGE written as 1e400, or as 2**64 for ts), with its reason."""
+    poison = []
+    for number, (changes, reason) in enumerate(POISON):
+        payload = orjson.dumps({**template, "text": f"poison {number}", **changes})
+        poison.append((payload.replace(b'"ts":"@@huge@@"', b'"ts":18446744073709551616')
+                       .replace(f'"{HUGE}"'.encode(), b"1e400"), reason))  # fmt: skip
+    return poison
+
+
+def test_poison_records_are_rejected_and_the_run_and_its_rebuild_succeed(start_simulator, monkeypatch):
+    simulator = start_simulator(messages_per_day=40)
+    point_at(monkeypatch, simulator)
+    first, last = recent_days(2, seeds=(7,))
+    dataset = simulator.dataset
+    start_ms, end_ms = dataset.day_bounds_ms(first)
+    template = orjson.loads(dataset.payloads_between(start_ms, end_ms)[0])
+    poison = poison_payloads(template)
+    # sentiment's bounds are inside the range
+    edges = [orjson.dumps({**template, "text": f"edge {s}", "sentiment": s}) for s in (-1, 1.0)]
+    good = served(simulator, first, last) + [orjson.loads(e) for e in edges]
+    # served in the first day's window, whatever their ts says (before any request: it caches)
+    dataset.inject([(start_ms + n, payload) for n, payload in enumerate([p for p, _ in poison] + edges)])
+
+    run_range(first, last)
+
+    rejected = query("SELECT archive_day, reason, raw FROM rejected_messages")
+    # the record as sent (as JSON: the archive writes 1e+308 as 1e308)
+    as_sent = {json.dumps(json.loads(p), sort_keys=True): reason for p, reason in poison}
+    assert {json.dumps(json.loads(raw), sort_keys=True): r for raw, r in zip(rejected.raw, rejected.reason)} == as_sent
+    assert set(rejected.archive_day.dt.date) == {first}
+    beyond = query("SELECT ts_ms FROM rejected_messages WHERE day IS NULL AND ts_ms IS NOT NULL")
+    assert set(beyond.ts_ms) == {9223372036854776, -9223372036854775808}  # no calendar day: NULL
+    stored = table("messages")
+    expected = unique_messages(good)
+    assert len(stored) == len(expected) > len(edges)
+    assert {identity(r) for r in stored.rename(columns={"ts_ms": "ts"}).to_dict("records")} == {
+        identity(r) for r in expected.to_dict("records")
+    }
+    assert set(stored.day.dt.date) == {first, last}
+    trends = query("SELECT min(min_sentiment) AS low, max(max_sentiment) AS high, "
+                   "bool_and(isfinite(avg_sentiment)) AS finite FROM sentiment_trends")  # fmt: skip
+    assert (trends.low[0], trends.high[0], trends.finite[0]) == (-1, 1, True)
+
+    before = {name: dump(name) for name in TABLE_NAMES}
+    run_range(first, last, job_name="rebuild_from_archive")  # de-pipeline backfill --from-archive
+    assert {name: dump(name) for name in TABLE_NAMES} == before
 
 
 # ---- an answer the pipeline refuses: the run fails, the day keeps what it had -------------
