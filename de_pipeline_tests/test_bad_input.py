@@ -305,6 +305,35 @@ def test_poison_records_are_rejected_and_the_run_and_its_rebuild_succeed(start_s
     assert {name: dump(name) for name in TABLE_NAMES} == before
 
 
+# ---- message_key: a message is stored once, and only a copy of it is a duplicate --------------
+
+
+def test_messages_that_differ_only_where_a_field_ends_are_both_stored(simulator):
+    # joined by a separator, both read "a<US>b<US>c": one key, and one message was dropped
+    split = [record(simulator, 1, sendername="a\x1fb", text="c"), record(simulator, 1, sendername="a", text="b\x1fc")]
+    serve(simulator, orjson.dumps(split))
+
+    results = run_range(DAY, DAY)
+
+    assert_reconciles(results, fetched=2, stored=2, duplicates=0, rejected=0)
+    assert set(query("SELECT sendername, text FROM messages").itertuples(index=False, name=None)) == {
+        (r["sendername"], r["text"]) for r in split
+    }
+
+
+def test_copies_of_a_message_are_stored_once(simulator):
+    # missing, null and "" are the same value in the key; fields outside the key do not count
+    copies = [record(simulator, 1, sendername="", customersessionid=None, text=""),
+              record(simulator, 1, sendername=None, customersessionid=MISSING, text=MISSING),
+              record(simulator, 1, sendername=MISSING, customersessionid="", text=None, sentiment=-0.5)]  # fmt: skip
+    other = record(simulator, 2)
+    serve(simulator, orjson.dumps([*copies, other, other]))
+
+    results = run_range(DAY, DAY)
+
+    assert_reconciles(results, fetched=5, stored=2, duplicates=3, rejected=0)
+
+
 # ---- an answer the pipeline refuses: the run fails, the day keeps what it had -------------
 
 BAD_BODIES = [

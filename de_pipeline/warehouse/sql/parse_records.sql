@@ -22,6 +22,15 @@
 --             JSON text; sessionchannelinfo keeps any JSON value; unknown fields go to
 --             extra_fields.
 
+-- The identity of a message: each field with its length in bytes before it, so that no two
+-- different messages give the same text (joined by a separator, sender "a<US>b" with text
+-- "c" and sender "a" with text "b<US>c" did, and one of them was dropped as a duplicate).
+-- Missing, null and "" are the same value. journeys.py keys the stored messages with it too.
+CREATE OR REPLACE TEMP MACRO key_field(value) AS strlen(coalesce(value, '')) || ':' || coalesce(value, '');
+CREATE OR REPLACE TEMP MACRO message_key(customersessionid, sessionid, ts_ms, sendertype, sendername, text) AS
+    md5(key_field(customersessionid) || key_field(sessionid) || key_field(CAST(ts_ms AS VARCHAR))
+        || key_field(sendertype) || key_field(sendername) || key_field(text));
+
 CREATE OR REPLACE TEMP TABLE parsed AS
 WITH archived AS (
     SELECT
@@ -84,10 +93,8 @@ SELECT
          ELSE try(CAST(timezone($timezone, epoch_ms(c.ts_ms)::TIMESTAMPTZ) AS DATE)) END AS day,
     CASE WHEN c.reason IS NULL THEN NULL ELSE c.raw END AS raw,
     hash(c.raw) AS raw_hash,
-    md5(concat_ws(chr(31),
-        coalesce(c.f.customersessionid, ''), coalesce(c.f.sessionid, ''), CAST(c.ts_ms AS VARCHAR),
-        coalesce(NULLIF(c.f.sendertype, ''), ''), coalesce(NULLIF(c.f.sendername, ''), ''),
-        coalesce(c.f.text, ''))) AS message_key,
+    message_key(c.f.customersessionid, c.f.sessionid, c.ts_ms, c.f.sendertype, c.f.sendername, c.f.text)
+        AS message_key,
     c.f.sessionid AS sessionid,
     CASE WHEN regexp_full_match(c.f.sessionid, '\d+\.\d+')
              AND TRY_CAST(split_part(c.f.sessionid, '.', 1) AS BIGINT) IS NOT NULL
