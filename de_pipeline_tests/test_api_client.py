@@ -777,6 +777,23 @@ def test_invalid_utf8_in_a_body_is_repaired_with_a_warning(start_simulator, capl
     assert "not valid UTF-8" in warnings[0] and str(window) in warnings[0]
 
 
+def test_a_number_beyond_64_bits_does_not_refuse_its_page(start_simulator):
+    # JSON allows them; simdjson refused the whole page, so one odd record failed the run
+    simulator = start_simulator(messages_per_day=300, max_page_size=50)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    ts = window.start_ms + 12 * 3600 * 1000 + 1
+    odd = [b'{"ts":' + str(ts).encode() + b',"sentiment":1e400}', b'{"ts":18446744073709551616,"score":-1e400}']
+    simulator.dataset.inject([(ts, odd[0]), (ts + 1, odd[1])])  # before any request
+    expected = expected_payloads(simulator, window)
+
+    with DigitalEngagementClient(settings_for(simulator)) as client:
+        pages = list(client.provider_pages(window))
+
+    assert sum(page.rows for page in pages) == len(expected) == client.stats.rows
+    assert all(any(record in page.body for page in pages) for record in odd)
+    check_offsets_follow_rows(simulator, window)
+
+
 def test_api_error_is_the_base_of_every_typed_error():
     for error_type in (
         ApiAuthError,

@@ -19,8 +19,9 @@ from de_pipeline.runner import RunFailedError, run_range
 from de_pipeline.warehouse import archive
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.tables import TABLE_NAMES
 from de_pipeline_tests.conftest import point_at
-from de_pipeline_tests.helpers import busy_day, dump, query
+from de_pipeline_tests.helpers import busy_day, dump, identity, query, recent_days, served, table, unique_messages
 
 DAY = busy_day(7)  # the simulators' default seed
 MISSING = object()  # a field the record leaves out
@@ -239,6 +240,104 @@ def test_invalid_utf8_is_repaired_and_the_message_kept(simulator, capfd):
     assert len(warnings) == 1 and "WARNING" in warnings[0] and "U+FFFD" in warnings[0], logged[-3000:]
 
 
+# ---- poison records: rejected with a reason, never blocking their run's days ---------------
+
+HUGE = "@@huge@@"  # stands for a number that JSON allows and no Python serialiser writes
+
+POISON = [
+    ({"ts": 9223372036854776}, "ts is outside the requested window"),  # past DuckDB's timestamps
+    ({"ts": -9223372036854775808}, "ts is outside the requested window"),  # before them
+    ({"ts": -1}, "ts is outside the requested window"),
+    ({"ts": 18446744073709551615}, "ts is not an integer (epoch milliseconds)"),  # a UBIGINT
+    ({"ts": 1.7e12}, "ts is not an integer (epoch milliseconds)"),
+    ({"sentiment": HUGE}, "sentiment is not finite"),
+    ({"sentiment": 1e308}, "sentiment is outside [-1, 1]"),  # its sums overflowed to inf
+    ({"sentiment": -1.0001}, "sentiment is outside [-1, 1]"),
+    ({"sentiment": "NaN"}, "sentiment is not finite"),
+    ({"sentiment": "Infinity"}, "sentiment is not finite"),
+    ({"score": HUGE}, "score is outside [0, 1]"),
+    ({"ts": HUGE}, "ts is not an integer (epoch milliseconds)"),
+]
+
+
+def poison_payloads(template: dict[str, Any]) -> list[tuple[bytes, str]]:
+    """Each poison record as served (HUGE written as 1e400, or as 2**64 for ts), with its reason."""
+    poison = []
+    for number, (changes, reason) in enumerate(POISON):
+        payload = orjson.dumps({**template, "text": f"poison {number}", **changes})
+        poison.append((payload.replace(b'"ts":"@@huge@@"', b'"ts":18446744073709551616')
+                       .replace(f'"{HUGE}"'.encode(), b"1e400"), reason))  # fmt: skip
+    return poison
+
+
+def test_poison_records_are_rejected_and_the_run_and_its_rebuild_succeed(start_simulator, monkeypatch):
+    simulator = start_simulator(messages_per_day=40)
+    point_at(monkeypatch, simulator)
+    first, last = recent_days(2, seeds=(7,))
+    dataset = simulator.dataset
+    start_ms, end_ms = dataset.day_bounds_ms(first)
+    template = orjson.loads(dataset.payloads_between(start_ms, end_ms)[0])
+    poison = poison_payloads(template)
+    # sentiment's bounds are inside the range
+    edges = [orjson.dumps({**template, "text": f"edge {s}", "sentiment": s}) for s in (-1, 1.0)]
+    good = served(simulator, first, last) + [orjson.loads(e) for e in edges]
+    # served in the first day's window, whatever their ts says (before any request: it caches)
+    dataset.inject([(start_ms + n, payload) for n, payload in enumerate([p for p, _ in poison] + edges)])
+
+    run_range(first, last)
+
+    rejected = query("SELECT archive_day, reason, raw FROM rejected_messages")
+    # the record as sent (as JSON: the archive writes 1e+308 as 1e308)
+    as_sent = {json.dumps(json.loads(p), sort_keys=True): reason for p, reason in poison}
+    assert {json.dumps(json.loads(raw), sort_keys=True): r for raw, r in zip(rejected.raw, rejected.reason)} == as_sent
+    assert set(rejected.archive_day.dt.date) == {first}
+    beyond = query("SELECT ts_ms FROM rejected_messages WHERE day IS NULL AND ts_ms IS NOT NULL")
+    assert set(beyond.ts_ms) == {9223372036854776, -9223372036854775808}  # no calendar day: NULL
+    stored = table("messages")
+    expected = unique_messages(good)
+    assert len(stored) == len(expected) > len(edges)
+    assert {identity(r) for r in stored.rename(columns={"ts_ms": "ts"}).to_dict("records")} == {
+        identity(r) for r in expected.to_dict("records")
+    }
+    assert set(stored.day.dt.date) == {first, last}
+    trends = query("SELECT min(min_sentiment) AS low, max(max_sentiment) AS high, "
+                   "bool_and(isfinite(avg_sentiment)) AS finite FROM sentiment_trends")  # fmt: skip
+    assert (trends.low[0], trends.high[0], trends.finite[0]) == (-1, 1, True)
+
+    before = {name: dump(name) for name in TABLE_NAMES}
+    run_range(first, last, job_name="rebuild_from_archive")  # de-pipeline backfill --from-archive
+    assert {name: dump(name) for name in TABLE_NAMES} == before
+
+
+# ---- message_key: a message is stored once, and only a copy of it is a duplicate --------------
+
+
+def test_messages_that_differ_only_where_a_field_ends_are_both_stored(simulator):
+    # joined by a separator, both read "a<US>b<US>c": one key, and one message was dropped
+    split = [record(simulator, 1, sendername="a\x1fb", text="c"), record(simulator, 1, sendername="a", text="b\x1fc")]
+    serve(simulator, orjson.dumps(split))
+
+    results = run_range(DAY, DAY)
+
+    assert_reconciles(results, fetched=2, stored=2, duplicates=0, rejected=0)
+    assert set(query("SELECT sendername, text FROM messages").itertuples(index=False, name=None)) == {
+        (r["sendername"], r["text"]) for r in split
+    }
+
+
+def test_copies_of_a_message_are_stored_once(simulator):
+    # missing, null and "" are the same value in the key; fields outside the key do not count
+    copies = [record(simulator, 1, sendername="", customersessionid=None, text=""),
+              record(simulator, 1, sendername=None, customersessionid=MISSING, text=MISSING),
+              record(simulator, 1, sendername=MISSING, customersessionid="", text=None, sentiment=-0.5)]  # fmt: skip
+    other = record(simulator, 2)
+    serve(simulator, orjson.dumps([*copies, other, other]))
+
+    results = run_range(DAY, DAY)
+
+    assert_reconciles(results, fetched=5, stored=2, duplicates=3, rejected=0)
+
+
 # ---- an answer the pipeline refuses: the run fails, the day keeps what it had -------------
 
 BAD_BODIES = [
@@ -247,6 +346,8 @@ BAD_BODIES = [
     pytest.param(b"", "the body is not valid JSON", id="empty-body"),
     pytest.param(b'{"messages": [], "next": null}', "the body is a JSON dict, not an array of messages",
                  id="json-object-not-array"),
+    pytest.param(b'[{"sentiment": 1e400}, {"sentiment": NaN}]', "the body is not valid JSON",
+                 id="nan-after-a-huge-number"),  # a huge number is read by Python's json, NaN is still refused
 ]  # fmt: skip
 
 

@@ -56,6 +56,20 @@ def test_session_prints_the_transcript_and_the_differences(loaded, capsys):
     assert "only in warehouse:" in out and "invented" in out
 
 
+def test_session_compares_days_stored_with_the_older_message_key(loaded, capsys):
+    csid, first, last, expected, path = loaded
+    with duckdb.connect(str(path)) as connection:  # the key's older form: the fields joined by U+001F
+        connection.execute(
+            "UPDATE messages SET message_key = md5(concat_ws(chr(31), coalesce(customersessionid, ''), "
+            "coalesce(sessionid, ''), CAST(ts_ms AS VARCHAR), coalesce(sendertype, ''), coalesce(sendername, ''), "
+            "coalesce(text, '')))"
+        )
+    assert main(["session", csid, "--start", str(first), "--end", str(last)]) == 0
+    out = capsys.readouterr().out
+    assert f"journey {csid}: {len(expected)} messages" in out
+    assert "0 missing from the warehouse, 0 only in the warehouse" in out
+
+
 def test_session_for_an_unknown_id_is_empty(loaded, capsys):
     _, first, last, _, _ = loaded
     assert main(["session", "no.such", "--start", str(first), "--end", str(last)]) == 0

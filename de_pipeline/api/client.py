@@ -50,6 +50,8 @@ MAX_REDIRECTS = 5  # same-origin ones; a loop stops here
 DEFAULT_PORTS = {"http": 80, "https": 443}
 SAME_PAGE_LIMIT = 3  # a server that ignores `offset` answers the same page forever
 PREVIEW_CHARS = 120  # how much of a body that is not JSON an error shows
+# simdjson's errors for a number beyond 64 bits or a double; JSON allows any number
+SIMDJSON_NUMBER_ERRORS = ("NUMBER_ERROR", "BIGINT_ERROR")
 
 _log = logging.getLogger(__name__)
 
@@ -253,25 +255,24 @@ class DigitalEngagementClient:
         except (ValueError, RuntimeError) as exc:  # "TAPE_ERROR: ...", "DEPTH_ERROR: ..."
             if "UTF8" in str(exc):
                 raise _NotUtf8 from None
-            reason = str(exc).split(":", 1)[-1].split(".")[0].strip() or str(exc)
-            # scrub before cutting: a key straddling the cut must not leak its first characters.
-            # An encoded key takes at most 12 bytes a character: scrubbing that much past the
-            # preview's (at most 4-byte) characters is enough, however long the body.
-            key = self.settings.api_key
-            start = body[: 4 * PREVIEW_CHARS + 12 * len(key)].decode("utf-8", "replace")
-            head = scrub(start, key)[:PREVIEW_CHARS]
-            preview = server_message(head, key) or "(empty body)"
-            raise ApiResponseError(describe, f"the body is not valid JSON ({reason}); it begins: {preview}") from None
+            if str(exc).startswith(SIMDJSON_NUMBER_ERRORS) and (parsed := _with_any_number(body)) is not None:
+                return _array_elements(parsed, describe)
+            raise self._not_json(body, describe, exc) from None
         try:
-            if not isinstance(document, simdjson.Array):
-                kind = "dict" if isinstance(document, simdjson.Object) else type(document).__name__
-                raise ApiResponseError(describe, f"the body is a JSON {kind}, not an array of messages")
-            last = document[-1] if len(document) else None
-            ts = last.get("ts") if isinstance(last, simdjson.Object) else None
-            del last
-            return len(document), ts if type(ts) is int else None
+            return _array_elements(document, describe)
         finally:
             del document  # the parser is reused for the next page
+
+    def _not_json(self, body: bytes, describe: str, exc: Exception) -> ApiResponseError:
+        reason = str(exc).split(":", 1)[-1].split(".")[0].strip() or str(exc)
+        # scrub before cutting: a key straddling the cut must not leak its first characters.
+        # An encoded key takes at most 12 bytes a character: scrubbing that much past the
+        # preview's (at most 4-byte) characters is enough, however long the body.
+        key = self.settings.api_key
+        start = body[: 4 * PREVIEW_CHARS + 12 * len(key)].decode("utf-8", "replace")
+        head = scrub(start, key)[:PREVIEW_CHARS]
+        preview = server_message(head, key) or "(empty body)"
+        return ApiResponseError(describe, f"the body is not valid JSON ({reason}); it begins: {preview}")
 
     def _request(
         self,
@@ -437,6 +438,37 @@ class DigitalEngagementClient:
         """Exponential backoff with equal jitter: half fixed, half random."""
         ceiling = min(self.settings.backoff_max_seconds, self.settings.backoff_base_seconds * 2 ** (attempt - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def _array_elements(document: Any, describe: str) -> tuple[int, int | None]:
+    """The number of elements of a parsed array (simdjson's or Python's), and its last
+    element's integer `ts`; an error if the document is not an array."""
+    if not isinstance(document, simdjson.Array | list):
+        kind = "dict" if isinstance(document, simdjson.Object | dict) else type(document).__name__
+        raise ApiResponseError(describe, f"the body is a JSON {kind}, not an array of messages")
+    last = document[-1] if len(document) else None
+    ts = last.get("ts") if isinstance(last, simdjson.Object | dict) else None
+    return len(document), ts if type(ts) is int else None
+
+
+def _with_any_number(body: bytes) -> Any:
+    """The body parsed by Python's json, which reads any JSON number (1e400, 2**64), or None
+    if it is not JSON. simdjson refuses such numbers, which JSON allows and the archive keeps as
+    sent (parse_records.sql rejects the record), so one odd number refused the whole page.
+    Slower than simdjson, so only for the rare page that has one."""
+    try:
+        return json.loads(body, parse_int=_json_int, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _json_int(text: str) -> int | float:
+    # a 64-bit-sized ts stays an int; a longer one would cost int()'s quadratic time (or its limit)
+    return int(text) if len(text) <= 20 else float(text)
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python's json accepts them
 
 
 def _same_origin(url: str, other: str) -> bool:

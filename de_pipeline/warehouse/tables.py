@@ -86,7 +86,9 @@ MESSAGES = Table(
     columns=(
         PROVIDER,
         Column(
-            "message_key", "VARCHAR NOT NULL", "md5 of customersessionid, sessionid, ts, sendertype, sendername, text"
+            "message_key",
+            "VARCHAR NOT NULL",
+            "md5 of customersessionid, sessionid, ts, sendertype, sendername, text, each length-prefixed",
         ),
         Column("day", "DATE NOT NULL", "the calendar day of ts in DE_TIMEZONE"),
         Column("ts", "TIMESTAMPTZ NOT NULL", "when the message was created"),

@@ -10,14 +10,26 @@
 -- gave every record that day, and the join to day_bounds dropped them all.
 --
 -- Rules (docs/api.md, "6. Messages"; the README's "What lands in rejected_messages"):
---   rejected: not a JSON object; ts missing or not a JSON integer; ts outside the day's
---             window (the API answered it for a window it does not belong to);
---             sentiment or score not a number or not finite; score outside [0, 1];
---             topmatches present but not a list.
+--   rejected: not a JSON object; ts missing or not a JSON integer that fits a BIGINT; ts
+--             outside the day's window (the API answered it for a window it does not belong
+--             to), also a ts outside the timestamps DuckDB holds (its `day` stays NULL); sentiment
+--             or score not a number or not finite (1e400, "NaN", "Infinity"); sentiment
+--             outside [-1, 1] (the dashboard's scale: 1e308 made the sums of sentiment_trends
+--             infinite); score outside [0, 1]; topmatches present but not a list. No record
+--             raises: one bad record must not block its run's days.
 --   coerced:  numeric strings in sentiment/score become numbers; optional text fields and
 --             topic that are "" become NULL; any other JSON in a text field is kept as its
 --             JSON text; sessionchannelinfo keeps any JSON value; unknown fields go to
 --             extra_fields.
+
+-- The identity of a message: each field with its length in bytes before it, so that no two
+-- different messages give the same text (joined by a separator, sender "a<US>b" with text
+-- "c" and sender "a" with text "b<US>c" did, and one of them was dropped as a duplicate).
+-- Missing, null and "" are the same value. journeys.py keys the stored messages with it too.
+CREATE OR REPLACE TEMP MACRO key_field(value) AS strlen(coalesce(value, '')) || ':' || coalesce(value, '');
+CREATE OR REPLACE TEMP MACRO message_key(customersessionid, sessionid, ts_ms, sendertype, sendername, text) AS
+    md5(key_field(customersessionid) || key_field(sessionid) || key_field(CAST(ts_ms AS VARCHAR))
+        || key_field(sendertype) || key_field(sendername) || key_field(text));
 
 CREATE OR REPLACE TEMP TABLE parsed AS
 WITH archived AS (
@@ -62,6 +74,7 @@ classified AS (
                 OR (sentiment_type = 'VARCHAR' AND sentiment IS NULL)
                 THEN 'sentiment is not a number'
             WHEN NOT isfinite(sentiment) THEN 'sentiment is not finite'
+            WHEN sentiment < -1 OR sentiment > 1 THEN 'sentiment is outside [-1, 1]'
             WHEN score_type NOT IN ('NULL', 'BIGINT', 'UBIGINT', 'DOUBLE', 'VARCHAR')
                 OR (score_type = 'VARCHAR' AND score IS NULL)
                 THEN 'score is not a number'
@@ -76,13 +89,12 @@ SELECT
     c.reason,
     c.ts_ms,
     CASE WHEN c.reason IS NULL THEN c.archive_day
-         ELSE CAST(timezone($timezone, epoch_ms(c.ts_ms)::TIMESTAMPTZ) AS DATE) END AS day,
+         -- NULL for a ts outside DuckDB's timestamps (290,000 years from 1970): rejected, not an error
+         ELSE try(CAST(timezone($timezone, epoch_ms(c.ts_ms)::TIMESTAMPTZ) AS DATE)) END AS day,
     CASE WHEN c.reason IS NULL THEN NULL ELSE c.raw END AS raw,
     hash(c.raw) AS raw_hash,
-    md5(concat_ws(chr(31),
-        coalesce(c.f.customersessionid, ''), coalesce(c.f.sessionid, ''), CAST(c.ts_ms AS VARCHAR),
-        coalesce(NULLIF(c.f.sendertype, ''), ''), coalesce(NULLIF(c.f.sendername, ''), ''),
-        coalesce(c.f.text, ''))) AS message_key,
+    message_key(c.f.customersessionid, c.f.sessionid, c.ts_ms, c.f.sendertype, c.f.sendername, c.f.text)
+        AS message_key,
     c.f.sessionid AS sessionid,
     CASE WHEN regexp_full_match(c.f.sessionid, '\d+\.\d+')
              AND TRY_CAST(split_part(c.f.sessionid, '.', 1) AS BIGINT) IS NOT NULL
