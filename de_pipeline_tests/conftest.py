@@ -30,6 +30,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("DE_DUCKDB_PATH", str(duckdb_path))
     monkeypatch.setenv("DE_RETRY_BACKOFF_SECONDS", "0.01")
     monkeypatch.setenv("DE_MAX_REQUESTS_PER_SECOND", "1000")
+    # runs in memory, a second or two quicker each: the tests of the Dagster home itself
+    # (test_instance.py, the UI's) and those with the `dagster_home` fixture use one
+    monkeypatch.setenv("DE_RUN_HISTORY", "off")
     return duckdb_path
 
 

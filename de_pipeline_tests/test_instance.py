@@ -191,6 +191,7 @@ def test_overlapped_backfills_at_once_on_one_home_finish(start_simulator, monkey
 def test_cli_runs_land_in_the_projects_home_beside_the_warehouse(start_simulator, monkeypatch, clean_environment):
     """Without DAGSTER_HOME, the CLI's runs go to data/dagster_home (beside the warehouse),
     which `de-pipeline ui` opens too: the UI shows the days the CLI built."""
+    monkeypatch.delenv("DE_RUN_HISTORY")  # the default: on
     point_at(monkeypatch, start_simulator(messages_per_day=50))
     day = recent_days(1)[0]
     assert main(["backfill", "--start", str(day), "--end", str(day)]) == 0
