@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from de_pipeline.env import Env, SettingsError
+from de_pipeline.env import DAY_SECONDS, Env, SettingsError
 
 DEFAULT_DUCKDB_PATH = "data/de_pipeline.duckdb"
 DEFAULT_PROVIDER = "default"  # the `provider` of the single account of DE_PROVIDER_ID
@@ -71,7 +71,7 @@ class WarehouseSettings:
             placeholder_pattern=pattern,
             custom_labels=custom_labels,
             memory_limit=memory_limit,
-            lock_timeout_seconds=env.number("DE_LOCK_TIMEOUT_SECONDS", 120.0, minimum=0.0),
+            lock_timeout_seconds=env.number("DE_LOCK_TIMEOUT_SECONDS", 120.0, minimum=0.0, maximum=DAY_SECONDS),
             unparsed_sessionid_threshold=env.number("DE_UNPARSED_SESSIONID_THRESHOLD", 0.01, minimum=0.0, maximum=1.0),
             allow_source_change=env.flag("DE_ALLOW_SOURCE_CHANGE"),
         )
