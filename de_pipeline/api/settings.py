@@ -82,7 +82,7 @@ class ApiSettings:
                 )
             return None
         return cls(
-            base_url=_checked_base_url(base_url, env.flag("DE_ALLOW_INSECURE_HTTP")),
+            base_url=checked_base_url(base_url, env.flag("DE_ALLOW_INSECURE_HTTP")),
             api_key=env.required("DE_API_KEY", "the API key is needed with DE_API_BASE_URL"),
             provider_id=env.required("DE_PROVIDER_ID", "the provider (account) id is needed with DE_API_BASE_URL"),
             **transport_overrides(env),
@@ -132,19 +132,22 @@ def transport_overrides(env: Env) -> dict[str, object]:
     }
 
 
-def _checked_base_url(value: str, allow_insecure_http: bool) -> str:
+def checked_base_url(
+    value: str, allow_insecure_http: bool, setting: str = "DE_API_BASE_URL", key_setting: str = "DE_API_KEY"
+) -> str:
     """The base URL; plain http only to this machine, or when DE_ALLOW_INSECURE_HTTP says so
-    (the key would travel in clear text)."""
+    (the key would travel in clear text). `setting` names it in the error (an account's
+    `base_url` in DE_PROVIDERS_FILE is checked here too)."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingsError(f"DE_API_BASE_URL={value!r} is not an http(s) URL such as https://api.example.com")
+        raise SettingsError(f"{setting}={value!r} is not an http(s) URL such as https://api.example.com")
     if parts.username or parts.password:
-        raise SettingsError("DE_API_BASE_URL must not carry credentials; use DE_API_KEY")
+        raise SettingsError(f"{setting} must not carry credentials; use {key_setting}")
     base_url = value.rstrip("/")
     if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
         if not allow_insecure_http:
             raise SettingsError(
-                f"DE_API_BASE_URL={value!r} would send the API key unencrypted to another "
+                f"{setting}={value!r} would send the API key unencrypted to another "
                 "machine: use https, or set DE_ALLOW_INSECURE_HTTP=1 to accept that"
             )
         _warn_insecure_http(base_url)
