@@ -22,7 +22,7 @@ from de_pipeline.cli import main
 from de_pipeline.env import SettingsError
 from de_pipeline.runner import run_range
 from de_pipeline.warehouse.archive import archive_file
-from de_pipeline.warehouse.files import HOST
+from de_pipeline.warehouse.files import HOST, remove_leftovers
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER, point_at
 from de_pipeline_tests.helpers import busy_day, kill_when_staged, query, served, start_cli, unique_messages
@@ -190,6 +190,16 @@ def test_the_next_run_removes_scratch_folders_of_dead_processes_only(start_simul
     assert "removed 2" in lines[0] and all(folder.name in lines[0] for folder in dead)
     assert all(folder.name in lines[0] for folder in (live, unknown, elsewhere))
     assert archived_records(archive_file(archive_dir(), day)) == len(served(simulator, day, day))
+
+
+def test_a_folder_name_with_a_final_newline_is_no_scratch_folder_of_ours():
+    """The name check used `$`, which matches before a final newline: a folder our runs never
+    make was taken for a dead process's scratch folder, and removed."""
+    archive_dir().mkdir(parents=True)
+    odd = archive_dir() / f".staging-{HOST}-{dead_pid()}-abcd1234\n"
+    odd.mkdir()
+    leftovers = remove_leftovers(archive_dir())
+    assert odd.exists() and leftovers.unknown == (odd.name,) and not leftovers.removed
 
 
 @pytest.mark.slow
