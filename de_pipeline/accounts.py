@@ -6,7 +6,7 @@ One account by default: DE_PROVIDER_ID and DE_API_KEY (or the embedded simulator
     accounts:
       - name: acme                   # the `provider` column, the Dagster key prefix
         provider_id: "4711"
-        api_key_env: ACME_API_KEY    # the variable that holds its key (never the key)
+        api_key_env: DE_API_KEY_ACME # the variable that holds its key (never the key)
         base_url: https://api.example.com   # optional; else DE_API_BASE_URL or the simulator
         timezone: Europe/Berlin      # optional; else DE_TIMEZONE
         max_requests_per_second: 10  # optional; else DE_MAX_REQUESTS_PER_SECOND
@@ -15,6 +15,11 @@ Each account is read through the same DE_* settings as a single one: `environ()`
 account's fields over the process environment, so the API, simulator and warehouse settings
 check them in their one place. A key is looked up when the account's run needs it, so a
 missing key fails that account's partitions, not the code location.
+
+The file holds no secret, and whoever edits it must not be able to send one elsewhere: its
+`api_key_env` may only name a variable `DE_API_KEY_<NAME>` (never the database password), its
+`base_url` must be https (as DE_API_BASE_URL must), and YAML aliases, which can blow a few
+hundred bytes up into gigabytes, are refused, as is a file over 1 MiB.
 """
 
 from __future__ import annotations
@@ -28,13 +33,16 @@ from pathlib import Path
 import yaml
 
 from de_pipeline.api import ApiSource, resolve_source
+from de_pipeline.api.settings import checked_base_url
 from de_pipeline.env import Env, SettingsError
 from de_pipeline.warehouse.settings import DEFAULT_PROVIDER as DEFAULT_ACCOUNT
 from de_pipeline.warehouse.settings import WarehouseSettings, timezone_from_env
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")  # fullmatch: `$` would let a trailing newline through
 _FIELDS = {"name", "provider_id", "api_key_env", "base_url", "timezone", "max_requests_per_second"}
-_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+KEY_VARIABLE_PREFIX = "DE_API_KEY_"  # the only variables an account's api_key_env may name
+_KEY_VARIABLE = re.compile(re.escape(KEY_VARIABLE_PREFIX) + r"[A-Z0-9_]+")
+MAX_FILE_BYTES = 1 << 20  # a providers file of thousands of accounts is far below this
 
 
 @dataclass(frozen=True)
@@ -101,27 +109,22 @@ def account_named(name: str | None, environ: Mapping[str, str] | None = None) ->
 
 def accounts_from_env(environ: Mapping[str, str] | None = None) -> tuple[Account, ...]:
     """The accounts of DE_PROVIDERS_FILE, or the one `default` account."""
-    path = Env(environ).raw("DE_PROVIDERS_FILE")
+    env = Env(environ)
+    path = env.raw("DE_PROVIDERS_FILE")
     if path is None:
         return (Account(DEFAULT_ACCOUNT),)
-    return read_providers_file(Path(path))
+    return read_providers_file(Path(path), allow_insecure_http=env.flag("DE_ALLOW_INSECURE_HTTP"))
 
 
-def read_providers_file(path: Path) -> tuple[Account, ...]:
-    """The accounts of a providers file; a SettingsError naming the file and the mistake."""
+def read_providers_file(path: Path, *, allow_insecure_http: bool = False) -> tuple[Account, ...]:
+    """The accounts of a providers file; a SettingsError naming the file and the mistake.
+    `allow_insecure_http` (DE_ALLOW_INSECURE_HTTP) lets an account's base_url be plain http."""
     where = f"DE_PROVIDERS_FILE={path}"
-    try:
-        document = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SettingsError(f"{where}: cannot read it ({exc.strerror or exc})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}" if mark is not None else ""
-        raise SettingsError(f"{where}: not valid YAML{line}") from None
+    document = _load_yaml(path, where)
     entries = document.get("accounts") if isinstance(document, dict) else None
     if not isinstance(entries, list) or not entries:
         raise SettingsError(f"{where}: expected `accounts:` with a list of accounts (see the README, Many accounts)")
-    accounts = tuple(_account(entry, n, where) for n, entry in enumerate(entries, 1))
+    accounts = tuple(_account(entry, n, where, allow_insecure_http) for n, entry in enumerate(entries, 1))
     names = [account.name for account in accounts]
     for name in dict.fromkeys(names):
         if names.count(name) > 1:
@@ -129,7 +132,50 @@ def read_providers_file(path: Path) -> tuple[Account, ...]:
     return accounts
 
 
-def _account(entry: object, number: int, where: str) -> Account:
+class _AliasFound(yaml.YAMLError):
+    def __init__(self, line: int) -> None:
+        super().__init__(f"an anchor or alias at line {line}")
+        self.line = line
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader without anchors and aliases: an alias is a reference, so ten lines of them
+    nest a billion strings, and printing one (an account's name) fills the memory."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _AliasFound(event.start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+
+def _load_yaml(path: Path, where: str) -> object:
+    """The file's YAML document: at most MAX_FILE_BYTES, without anchors or aliases."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise SettingsError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise SettingsError(
+            f"{where}: the file is over {MAX_FILE_BYTES} bytes (1 MiB); a providers file is far smaller"
+        )
+    try:
+        return yaml.load(data, Loader=_NoAliasLoader)
+    except _AliasFound as exc:
+        raise SettingsError(
+            f"{where}: YAML anchors and aliases (&name, *name) are not allowed (line {exc.line}); "
+            "write each account out in full"
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SettingsError(f"{where}: not valid YAML{line}") from None
+    except RecursionError:
+        raise SettingsError(f"{where}: not valid YAML (nested too deeply)") from None
+
+
+def _account(entry: object, number: int, where: str, allow_insecure_http: bool) -> Account:
     if not isinstance(entry, dict):
         raise SettingsError(f"{where}: account {number} is not a mapping of name, provider_id, api_key_env, ...")
     label = f"{where}: account {entry.get('name', number)!r}"
@@ -137,7 +183,7 @@ def _account(entry: object, number: int, where: str) -> Account:
     if unknown:
         raise SettingsError(f"{label}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(_FIELDS))}")
     name = str(entry.get("name", ""))
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise SettingsError(f"{label}: name must be lower-case letters, digits and _ (starting with a letter)")
     if name == DEFAULT_ACCOUNT:
         raise SettingsError(f"{label}: the name {DEFAULT_ACCOUNT!r} is kept for the single account of DE_PROVIDER_ID")
@@ -145,8 +191,11 @@ def _account(entry: object, number: int, where: str) -> Account:
     if provider_id is None or not str(provider_id).strip():
         raise SettingsError(f"{label}: provider_id is missing")
     key_variable = entry.get("api_key_env")
-    if key_variable is not None and not _VARIABLE.match(str(key_variable)):
-        raise SettingsError(f"{label}: api_key_env must name an environment variable, e.g. ACME_API_KEY")
+    if key_variable is not None and not _KEY_VARIABLE.fullmatch(str(key_variable)):
+        raise SettingsError(
+            f"{label}: api_key_env={str(key_variable)!r} must name a variable {KEY_VARIABLE_PREFIX}<NAME> "
+            f"(upper-case letters, digits, _), e.g. {KEY_VARIABLE_PREFIX}ACME: only those may hold API keys"
+        )
     rate = entry.get("max_requests_per_second")
     if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or not 0.1 <= rate <= 10_000):
         raise SettingsError(f"{label}: max_requests_per_second must be a number in [0.1, 10000]")
@@ -157,11 +206,13 @@ def _account(entry: object, number: int, where: str) -> Account:
         except SettingsError as exc:
             raise SettingsError(f"{label}: {exc}") from None
     base_url = entry.get("base_url")
+    if base_url is not None:
+        base_url = checked_base_url(str(base_url), allow_insecure_http, f"{label}: base_url", "api_key_env")
     return Account(
         name=name,
         provider_id=str(provider_id).strip(),
         api_key_env=None if key_variable is None else str(key_variable),
-        base_url=None if base_url is None else str(base_url),
+        base_url=base_url,
         timezone=None if timezone is None else str(timezone),
         max_requests_per_second=None if rate is None else float(rate),
     )

@@ -11,6 +11,10 @@ import warnings
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ERROR_EXIT = 1
 
@@ -34,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = _visible(" ".join(str(exc).split())) or type(exc).__name__  # it may quote chat text
     return text if len(text) <= 600 else text[:600] + " ..."
 
 
@@ -235,14 +239,30 @@ def sql_command(args: argparse.Namespace) -> int:
     # sealed: the warehouse is all it can read, and it writes no file (`export` does that)
     with reader(settings, sealed=True) as connection:
         frame = query_frame(connection, args.query)
+    # Chat text is the vendor's: a control character in it must not reach the terminal (see
+    # `_visible`). JSON escapes it, losing nothing; CSV is exact data unless on a terminal.
     if args.format == "csv":
-        frame.to_csv(sys.stdout, index=False)
+        (_shown(frame) if sys.stdout.isatty() else frame).to_csv(sys.stdout, index=False)
     elif args.format == "json":
-        sys.stdout.write(frame.to_json(orient="records", date_format="iso", force_ascii=False) + "\n")
+        text = frame.to_json(orient="records", date_format="iso", force_ascii=False)
+        sys.stdout.write(_INVISIBLE.sub(_json_escape, text) + "\n")
     else:
-        print(frame.to_string(index=False) if len(frame.columns) else "(no columns)")
+        print(_shown(frame).to_string(index=False) if len(frame.columns) else "(no columns)")
         print(f"({len(frame)} rows)", file=sys.stderr)
     return 0
+
+
+def _shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with each control character of its text and column names shown escaped."""
+    import pandas as pd
+
+    shown = frame.copy()
+    shown.columns = [_visible(name) for name in frame.columns]
+    for position, dtype in enumerate(frame.dtypes):
+        if pd.api.types.is_string_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):  # text, or objects
+            column = frame.iloc[:, position]
+            shown.isetitem(position, column.map(lambda value: _visible(value) if isinstance(value, str) else value))
+    return shown
 
 
 def publish_command(args: argparse.Namespace) -> int:
@@ -335,6 +355,11 @@ def _visible(value: object) -> str:
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
     return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    """The character as a JSON escape: the same text to a JSON reader, nothing to a terminal."""
+    return f"\\u{ord(match.group()):04x}"
 
 
 def _short(text: object, width: int = 80) -> str:

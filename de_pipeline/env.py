@@ -27,6 +27,9 @@ def format_size(size: int) -> str:
     return f"{size} bytes"
 
 
+DAY_SECONDS = 86_400  # the upper bound of a waiting time: longer means nothing more, and no timer overflows
+
+
 class SettingsError(ValueError):
     """A missing or invalid setting. The message names the environment variable."""
 
@@ -53,7 +56,9 @@ class Env:
             raise SettingsError(f"{name} is not set: {why}")
         return value
 
-    def integer(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
+        """An integer in [minimum, maximum]: every setting has both bounds, so that no value
+        can overflow, or wait for ever, deep inside a library."""
         value = self.raw(name)
         if value is None:
             return default
@@ -61,20 +66,12 @@ class Env:
             number = int(value)
         except ValueError:
             raise SettingsError(f"{name}={value!r} is not an integer") from None
-        if minimum is not None and number < minimum:
-            raise SettingsError(f"{name}={number} must be at least {minimum}")
-        if maximum is not None and number > maximum:
-            raise SettingsError(f"{name}={number} must be at most {maximum}")
+        if not minimum <= number <= maximum:
+            raise SettingsError(f"{name}={value} must be in [{minimum}, {maximum}]")
         return number
 
-    def number(
-        self,
-        name: str,
-        default: float,
-        *,
-        minimum: float | None = None,
-        maximum: float | None = None,
-    ) -> float:
+    def number(self, name: str, default: float, *, minimum: float, maximum: float) -> float:
+        """A finite number in [minimum, maximum] (see `integer`)."""
         value = self.raw(name)
         if value is None:
             return default
@@ -84,9 +81,8 @@ class Env:
             raise SettingsError(f"{name}={value!r} is not a number") from None
         if not math.isfinite(number):  # float() accepts inf and nan; no setting means them
             raise SettingsError(f"{name}={value} must be a finite number")
-        if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-            bounds = f"[{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
-            raise SettingsError(f"{name}={value} must be in {bounds}")
+        if not minimum <= number <= maximum:
+            raise SettingsError(f"{name}={value} must be in [{minimum:g}, {maximum:g}]")
         return number
 
     def size(self, name: str, default: int, *, minimum: int = 0) -> int:

@@ -3,6 +3,9 @@ simulator serving two providers, and a wrong key that fails only its own account
 
 from __future__ import annotations
 
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -30,7 +33,7 @@ def test_the_file_gives_each_account_its_fields(tmp_path):
         """accounts:
   - name: acme
     provider_id: 4711
-    api_key_env: ACME_KEY
+    api_key_env: DE_API_KEY_ACME
     base_url: https://api.example.com
     timezone: Europe/Berlin
     max_requests_per_second: 5
@@ -39,7 +42,7 @@ def test_the_file_gives_each_account_its_fields(tmp_path):
 """,
     )
     acme, globex = accounts_from_env({"DE_PROVIDERS_FILE": str(path)})
-    assert acme == Account("acme", "4711", "ACME_KEY", "https://api.example.com", "Europe/Berlin", 5.0)
+    assert acme == Account("acme", "4711", "DE_API_KEY_ACME", "https://api.example.com", "Europe/Berlin", 5.0)
     assert globex == Account("globex", "globex-1")
     assert accounts_from_env({}) == (Account("default"),)
 
@@ -56,7 +59,10 @@ def test_the_file_gives_each_account_its_fields(tmp_path):
         ("accounts:\n  - {name: a, provider_id: p, api_key: s3cret}", "unknown field(s) api_key"),
         ("accounts:\n  - {name: a, provider_id: p, timezone: Mars/Olympus}", "not a known IANA time zone"),
         ("accounts:\n  - {name: a, provider_id: p, max_requests_per_second: fast}", "must be a number"),
-        ("accounts:\n  - {name: a, provider_id: p, api_key_env: 'my key'}", "must name an environment variable"),
+        ("accounts:\n  - {name: a, provider_id: p, api_key_env: 'my key'}", "must name a variable DE_API_KEY_<NAME>"),
+        # `$` let a trailing newline through, and the name failed later with a traceback
+        ('accounts:\n  - {name: "acme\\n", provider_id: p}', "account 'acme\\n': name must be lower-case letters"),
+        ("accounts:\n  - {name: a, provider_id: p, base_url: 'ftp://x'}", "account 'a': base_url='ftp://x' is not"),
         ("accounts: [", "not valid YAML at line 1"),
     ],
 )
@@ -65,7 +71,7 @@ def test_a_mistake_in_the_file_is_one_line_naming_the_file(tmp_path, text, compl
     with pytest.raises(SettingsError) as raised:
         read_providers_file(path)
     assert complaint in str(raised.value)
-    assert str(path) in str(raised.value)
+    assert str(path) in str(raised.value) and "\n" not in str(raised.value)
 
 
 def test_a_missing_file_is_named(tmp_path):
@@ -73,11 +79,116 @@ def test_a_missing_file_is_named(tmp_path):
         accounts_from_env({"DE_PROVIDERS_FILE": str(tmp_path / "nowhere.yaml")})
 
 
+# ---- whoever edits the file can send no secret elsewhere, nor a key in clear --------------------
+
+PASSWORD = "pg-password-never-send-me"
+
+
+@pytest.mark.parametrize(
+    ("fields", "complaint"),
+    [
+        # the database password's variable and a server of the editor's: the password was the bearer token
+        (
+            "api_key_env: DAGSTER_PG_PASSWORD, base_url: https://collector.example.net",
+            "account 'thief': api_key_env='DAGSTER_PG_PASSWORD' must name a variable DE_API_KEY_<NAME>",
+        ),
+        ("api_key_env: ACME_API_KEY", "account 'thief': api_key_env='ACME_API_KEY' must name a variable"),
+        ("api_key_env: DE_API_KEY", "api_key_env='DE_API_KEY' must name a variable"),  # the prefix alone
+        ("api_key_env: DE_API_KEY_acme", "api_key_env='DE_API_KEY_acme' must name a variable"),
+        ('api_key_env: "DE_API_KEY_ACME\\n"', "api_key_env='DE_API_KEY_ACME\\n' must name a variable"),
+        (
+            "api_key_env: DE_API_KEY_ACME, base_url: 'http://collector.example.net'",
+            "account 'thief': base_url='http://collector.example.net' would send the API key unencrypted",
+        ),
+        ("base_url: 'https://user:pw@api.example.com'", "account 'thief': base_url must not carry credentials"),
+    ],
+)
+def test_the_file_cannot_send_another_secret_or_a_key_in_clear(tmp_path, fields, complaint):
+    path = write(tmp_path / "providers.yaml", f"accounts:\n  - {{name: thief, provider_id: p, {fields}}}\n")
+    with pytest.raises(SettingsError) as raised:
+        accounts_from_env({"DE_PROVIDERS_FILE": str(path), "DAGSTER_PG_PASSWORD": PASSWORD})
+    text = str(raised.value)
+    assert complaint in text and str(path) in text and "\n" not in text, text
+    assert PASSWORD not in text and ":pw@" not in text
+
+
+def test_a_key_of_the_prefix_goes_over_https_or_to_this_machine(tmp_path):
+    path = write(
+        tmp_path / "providers.yaml",
+        """accounts:
+  - {name: acme, provider_id: "4711", api_key_env: DE_API_KEY_ACME, base_url: "https://api.example.com/"}
+  - {name: local, provider_id: "9", api_key_env: DE_API_KEY_LOCAL_2, base_url: "http://127.0.0.1:8765"}
+""",
+    )
+    base = {"DE_PROVIDERS_FILE": str(path), "DE_DUCKDB_PATH": str(tmp_path / "w.duckdb")}
+    acme, local = accounts_from_env(base)
+    assert (acme.base_url, local.base_url) == ("https://api.example.com", "http://127.0.0.1:8765")
+    assert local.environ(base | {"DE_API_KEY_LOCAL_2": "k"})["DE_API_KEY"] == "k"
+    # plain http to another machine, as for DE_API_BASE_URL: only with DE_ALLOW_INSECURE_HTTP=1
+    write(path, "accounts:\n  - {name: lan, provider_id: p, base_url: 'http://api.lan.example.com'}\n")
+    (lan,) = accounts_from_env(base | {"DE_ALLOW_INSECURE_HTTP": "1"})
+    assert lan.base_url == "http://api.lan.example.com"
+
+
+# ---- the file is small and plain: no YAML aliases ------------------------------------------------
+
+
+def alias_bomb() -> str:
+    """The "billion laughs": ten lines of aliases, each nine of the line before, 9**10 strings."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for before, name in zip("abcdefghi", "bcdefghij"):
+        lines.append(f"{name}: &{name} [{','.join([f'*{before}'] * 9)}]")
+    return "\n".join(lines) + "\naccounts:\n  - {name: *j, provider_id: p}\n"
+
+
+def limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
+    """It was read, and the account's name (3.5 billion strings) printed in the error filled the
+    memory. Read in a child with 1 GiB of address space, so that such a reader fails, quickly."""
+    path = write(tmp_path / "providers.yaml", alias_bomb())
+    assert path.stat().st_size < 600
+    child = (
+        "import sys, pathlib\n"
+        "from de_pipeline.accounts import read_providers_file\n"
+        "from de_pipeline.env import SettingsError\n"
+        "try:\n    read_providers_file(pathlib.Path(sys.argv[1]))\n"
+        "except SettingsError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child, str(path)], capture_output=True, text=True, timeout=60, preexec_fn=limit_memory
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (
+        done.stdout == f"DE_PROVIDERS_FILE={path}: YAML anchors and aliases (&name, *name) are not allowed "
+        "(line 1); write each account out in full\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("accounts:\n  - &acme {name: acme, provider_id: p}\n", "anchors and aliases (&name, *name) are not allowed"),
+        ("# " + "x" * (1 << 20) + "\naccounts: [{name: a, provider_id: p}]\n", "is over 1048576 bytes (1 MiB)"),
+        ("[" * 100_000, "not valid YAML (nested too deeply)"),
+    ],
+    ids=["an-anchor", "over-1-MiB", "deep-nesting"],
+)
+def test_a_file_too_big_or_too_clever_is_refused(tmp_path, text, complaint):
+    path = write(tmp_path / "providers.yaml", text)
+    with pytest.raises(SettingsError) as raised:
+        read_providers_file(path)
+    assert complaint in str(raised.value) and str(path) in str(raised.value)
+
+
 def test_a_missing_key_variable_names_the_variable_and_the_account(tmp_path):
-    account = Account("acme", "4711", "ACME_KEY", "https://api.example.com")
-    with pytest.raises(SettingsError, match="ACME_KEY is not set: it holds the API key of account 'acme'"):
+    account = Account("acme", "4711", "DE_API_KEY_ACME", "https://api.example.com")
+    with pytest.raises(SettingsError, match="DE_API_KEY_ACME is not set: it holds the API key of account 'acme'"):
         account.environ({"DE_DUCKDB_PATH": str(tmp_path / "w.duckdb")})
-    environ = account.environ({"DE_DUCKDB_PATH": str(tmp_path / "w.duckdb"), "ACME_KEY": "k", "DE_API_KEY": "x"})
+    base = {"DE_DUCKDB_PATH": str(tmp_path / "w.duckdb"), "DE_API_KEY_ACME": "k", "DE_API_KEY": "x"}
+    environ = account.environ(base)
     assert environ["DE_API_KEY"] == "k" and environ["DE_PROVIDER_ID"] == "4711"
     assert environ["DE_ARCHIVE_DIR"] == str(tmp_path / "w_archive" / "acme")  # its own archive folder
 
@@ -103,11 +214,16 @@ def test_two_accounts_with_one_wrong_key(start_simulator, tmp_path):
     providers = write(
         tmp_path / "providers.yaml",
         f"""accounts:
-  - {{name: good, provider_id: {simulator.config.provider_id}, api_key_env: GOOD_KEY, base_url: {simulator.base_url}}}
-  - {{name: bad, provider_id: {OTHER_PROVIDER}, api_key_env: BAD_KEY, base_url: {simulator.base_url}}}
+  - {{name: good, provider_id: {simulator.config.provider_id}, api_key_env: DE_API_KEY_GOOD,
+      base_url: {simulator.base_url}}}
+  - {{name: bad, provider_id: {OTHER_PROVIDER}, api_key_env: DE_API_KEY_BAD, base_url: {simulator.base_url}}}
 """,
     )
-    env = {"DE_PROVIDERS_FILE": str(providers), "GOOD_KEY": TEST_KEY, "BAD_KEY": "wrong-key-never-print-me"}
+    env = {
+        "DE_PROVIDERS_FILE": str(providers),
+        "DE_API_KEY_GOOD": TEST_KEY,
+        "DE_API_KEY_BAD": "wrong-key-never-print-me",
+    }
     failed = run_cli("backfill", "--start", str(first), "--end", str(last), env=env)
     assert failed.returncode == 1
     assert "account bad failed" in failed.stderr and "the other accounts go on without it" in failed.stderr
@@ -127,7 +243,7 @@ def test_two_accounts_with_one_wrong_key(start_simulator, tmp_path):
                  for name in ("messages", *(t.name for t in DAILY_TABLES))}  # fmt: skip
     before = {name: query(sql) for name, sql in good_rows.items()}
 
-    fixed = run_cli("backfill", "--start", str(first), "--end", str(last), env=env | {"BAD_KEY": OTHER_KEY})
+    fixed = run_cli("backfill", "--start", str(first), "--end", str(last), env=env | {"DE_API_KEY_BAD": OTHER_KEY})
     assert fixed.returncode == 0, fixed.stderr
     other_messages = unique_messages(served(simulator, first, last, OTHER_PROVIDER))
     assert count("messages", "bad") == len(other_messages)
@@ -142,7 +258,7 @@ def test_two_accounts_with_one_wrong_key(start_simulator, tmp_path):
     assert overview.to_dict("list") == {"provider": ["bad", "good"], "n": [len(other_messages), len(good_messages)]}
 
     # a day of one account is replaced without touching the other's
-    one_day = run_cli("backfill", "--start", str(last), "--end", str(last), env=env | {"BAD_KEY": OTHER_KEY})
+    one_day = run_cli("backfill", "--start", str(last), "--end", str(last), env=env | {"DE_API_KEY_BAD": OTHER_KEY})
     assert one_day.returncode == 0, one_day.stderr
     assert count("messages", "good") == len(good_messages)
     assert count("messages", "bad") == len(other_messages)

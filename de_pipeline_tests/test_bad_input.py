@@ -1,11 +1,13 @@
 """Bad answers from the API, one case each: either the run fails with one clear line and the
 day keeps what it had, or the record lands in rejected_messages with a reason (or is kept,
-coerced) -- and the counts always reconcile."""
+coerced) -- and the counts always reconcile. And settings out of range: one line each."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,11 @@ from typing import Any
 import orjson
 import pytest
 
-from de_pipeline.api.simulator import ScriptedResponse
+import de_pipeline
+from de_pipeline.api.settings import ApiSettings
+from de_pipeline.api.simulator import ScriptedResponse, simulator_config_from_env
+from de_pipeline.dashboard.settings import DashboardSettings
+from de_pipeline.defs.partitions import CalendarSettings
 from de_pipeline.env import SettingsError
 from de_pipeline.runner import RunFailedError, run_range
 from de_pipeline.warehouse import archive
@@ -523,3 +529,57 @@ def test_the_disk_settings_take_sizes_with_units_and_name_themselves_when_wrong(
                         ("DE_MAX_STAGED_BYTES", "0")]:  # fmt: skip
         with pytest.raises(SettingsError, match=f"^{name}="):
             WarehouseSettings.from_env({name: value})
+
+
+# ---- a setting out of range: one line naming it and its range, before any request --------------
+
+
+def test_a_huge_timeout_stops_the_run_naming_the_setting(simulator, monkeypatch):
+    """DE_REQUEST_TIMEOUT=1e308 ended in an OverflowError inside the socket's timer."""
+    monkeypatch.setenv("DE_REQUEST_TIMEOUT", "1e308")
+    with pytest.raises(RunFailedError) as failure:
+        run_range(DAY, DAY)
+    text = str(failure.value)
+    assert "DE_REQUEST_TIMEOUT=1e308 must be in [0.1, 3600]" in text and "\n" not in text, text
+    assert "Overflow" not in text
+
+
+def test_a_huge_deadline_stops_the_run_instead_of_lifting_the_deadline(simulator, monkeypatch):
+    """DE_REQUEST_DEADLINE_SECONDS=1e308 killed the deadline's watchdog thread (its wait
+    overflowed), and the run went on with no deadline at all."""
+    monkeypatch.setenv("DE_REQUEST_DEADLINE_SECONDS", "1e308")
+    seen = len(simulator.requests)
+    with pytest.raises(RunFailedError) as failure:
+        run_range(DAY, DAY)
+    text = str(failure.value)
+    assert "DE_REQUEST_DEADLINE_SECONDS=1e308 must be in [0.1, 3600]" in text and "\n" not in text, text
+    assert len(simulator.requests) == seen  # refused before any request
+
+
+def numeric_settings() -> list[str]:
+    """Every DE_* setting the code reads with Env.number or Env.integer, found in its source."""
+    call = re.compile(r'\.(?:number|integer)\(\s*"(DE_[A-Z0-9_]+)"')
+    sources = Path(de_pipeline.__file__).parent.rglob("*.py")
+    return sorted({name for source in sources for name in call.findall(source.read_text())})
+
+
+def read_every_setting(environ: dict[str, str]) -> None:
+    """Read each settings class as a run does (a numeric setting read elsewhere belongs here)."""
+    warehouse = WarehouseSettings.from_env(environ)
+    DashboardSettings.from_env(warehouse, environ)
+    CalendarSettings.from_env(environ)
+    ApiSettings.from_env(environ)
+    simulator_config_from_env(environ)
+
+
+@pytest.mark.parametrize("value", ["1e308", "1" + "0" * 308])
+@pytest.mark.parametrize("name", numeric_settings())
+def test_every_numeric_setting_has_an_upper_bound(name, value):
+    assert {"DE_REQUEST_TIMEOUT", "DE_LOCK_TIMEOUT_SECONDS", "DE_SIM_RATE_LIMIT"} <= set(numeric_settings())
+    environ = dict(os.environ) | {"DE_API_BASE_URL": "https://api.example.com", "DE_API_KEY": "k",
+                                  "DE_PROVIDER_ID": "p", name: value}  # fmt: skip
+    with pytest.raises(SettingsError) as refused:
+        read_every_setting(environ)
+    text = str(refused.value)
+    assert text.startswith(f"{name}=") and "\n" not in text, text
+    assert "must be in [" in text or "is not an integer" in text, text

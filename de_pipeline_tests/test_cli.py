@@ -122,3 +122,36 @@ def test_export_writes_one_file_per_day(warehouse, tmp_path, capsys, file_format
 def test_export_of_an_unknown_table_is_one_line(warehouse, tmp_path):
     out = run_cli("export", "--table", "nope", "--out", str(tmp_path))
     assert out.returncode == 1 and "unknown table 'nope'" in out.stderr and "Traceback" not in out.stderr
+
+
+HOSTILE_TEXT = "red\x1b[31mtext\x07 and\x9b2J a\u202eeman\nsecond line"  # ESC, BEL, C1 CSI, RTL override
+
+
+@pytest.fixture
+def hostile_warehouse(clean_environment, monkeypatch):
+    monkeypatch.setenv("DE_READER_COPY_PATH", "off")
+    with duckdb.connect(str(clean_environment)) as connection:
+        connection.execute('CREATE TABLE messages AS SELECT $text AS text, 3 AS n, $text AS "col\x1b[2J"',
+                           {"text": HOSTILE_TEXT})  # fmt: skip
+    return clean_environment
+
+
+def test_sql_prints_control_characters_escaped(hostile_warehouse, capsys):
+    """A message's ESC and BEL reached the terminal raw; `session` already showed them escaped."""
+    assert main(["sql", "SELECT * FROM messages"]) == 0
+    table = capsys.readouterr().out
+    assert not any(char in table for char in "\x1b\x07\x9b\u202e"), repr(table)
+    assert r"red\x1b[31mtext\x07 and\x9b2J a\u202eeman\nsecond line" in table
+    assert r"col\x1b[2J" in table and len(table.splitlines()) == 2  # the header and one row
+
+    assert main(["sql", "SELECT * FROM messages", "--format", "json"]) == 0
+    out = capsys.readouterr().out
+    assert not any(char in out for char in "\x1b\x07\x9b\u202e"), repr(out)
+    assert json.loads(out) == [{"text": HOSTILE_TEXT, "n": 3, "col\x1b[2J": HOSTILE_TEXT}]  # escaped, not changed
+
+    assert main(["sql", "SELECT text FROM messages", "--format", "csv"]) == 0  # to a pipe: the data as it is
+    assert list(csv.reader(io.StringIO(capsys.readouterr().out))) == [["text"], [HOSTILE_TEXT]]
+
+    assert main(["sql", "SELECT CAST(text AS INTEGER) FROM messages"]) == 1  # an error that quotes the text
+    err = capsys.readouterr().err
+    assert r"Could not convert string 'red\x1b[31mtext\x07" in err and "\x1b" not in err and "\x07" not in err

@@ -204,7 +204,7 @@ def test_the_settings_are_read_once_and_named_when_wrong():
 
 def test_simulate_checks_its_flags_as_the_settings_they_stand_for(capsys):
     assert main(["simulate", "--port", "0", "--rate-limit", "-1"]) == 1
-    assert "DE_SIM_RATE_LIMIT=-1 must be at least 0" in capsys.readouterr().err
+    assert "DE_SIM_RATE_LIMIT=-1 must be in [0, 10000]" in capsys.readouterr().err
 
 
 def test_the_simulator_answers_late_and_concurrently(start_simulator):

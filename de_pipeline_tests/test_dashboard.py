@@ -210,7 +210,7 @@ def test_an_empty_warehouse_says_no_data_yet(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
-        (["dashboard"], {"DE_DASHBOARD_DAYS": "0"}, "DE_DASHBOARD_DAYS=0 must be at least 1"),
+        (["dashboard"], {"DE_DASHBOARD_DAYS": "0"}, "DE_DASHBOARD_DAYS=0 must be in [1, 3660]"),
         (["dashboard"], {"DE_DASHBOARD_PATH": "."}, "DE_DASHBOARD_PATH=. is a directory"),
         (["dashboard"], {}, "no warehouse at"),
     ],

@@ -27,7 +27,7 @@ def test_lookback_is_configurable(monkeypatch):
     monkeypatch.setenv("DE_LOOKBACK_DAYS", "0")
     assert evaluate(datetime(2026, 11, 20, 1, 0, tzinfo=ZoneInfo("UTC"))) == ("2026-11-19", "2026-11-19")
     monkeypatch.setenv("DE_LOOKBACK_DAYS", "9")
-    with pytest.raises(SettingsError, match="DE_LOOKBACK_DAYS=9 must be at most 6"):
+    with pytest.raises(SettingsError, match=r"DE_LOOKBACK_DAYS=9 must be in \[0, 6\]"):
         evaluate(datetime(2026, 11, 20, 1, 0, tzinfo=ZoneInfo("UTC")))
 
 

@@ -6,6 +6,7 @@ scratch folders for good, the redaction pattern is checked by the engine that ru
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -21,12 +22,14 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 from de_pipeline.api import DAY_MS, RETENTION_DAYS
 from de_pipeline.api.simulator import ScriptedResponse, Simulator, SimulatorConfig, SyntheticDataset
 from de_pipeline.cli import main
+from de_pipeline.dashboard.settings import DashboardSettings
 from de_pipeline.env import SettingsError
 from de_pipeline.runner import run_range
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.connection import reader
-from de_pipeline.warehouse.files import HOST
+from de_pipeline.warehouse.files import HOST, remove_leftovers
 from de_pipeline.warehouse.query import QueryError, query_frame
+from de_pipeline.warehouse.schema import ensure_schema
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER, point_at
 from de_pipeline_tests.helpers import busy_day, kill_when_staged, query, served, start_cli, unique_messages
@@ -272,6 +275,16 @@ def test_the_next_run_removes_scratch_folders_of_dead_processes_only(start_simul
     assert archived_records(archive_file(archive_dir(), day)) == len(served(simulator, day, day))
 
 
+def test_a_folder_name_with_a_final_newline_is_no_scratch_folder_of_ours():
+    """The name check used `$`, which matches before a final newline: a folder our runs never
+    make was taken for a dead process's scratch folder, and removed."""
+    archive_dir().mkdir(parents=True)
+    odd = archive_dir() / f".staging-{HOST}-{dead_pid()}-abcd1234\n"
+    odd.mkdir()
+    leftovers = remove_leftovers(archive_dir())
+    assert odd.exists() and leftovers.unknown == (odd.name,) and not leftovers.removed
+
+
 @pytest.mark.slow
 def test_a_fetch_killed_midway_leaves_a_staging_folder_that_the_next_run_removes(start_simulator, monkeypatch, capfd):
     # small pages, slowly: the fetch stages pages for seconds before the day's file is written
@@ -332,3 +345,43 @@ def test_session_prints_control_characters_escaped(start_simulator, monkeypatch,
     assert line.endswith(r"clear\x1b[2Jbell\x07first line\nsecond line")
     assert r"Eve\x1b]0;owned\x07" in line
     assert r"web\x1b[31m" in out
+
+
+# ---- each output path has a place of its own --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "inner", "outer"),
+    [
+        ({"DE_READER_COPY_PATH": "{archive}/day=2026-01-05/data.parquet"}, "DE_READER_COPY_PATH", "DE_ARCHIVE_DIR"),
+        ({"DE_ARCHIVE_DIR": "{tmp}"}, "DE_DUCKDB_PATH", "DE_ARCHIVE_DIR"),
+        ({"DE_ARCHIVE_DIR": "{duckdb}"}, "DE_DUCKDB_PATH", "DE_ARCHIVE_DIR"),
+        ({"DE_ARCHIVE_DIR": "{tmp}/readers.duckdb/archive", "DE_READER_COPY_PATH": "{tmp}/readers.duckdb"},
+         "DE_ARCHIVE_DIR", "DE_READER_COPY_PATH"),
+        ({"DE_DASHBOARD_PATH": "{archive}/dashboard.html"}, "DE_DASHBOARD_PATH", "DE_ARCHIVE_DIR"),
+    ],
+    ids=["readers-copy-in-archive", "warehouse-in-archive", "archive-is-warehouse", "archive-in-readers-copy",
+         "dashboard-in-archive"],
+)  # fmt: skip
+def test_an_output_path_inside_another_is_refused_naming_both(clean_environment, tmp_path, settings, inner, outer):
+    archive = clean_environment.with_name(clean_environment.stem + "_archive")
+    places = {"archive": archive, "tmp": tmp_path, "duckdb": clean_environment}
+    environ = dict(os.environ) | {name: value.format(**places) for name, value in settings.items()}
+    with pytest.raises(SettingsError) as refused:
+        DashboardSettings.from_env(WarehouseSettings.from_env(environ), environ)
+    text = str(refused.value)
+    assert text.startswith(f"{inner}={environ.get(inner, clean_environment)} ") and f" {outer}=" in text, text
+    assert "\n" not in text
+
+
+def test_publish_refuses_a_readers_copy_that_would_overwrite_a_raw_day(clean_environment):
+    """Such a copy was accepted, and publishing it replaced the day's archive file."""
+    with duckdb.connect(str(clean_environment)) as connection:
+        ensure_schema(connection)
+    raw_day = archive_file(archive_dir(), datetime(2026, 1, 5).date())
+    raw_day.parent.mkdir(parents=True)
+    raw_day.write_bytes(b"PAR1 the raw day PAR1")
+    status, stdout, stderr = finished(start_cli("publish", env={"DE_READER_COPY_PATH": str(raw_day)}), timeout=120)
+    assert status == 1 and stderr.count("\n") == 1, (stdout, stderr)
+    assert f"DE_READER_COPY_PATH={raw_day} lies inside DE_ARCHIVE_DIR=" in stderr
+    assert raw_day.read_bytes() == b"PAR1 the raw day PAR1"

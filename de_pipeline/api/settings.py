@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from de_pipeline.env import Env, SettingsError
+from de_pipeline.env import DAY_SECONDS, Env, SettingsError
 
 _log = logging.getLogger(__name__)
 
@@ -19,6 +19,7 @@ CUSTOMER_SESSION_PATH = "/api/v1/redacted/customersession"
 DAY_MS = 86_400_000  # 24 hours; a calendar day in DE_TIMEZONE may have 23 or 25
 MAX_WINDOW_MS = 7 * DAY_MS  # the API refuses windows longer than 7 days
 RETENTION_DAYS = 365  # the vendor keeps message history for one year
+HOUR_SECONDS = 3_600  # the bound of one request's timeouts: a longer wait only hides a dead server
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class ApiSettings:
                 )
             return None
         return cls(
-            base_url=_checked_base_url(base_url, env.flag("DE_ALLOW_INSECURE_HTTP")),
+            base_url=checked_base_url(base_url, env.flag("DE_ALLOW_INSECURE_HTTP")),
             api_key=env.required("DE_API_KEY", "the API key is needed with DE_API_BASE_URL"),
             provider_id=env.required("DE_PROVIDER_ID", "the provider (account) id is needed with DE_API_BASE_URL"),
             **transport_overrides(env),
@@ -94,11 +95,13 @@ class ApiSettings:
 
 
 def transport_overrides(env: Env) -> dict[str, object]:
-    """The settings every connection shares, real API or simulator; defaults as declared above."""
+    """The settings every connection shares, real API or simulator; defaults as declared above.
+    Each number has an upper bound too: a huge timeout overflows the timers of the socket and
+    of the deadline's watchdog, and a huge count never ends."""
     default = {name: spec.default for name, spec in ApiSettings.__dataclass_fields__.items()}
     return {
         "epoch_unit": env.choice("DE_EPOCH_UNIT", default["epoch_unit"], ("s", "ms")),
-        "page_size": env.integer("DE_PAGE_SIZE", default["page_size"], minimum=0),
+        "page_size": env.integer("DE_PAGE_SIZE", default["page_size"], minimum=0, maximum=100_000),
         "providerid_in": env.choice("DE_PROVIDERID_IN", default["providerid_in"], ("header", "query", "both")),
         "provider_path": _checked_path(env, "DE_PROVIDER_PATH", default["provider_path"]),
         "customer_session_path": _checked_path(env, "DE_CUSTOMER_SESSION_PATH", default["customer_session_path"]),
@@ -106,31 +109,45 @@ def transport_overrides(env: Env) -> dict[str, object]:
             "DE_MAX_REQUESTS_PER_SECOND", default["max_requests_per_second"], minimum=0.1, maximum=10_000
         ),
         "max_in_flight": env.integer("DE_MAX_IN_FLIGHT", default["max_in_flight"], minimum=1, maximum=64),
-        "read_timeout": env.number("DE_REQUEST_TIMEOUT", default["read_timeout"], minimum=0.1),
+        "read_timeout": env.number("DE_REQUEST_TIMEOUT", default["read_timeout"], minimum=0.1, maximum=HOUR_SECONDS),
         "request_deadline_seconds": env.number(
-            "DE_REQUEST_DEADLINE_SECONDS", default["request_deadline_seconds"], minimum=0.1
+            "DE_REQUEST_DEADLINE_SECONDS", default["request_deadline_seconds"], minimum=0.1, maximum=HOUR_SECONDS
         ),
-        "max_retries": env.integer("DE_MAX_RETRIES", default["max_retries"], minimum=0),
-        "retry_max_seconds": env.number("DE_RETRY_MAX_SECONDS", default["retry_max_seconds"], minimum=0),
-        "backoff_base_seconds": env.number("DE_RETRY_BACKOFF_SECONDS", default["backoff_base_seconds"], minimum=0),
-        "max_pages_per_window": env.integer("DE_MAX_PAGES_PER_WINDOW", default["max_pages_per_window"], minimum=1),
-        "max_page_bytes": env.integer("DE_MAX_PAGE_BYTES", default["max_page_bytes"], minimum=1),
+        # past 1023 retries the backoff's 2**n no longer fits a float
+        "max_retries": env.integer("DE_MAX_RETRIES", default["max_retries"], minimum=0, maximum=100),
+        "retry_max_seconds": env.number(
+            "DE_RETRY_MAX_SECONDS", default["retry_max_seconds"], minimum=0, maximum=DAY_SECONDS
+        ),
+        # a longer base than the backoff's ceiling would wait the ceiling anyway
+        "backoff_base_seconds": env.number(
+            "DE_RETRY_BACKOFF_SECONDS",
+            default["backoff_base_seconds"],
+            minimum=0,
+            maximum=default["backoff_max_seconds"],
+        ),
+        "max_pages_per_window": env.integer(
+            "DE_MAX_PAGES_PER_WINDOW", default["max_pages_per_window"], minimum=1, maximum=10_000_000
+        ),
+        "max_page_bytes": env.integer("DE_MAX_PAGE_BYTES", default["max_page_bytes"], minimum=1, maximum=1 << 30),
     }
 
 
-def _checked_base_url(value: str, allow_insecure_http: bool) -> str:
+def checked_base_url(
+    value: str, allow_insecure_http: bool, setting: str = "DE_API_BASE_URL", key_setting: str = "DE_API_KEY"
+) -> str:
     """The base URL; plain http only to this machine, or when DE_ALLOW_INSECURE_HTTP says so
-    (the key would travel in clear text)."""
+    (the key would travel in clear text). `setting` names it in the error (an account's
+    `base_url` in DE_PROVIDERS_FILE is checked here too)."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingsError(f"DE_API_BASE_URL={value!r} is not an http(s) URL such as https://api.example.com")
+        raise SettingsError(f"{setting}={value!r} is not an http(s) URL such as https://api.example.com")
     if parts.username or parts.password:
-        raise SettingsError("DE_API_BASE_URL must not carry credentials; use DE_API_KEY")
+        raise SettingsError(f"{setting} must not carry credentials; use {key_setting}")
     base_url = value.rstrip("/")
     if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
         if not allow_insecure_http:
             raise SettingsError(
-                f"DE_API_BASE_URL={value!r} would send the API key unencrypted to another "
+                f"{setting}={value!r} would send the API key unencrypted to another "
                 "machine: use https, or set DE_ALLOW_INSECURE_HTTP=1 to accept that"
             )
         _warn_insecure_http(base_url)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from de_pipeline.env import Env, SettingsError
-from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.settings import WarehouseSettings, refuse_nested_outputs
 
 DEFAULT_FILE_NAME = "dashboard.html"  # beside the warehouse: data/dashboard.html by default
 DEFAULT_DAYS = 90
@@ -26,6 +26,7 @@ class DashboardSettings:
         problem = path_problem(path)
         if problem:
             raise SettingsError(f"DE_DASHBOARD_PATH={path} {problem}")
+        refuse_nested_outputs(warehouse.outputs | {"DE_DASHBOARD_PATH": path})
         return cls(path=path, days=env.integer("DE_DASHBOARD_DAYS", DEFAULT_DAYS, minimum=1, maximum=MAX_DAYS))
 
 

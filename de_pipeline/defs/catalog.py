@@ -24,8 +24,8 @@ from de_pipeline.env import Env, SettingsError
 from de_pipeline.warehouse.tables import Table
 
 GROUP = "digital_engagement"
-_OWNER = re.compile(r"^(team:[\w.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
-_TAG = re.compile(r"^[\w.-]+$")
+_OWNER = re.compile(r"team:[\w.-]+|[^@\s]+@[^@\s]+\.[^@\s]+")  # fullmatch: `$` would allow a final newline
+_TAG = re.compile(r"[\w.-]+")
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,12 @@ class CatalogSettings:
         env = Env(environ)
         owners = env.names("DE_ASSET_OWNERS")
         for owner in owners:
-            if not _OWNER.match(owner):
+            if not _OWNER.fullmatch(owner):
                 raise SettingsError(f"DE_ASSET_OWNERS: {owner!r} is neither an email nor team:name")
         tags = {}
         for pair in env.names("DE_ASSET_TAGS"):
             key, _, value = pair.partition("=")
-            if not (_TAG.match(key.strip()) and _TAG.match(value.strip())):
+            if not (_TAG.fullmatch(key.strip()) and _TAG.fullmatch(value.strip())):
                 raise SettingsError(f"DE_ASSET_TAGS: {pair!r} is not key=value (letters, digits, _ . -)")
             tags[key.strip()] = value.strip()
         return cls(owners, tags)

@@ -22,7 +22,8 @@ from typing import Any, Protocol
 
 SCRATCH_KINDS = ("staging", "journey", "spill")
 HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
-_OWNED = re.compile(r"^\.(?P<kind>[a-z]+)-(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]+$")
+# used with fullmatch: `$` would allow a final newline
+_OWNED = re.compile(r"\.(?P<kind>[a-z]+)-(?P<host>.+)-(?P<pid>\d+)-[a-z0-9_]+")
 
 
 def fsync_directory(path: Path) -> None:
@@ -152,7 +153,7 @@ def remove_leftovers(parent: Path, log: Log | None = None) -> Leftovers:
     for entry in entries:
         if not entry.name.startswith(prefixes) or not entry.is_dir():
             continue
-        owner = _OWNED.match(entry.name)
+        owner = _OWNED.fullmatch(entry.name)
         if not owner or owner["host"] != HOST:
             found["unknown"].append(entry.name)
         elif _is_running(int(owner["pid"])):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from de_pipeline.env import Env, SettingsError
+from de_pipeline.env import DAY_SECONDS, Env, SettingsError
 
 DEFAULT_DUCKDB_PATH = "data/de_pipeline.duckdb"
 DEFAULT_PROVIDER = "default"  # the `provider` of the single account of DE_PROVIDER_ID
@@ -86,12 +86,13 @@ class WarehouseSettings:
             custom_labels=custom_labels,
             memory_limit=memory_limit,
             reader_spill_limit=_reader_spill_limit(env),
-            lock_timeout_seconds=env.number("DE_LOCK_TIMEOUT_SECONDS", 120.0, minimum=0.0),
+            lock_timeout_seconds=env.number("DE_LOCK_TIMEOUT_SECONDS", 120.0, minimum=0.0, maximum=DAY_SECONDS),
             unparsed_sessionid_threshold=env.number("DE_UNPARSED_SESSIONID_THRESHOLD", 0.01, minimum=0.0, maximum=1.0),
             allow_source_change=env.flag("DE_ALLOW_SOURCE_CHANGE"),
             max_staged_bytes=env.size("DE_MAX_STAGED_BYTES", DEFAULT_MAX_STAGED_BYTES, minimum=1),
             min_free_disk_bytes=env.size("DE_MIN_FREE_DISK_BYTES", DEFAULT_MIN_FREE_DISK_BYTES),
         )
+        refuse_nested_outputs(settings.outputs)
         # checked by the engine that runs it: RE2 refuses what Python's `re` accepts (look-behind)
         complaint = _re2_complaint(settings.placeholder_regex)
         if complaint is not None:
@@ -99,6 +100,14 @@ class WarehouseSettings:
                 f"DE_REDACTION_PATTERN={pattern!r} is not a regular expression DuckDB (RE2) can run: {complaint}"
             )
         return settings
+
+    @property
+    def outputs(self) -> dict[str, Path]:
+        """The paths the pipeline writes, by the setting that names each."""
+        outputs = {"DE_DUCKDB_PATH": self.duckdb_path, "DE_ARCHIVE_DIR": self.archive_dir}
+        if self.reader_copy_path is not None:
+            outputs["DE_READER_COPY_PATH"] = self.reader_copy_path
+        return outputs
 
     @property
     def duckdb_config(self) -> dict[str, str]:
@@ -146,6 +155,19 @@ def _reader_copy_path(env: Env, duckdb_path: Path) -> Path | None:
     if path.resolve() == duckdb_path.resolve():
         raise SettingsError(f"DE_READER_COPY_PATH={path} is the warehouse itself; name another file, or `off`")
     return path
+
+
+def refuse_nested_outputs(outputs: Mapping[str, Path]) -> None:
+    """A SettingsError naming both settings when one output path is another or lies inside
+    it (a readers' copy inside the raw archive overwrote a raw day)."""
+    resolved = {name: path.resolve() for name, path in outputs.items()}
+    for inner, inner_path in resolved.items():
+        for outer, outer_path in resolved.items():
+            if inner != outer and (inner_path == outer_path or outer_path in inner_path.parents):
+                where = "is the same path as" if inner_path == outer_path else "lies inside"
+                raise SettingsError(
+                    f"{inner}={outputs[inner]} {where} {outer}={outputs[outer]}: give each a place of its own"
+                )
 
 
 @lru_cache(maxsize=16)

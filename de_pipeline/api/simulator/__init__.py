@@ -39,13 +39,13 @@ def simulator_config_from_env(environ: Mapping[str, str] | None = None, *, timez
     provider_id = env.text("DE_PROVIDER_ID", SimulatorConfig.provider_id)
     return SimulatorConfig(
         # an account of DE_PROVIDERS_FILE on the simulator: its own provider, its own data
-        seed=env.integer("DE_SIM_SEED", 7) + provider_seed(provider_id),
+        seed=env.integer("DE_SIM_SEED", 7, minimum=0, maximum=2**32 - 1) + provider_seed(provider_id),
         provider_id=provider_id,
-        messages_per_day=env.integer("DE_SIM_MESSAGES_PER_DAY", 2000, minimum=0),
+        messages_per_day=env.integer("DE_SIM_MESSAGES_PER_DAY", 2000, minimum=0, maximum=1_000_000),
         hostile=env.flag("DE_SIM_HOSTILE"),
-        max_page_size=env.integer("DE_SIM_PAGE_CAP", 500, minimum=1),
+        max_page_size=env.integer("DE_SIM_PAGE_CAP", 500, minimum=1, maximum=100_000),
         latency_ms=env.integer("DE_SIM_LATENCY_MS", 0, minimum=0, maximum=60_000),
-        rate_limit=env.integer("DE_SIM_RATE_LIMIT", 0, minimum=0),
+        rate_limit=env.integer("DE_SIM_RATE_LIMIT", 0, minimum=0, maximum=10_000),
         timezone=timezone,
         epoch_unit=transport["epoch_unit"],
         provider_path=transport["provider_path"],

@@ -28,7 +28,7 @@ from de_pipeline.api.simulator import vocabulary as words
 
 DAY_CACHE_SIZE = 20
 _TOKEN = re.compile(r"%([A-Z]+)%")
-_CUSTOMERSESSIONID = re.compile(r"^-?(\d+)\.(\d+)$")
+_CUSTOMERSESSIONID = re.compile(r"-?(\d+)\.(\d+)")
 
 
 def stable_seed(*parts: object) -> int:
@@ -86,7 +86,7 @@ class SyntheticDataset:
 
     def journey_payloads(self, customersessionid: str, start_ms: int, end_ms: int) -> list[bytes]:
         """Serialised records of one journey inside the window; [] for an unknown id."""
-        match = _CUSTOMERSESSIONID.match(customersessionid or "")
+        match = _CUSTOMERSESSIONID.fullmatch(customersessionid or "")
         if not match:
             return []
         try:
