@@ -28,8 +28,7 @@ from de_pipeline.accounts import DEFAULT_ACCOUNT
 from de_pipeline.api import ApiAuthError, ApiBadRequestError, ApiNotFoundError
 from de_pipeline.defs.assets import ACCOUNTS, RAW_MESSAGES
 from de_pipeline.defs.definitions import defs
-from de_pipeline.defs.partitions import DAILY, MAX_PARTITIONS_PER_RUN
-from de_pipeline.defs.schedules import range_tags
+from de_pipeline.defs.partitions import DAILY, MAX_PARTITIONS_PER_RUN, range_tags
 from de_pipeline.env import SettingsError
 from de_pipeline.ingest import RetentionError
 from de_pipeline.instance import InstanceRepairError, open_instance, reconfigures_logging

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -9,7 +12,8 @@ import pytest
 from dagster import build_schedule_context
 
 from de_pipeline.defs.definitions import defs
-from de_pipeline.defs.schedules import RANGE_END_TAG, RANGE_START_TAG, daily_refresh
+from de_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
+from de_pipeline.defs.schedules import daily_refresh
 from de_pipeline.env import SettingsError
 from de_pipeline.warehouse.tables import TABLE_NAMES
 
@@ -39,3 +43,22 @@ def test_schedule_runs_every_asset_daily_and_is_on_by_default():
     tables = set(TABLE_NAMES) - {"rejected_messages"}  # written by the messages asset
     expected = {"raw_messages", *tables, "dashboard"}  # the dashboard after the tables, in the same run
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == expected
+
+
+def test_the_refresh_time_is_a_setting_before_the_freshness_deadline():
+    from de_pipeline.defs.partitions import CalendarSettings
+
+    assert CalendarSettings.from_env({"DE_REFRESH_AT": "02:30"}).refresh_cron == "30 2 * * *"
+    late = {"DE_REFRESH_AT": "07:00", "DE_FRESH_BY": "06:00"}
+    with pytest.raises(SettingsError, match=r"^DE_REFRESH_AT=07:00 is not before DE_FRESH_BY=06:00: yesterday would"):
+        CalendarSettings.from_env(late)
+    with pytest.raises(SettingsError, match=r"^DE_REFRESH_AT='1am' is not a time of day like 01:00$"):
+        CalendarSettings.from_env({"DE_REFRESH_AT": "1am"})
+
+
+def test_the_schedule_runs_at_de_refresh_at():
+    """The code location, loaded as `dagster dev` loads it, ticks at DE_REFRESH_AT."""
+    code = "from de_pipeline.defs.schedules import daily_refresh as s; print(s.cron_schedule, '|', s.description)"
+    env = dict(os.environ, DE_REFRESH_AT="03:15", DE_FRESH_BY="09:00")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.startswith("15 3 * * * | At 03:15 (DE_REFRESH_AT)"), out

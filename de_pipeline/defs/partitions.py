@@ -20,18 +20,24 @@ MAX_PARTITIONS_PER_RUN = 7  # one run is one legal API window
 @dataclass(frozen=True)
 class CalendarSettings:
     """The partitions' calendar: DE_TIMEZONE (read by the warehouse settings, which own it),
-    DE_START_DATE, DE_LOOKBACK_DAYS, and DE_FRESH_BY (the hour by which yesterday should be
-    loaded)."""
+    DE_START_DATE, DE_LOOKBACK_DAYS, DE_REFRESH_AT (when the daily schedule loads yesterday)
+    and DE_FRESH_BY (by when yesterday should be loaded: after DE_REFRESH_AT)."""
 
     timezone: str
     start: date  # the first partition
     lookback_days: int  # days before yesterday that each daily run re-fetches
     fresh_by: time = time(6, 0)  # yesterday should be loaded by then (DE_FRESH_BY)
+    refresh_at: time = time(1, 0)  # the daily schedule loads yesterday then (DE_REFRESH_AT)
 
     @property
     def fresh_by_cron(self) -> str:
         """The daily deadline as a cron schedule (in `timezone`)."""
-        return f"{self.fresh_by.minute} {self.fresh_by.hour} * * *"
+        return _daily_cron(self.fresh_by)
+
+    @property
+    def refresh_cron(self) -> str:
+        """The daily refresh as a cron schedule (in `timezone`)."""
+        return _daily_cron(self.refresh_at)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CalendarSettings:
@@ -43,12 +49,34 @@ class CalendarSettings:
         if start >= today:
             raise SettingsError(f"DE_START_DATE={start} must be before today ({today} in {timezone})")
         lookback = env.integer("DE_LOOKBACK_DAYS", 2, minimum=0, maximum=MAX_PARTITIONS_PER_RUN - 1)
-        fresh_by = env.text("DE_FRESH_BY", "06:00")
-        try:
-            deadline = time.fromisoformat(fresh_by)
-        except ValueError:
-            raise SettingsError(f"DE_FRESH_BY={fresh_by!r} is not a time of day like 06:00") from None
-        return cls(timezone, start, lookback, deadline.replace(second=0, microsecond=0))
+        fresh_by, refresh_at = _time_of_day(env, "DE_FRESH_BY", "06:00"), _time_of_day(env, "DE_REFRESH_AT", "01:00")
+        if refresh_at >= fresh_by:
+            raise SettingsError(
+                f"DE_REFRESH_AT={refresh_at:%H:%M} is not before DE_FRESH_BY={fresh_by:%H:%M}: yesterday would be "
+                "late every day; refresh earlier, or move the deadline"
+            )
+        return cls(timezone, start, lookback, fresh_by, refresh_at)
+
+
+def _time_of_day(env: Env, name: str, default: str) -> time:
+    value = env.text(name, default)
+    try:
+        return time.fromisoformat(value).replace(second=0, microsecond=0)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not a time of day like {default}") from None
+
+
+def _daily_cron(at: time) -> str:
+    return f"{at.minute} {at.hour} * * *"
+
+
+# The tags of a run over a range of partitions (as Dagster's own backfills tag them)
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+def range_tags(first_key: str, last_key: str) -> dict[str, str]:
+    return {RANGE_START_TAG: first_key, RANGE_END_TAG: last_key}
 
 
 CALENDAR = CalendarSettings.from_env()

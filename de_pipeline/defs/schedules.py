@@ -7,22 +7,16 @@ from datetime import timedelta
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
 from de_pipeline.defs.jobs import all_assets_job
-from de_pipeline.defs.partitions import DAILY, CalendarSettings
-
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
-
-
-def range_tags(first_key: str, last_key: str) -> dict[str, str]:
-    return {RANGE_START_TAG: first_key, RANGE_END_TAG: last_key}
+from de_pipeline.defs.partitions import CALENDAR, DAILY, CalendarSettings, range_tags
 
 
 @schedule(
     job=all_assets_job,
-    cron_schedule="0 1 * * *",
+    cron_schedule=CALENDAR.refresh_cron,
     execution_timezone=DAILY.timezone,
     default_status=DefaultScheduleStatus.RUNNING,
-    description="At 01:00 in DE_TIMEZONE: yesterday and the DE_LOOKBACK_DAYS before it.",
+    description=f"At {CALENDAR.refresh_at:%H:%M} (DE_REFRESH_AT) in DE_TIMEZONE: yesterday and the DE_LOOKBACK_DAYS "
+    "days before it.",
 )
 def daily_refresh(context: ScheduleEvaluationContext) -> RunRequest:
     yesterday = (context.scheduled_execution_time - timedelta(days=1)).date()
