@@ -172,9 +172,7 @@ class _ChunkRunner:
         self.failed: dict[str, str] = {}  # account -> why, when one of several failed
 
     def _job(self, keys: set[AssetKey]) -> JobDefinition:
-        """The job for some of its assets, without those of failed accounts, with their
-        checks (those of the job's selection: not the freshness checks, which Dagster would
-        add for the selected assets)."""
+        """The job for some of its assets, without those of failed accounts, with their checks."""
         keys = {key for key in keys if _account_of(key) not in self.failed}
         checks = {check for check in self.job.asset_layer.asset_graph.asset_check_keys if check.asset_key in keys}
         return self.job.get_subset(asset_selection=keys, asset_check_selection=checks)

@@ -3,39 +3,39 @@ yesterday by DE_FRESH_BY, owners and tags, and failure alerts to a webhook."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
 from dagster import (
-    AssetSelection,
     DagsterInstance,
-    Definitions,
     MarkdownMetadataValue,
     TableMetadataValue,
     build_run_status_sensor_context,
-    define_asset_job,
 )
+from dagster._core.definitions.freshness_evaluator import CronFreshnessPolicyEvaluator
+from dagster._core.loader import LoadingContextForTest
 
 from de_pipeline.alerts import AlertSettings, failure_text
 from de_pipeline.defs.catalog import CatalogSettings
 from de_pipeline.defs.definitions import defs
-from de_pipeline.defs.freshness import FRESHNESS_CHECKS
 from de_pipeline.defs.partitions import CALENDAR
 from de_pipeline.env import SettingsError
+from de_pipeline.instance import open_instance
 from de_pipeline.runner import run_instance, run_range
 from de_pipeline.warehouse.tables import DAILY_TABLES
 from de_pipeline_tests.conftest import TEST_KEY, point_at
 from de_pipeline_tests.helpers import busy_day, query
 
 
-def expected_partition() -> datetime:
-    """The partition the freshness checks ask for now: the day before the last DE_FRESH_BY."""
+def expected_partition() -> date:
+    """Yesterday, as of the last DE_FRESH_BY: the day that should be loaded by now."""
     now = datetime.now(ZoneInfo(CALENDAR.timezone))
     tick = now.replace(hour=CALENDAR.fresh_by.hour, minute=CALENDAR.fresh_by.minute, second=0, microsecond=0)
     if tick > now:
@@ -43,14 +43,17 @@ def expected_partition() -> datetime:
     return tick.date() - timedelta(days=1)
 
 
-def freshness(instance: DagsterInstance) -> dict[str, bool]:
-    """Run every freshness check now: {asset: passed}."""
-    job = define_asset_job("freshness_now", selection=AssetSelection.checks(*FRESHNESS_CHECKS))
-    checks_only = Definitions(
-        assets=defs.assets, asset_checks=FRESHNESS_CHECKS, jobs=[job], resources=defs.resources
-    ).resolve_job_def("freshness_now")
-    result = checks_only.execute_in_process(instance=instance, raise_on_error=False)
-    return {e.asset_key.to_user_string(): e.passed for e in result.get_asset_check_evaluations()}
+def freshness(instance: DagsterInstance) -> dict[str, str]:
+    """Every table's freshness now, as the daemon judges it from its policy: {asset: state}."""
+    graph = defs.resolve_asset_graph()
+    tables = [key for key in graph.get_all_asset_keys() if graph.get(key).freshness_policy is not None]
+
+    async def evaluate() -> list[str]:
+        context = LoadingContextForTest(instance)  # its loaders belong to this event loop
+        evaluator = CronFreshnessPolicyEvaluator()
+        return [(await evaluator.evaluate_freshness(context, graph.get(key))).value for key in tables]
+
+    return dict(zip((key.to_user_string() for key in tables), asyncio.run(evaluate())))
 
 
 def test_each_materialisation_reports_row_counts_and_its_table(start_simulator, monkeypatch):
@@ -128,18 +131,20 @@ def test_vendor_text_reaches_the_ui_as_data_never_as_markdown(start_simulator, m
     assert {HOSTILE, HOSTILE_AGENT} <= cells  # kept exactly as sent, as plain data
 
 
-def test_a_warehouse_missing_yesterday_is_stale_and_a_loaded_one_fresh(start_simulator, monkeypatch, dagster_home):
-    simulator = start_simulator(messages_per_day=100)
-    point_at(monkeypatch, simulator)
-    wanted = expected_partition()
-    with DagsterInstance.get() as instance:
-        run_range(wanted - timedelta(days=1), wanted - timedelta(days=1))
-        stale = freshness(instance)
-        assert stale and not any(stale.values()), stale
-        assert set(stale) == {"messages", *(t.name for t in DAILY_TABLES)}
-        run_range(wanted, wanted)
-        fresh = freshness(instance)
-        assert fresh.keys() == stale.keys() and all(fresh.values()), fresh
+def test_one_freshness_story_a_backfill_of_yesterday_is_fresh(start_simulator, monkeypatch, dagster_home):
+    """Every table carries the freshness policy, and no freshness check stands beside it
+    (they disagreed on one screen). Unknown before the first run; passing right after a
+    backfill that loaded yesterday."""
+    point_at(monkeypatch, start_simulator(messages_per_day=100))
+    assert not [key for key in defs.resolve_asset_graph().asset_check_keys if "freshness" in key.name]
+    with open_instance() as instance:
+        before = freshness(instance)
+        assert set(before) == {"messages", *(t.name for t in DAILY_TABLES)}
+        assert set(before.values()) == {"UNKNOWN"}, before
+        wanted = expected_partition()
+        run_range(wanted - timedelta(days=1), wanted)
+        after = freshness(instance)
+        assert after.keys() == before.keys() and set(after.values()) == {"PASS"}, after
 
 
 def test_owners_and_tags_are_set_by_the_team():

@@ -7,11 +7,9 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from dagster import (
-    FreshnessPolicy,
     MetadataValue,
     TableColumn,
     TableMetadataValue,
@@ -19,7 +17,7 @@ from dagster import (
     TableSchema,
 )
 
-from de_pipeline.defs.partitions import CALENDAR
+from de_pipeline.defs.freshness import FRESHNESS
 from de_pipeline.env import Env, SettingsError
 from de_pipeline.warehouse.tables import Table
 
@@ -53,13 +51,7 @@ class CatalogSettings:
 
 
 CATALOG = CatalogSettings.from_env()
-# Dagster 1.13's freshness policy (shown in the UI's asset health when `freshness: enabled`
-# is in dagster.yaml, as in the repository's): materialised within the day before each
-# DE_FRESH_BY. It judges the asset, not a partition, so the checks below say precisely
-# whether yesterday's partition is there.
-FRESHNESS = FreshnessPolicy.cron(
-    deadline_cron=CALENDAR.fresh_by_cron, lower_bound_delta=timedelta(days=1), timezone=CALENDAR.timezone
-)
+# every table's freshness policy: defs/freshness.py
 
 
 def owned() -> dict[str, object]:

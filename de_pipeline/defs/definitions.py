@@ -6,7 +6,6 @@ from dagster import Definitions, in_process_executor
 
 from de_pipeline.defs.assets import RAW_MESSAGES, TABLE_ASSETS
 from de_pipeline.defs.dashboard import dashboard
-from de_pipeline.defs.freshness import FRESHNESS_CHECKS, freshness_sensor
 from de_pipeline.defs.jobs import all_assets_job, rebuild_from_archive_job
 from de_pipeline.defs.journey import refresh_journey
 from de_pipeline.defs.resources import resources_from_env
@@ -17,8 +16,7 @@ defs = Definitions(
     assets=[*RAW_MESSAGES, *TABLE_ASSETS, dashboard],
     jobs=[all_assets_job, rebuild_from_archive_job, refresh_journey],
     schedules=[daily_refresh],
-    asset_checks=FRESHNESS_CHECKS,
-    sensors=[free_stale_pool_slots, alert_on_run_failure, freshness_sensor, publish_readers_copy],
+    sensors=[free_stale_pool_slots, alert_on_run_failure, publish_readers_copy],
     resources=resources_from_env(),
     # one process per run: the steps share the embedded simulator and run one after another
     executor=in_process_executor,
