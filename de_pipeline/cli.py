@@ -7,7 +7,6 @@ import os
 import re
 import sys
 import threading
-import warnings
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -20,9 +19,6 @@ ERROR_EXIT = 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # Dagster marks backfill_policy as beta; say it once in the docs, not on every command
-    warnings.filterwarnings("ignore", message=".*is currently in beta")
-    warnings.filterwarnings("ignore", message=".*is superseded")  # the freshness checks: README, "Freshness"
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -153,7 +149,9 @@ def ui_command(args: argparse.Namespace) -> int:
         pass
     command = [sys.executable, "-m", "dagster", "dev", "-m", "de_pipeline.defs.definitions", "-p", str(args.port)]
     print(f"de-pipeline ui: DAGSTER_HOME={home}; running {' '.join(command[1:])}", file=sys.stderr, flush=True)
-    os.execve(sys.executable, command, dict(os.environ, DAGSTER_HOME=str(home)))
+    # `dagster dev` warns that `dg dev` supersedes it: a note for Dagster's users, not ours
+    quiet = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), "ignore:Function `dev_command` is superseded"]))
+    os.execve(sys.executable, command, dict(os.environ, DAGSTER_HOME=str(home), PYTHONWARNINGS=quiet))
     return 0  # not reached: dagster dev replaces this process
 
 

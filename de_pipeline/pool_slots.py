@@ -27,6 +27,8 @@ from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
+from de_pipeline.defs.runs import job_label
+
 HOST_TAG = "de-pipeline/host"
 PID_TAG = "de-pipeline/pid"
 PROCESS_START_TAG = "de-pipeline/process-start"  # guards against a reused pid
@@ -85,7 +87,8 @@ def free_stale_slots(instance: DagsterInstance) -> list[str]:
                 "are freed",
             )
             said.append(
-                f"run {run.run_id[:8]} ({run.job_name}, pid {pid}) was left by a process that is gone: marked it failed"
+                f"run {run.run_id[:8]} ({job_label(run)}, pid {pid}) was left by a process that is gone: "
+                "marked it failed"
             )
     if instance.event_log_storage.supports_global_concurrency_limits:
         for run_id in sorted(instance.event_log_storage.get_concurrency_run_ids()):

@@ -16,7 +16,6 @@ from datetime import date, timedelta
 
 from dagster import (
     AssetKey,
-    DagsterEvent,
     DagsterInstance,
     ExecuteInProcessResult,
     InitLoggerContext,
@@ -29,6 +28,7 @@ from de_pipeline.api import ApiAuthError, ApiBadRequestError, ApiNotFoundError
 from de_pipeline.defs.assets import ACCOUNTS, RAW_MESSAGES
 from de_pipeline.defs.definitions import defs
 from de_pipeline.defs.partitions import DAILY, MAX_PARTITIONS_PER_RUN, range_tags
+from de_pipeline.defs.runs import error_line
 from de_pipeline.env import SettingsError
 from de_pipeline.ingest import RetentionError
 from de_pipeline.instance import InstanceRepairError, open_instance, reconfigures_logging
@@ -312,14 +312,6 @@ def console_logger(init_context: InitLoggerContext) -> logging.Logger:
     handler.setFormatter(_UserErrorsInOneLine(CONSOLE_FORMAT, "%Y-%m-%d %H:%M:%S %z"))
     log.addHandler(handler)
     return log
-
-
-def error_line(step_failure: DagsterEvent) -> str:
-    """The first line of a failed step's own error (under Dagster's wrapper)."""
-    error = step_failure.step_failure_data.error
-    while error.cause is not None and "Error occurred while executing" in error.message:
-        error = error.cause
-    return error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
 
 
 def failure_message(result: ExecuteInProcessResult) -> str:

@@ -241,3 +241,15 @@ def test_without_a_webhook_the_alert_sensor_is_off_and_says_so():
     assert "Off: DE_ALERT_WEBHOOK_URL is not set" in sensor.description
     with pytest.raises(SettingsError, match="DE_ALERT_WEBHOOK_URL"):
         AlertSettings.from_env({"DE_ALERT_WEBHOOK_URL": "not a url"})
+
+
+def test_a_ui_runs_hidden_job_is_named_by_what_launched_it():
+    """Dagster names the job of a UI materialisation `__ASSET_JOB`; alerts, the readers'
+    copy's `_published` and the CLI's lines say what it was instead."""
+    from dagster import DagsterRun
+
+    from de_pipeline.defs.runs import job_label
+
+    assert job_label(DagsterRun(job_name="__ASSET_JOB", tags={"dagster/backfill": "xyzabc"})) == "backfill xyzabc"
+    assert job_label(DagsterRun(job_name="__ASSET_JOB_0")) == "materialised in the UI"
+    assert job_label(DagsterRun(job_name="all_assets")) == "all_assets"

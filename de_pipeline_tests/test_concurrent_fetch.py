@@ -368,3 +368,14 @@ def test_a_kill_during_a_concurrent_fetch_leaves_every_day_whole(start_simulator
         records, fetches = archived_fetches(archive_file(archive_dir, day))
         assert (records, fetches) == before[day]
         assert records == len(served(simulator, day, day)) and len(fetches) == 1
+
+
+def test_each_part_of_a_day_is_said_in_one_line(start_simulator, monkeypatch, capsys):
+    """At DEBUG, as the UI shows a run's log: a day cut into 8 parts says each part once (the
+    client also said "window 1 of 1" for every part)."""
+    point_at(monkeypatch, start_simulator(messages_per_day=200))
+    day, _ = recent_days(1)
+    run_range(day, day, log_level="DEBUG")
+    said = [line for line in capsys.readouterr().err.splitlines() if " - raw_messages - " in line and "window" in line]
+    assert len(said) == 8, "\n".join(said)
+    assert sorted(line.split("window ", 1)[1][:6] for line in said) == [f"{n} of 8" for n in range(1, 9)], said

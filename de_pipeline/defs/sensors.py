@@ -19,6 +19,7 @@ from dagster import (
 from de_pipeline.alerts import AlertSettings, failure_text, post_alert
 from de_pipeline.api import ApiSettings
 from de_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
+from de_pipeline.defs.runs import error_line, job_label
 from de_pipeline.env import SettingsError
 from de_pipeline.pool_slots import free_stale_slots
 from de_pipeline.warehouse.publish import publish_for_readers
@@ -55,8 +56,6 @@ def free_stale_pool_slots(context: SensorEvaluationContext) -> SkipReason:
     ),
 )
 def alert_on_run_failure(context: RunFailureSensorContext) -> None:
-    from de_pipeline.runner import error_line  # the runner imports these definitions
-
     run = context.dagster_run
     failures = context.get_step_failure_events()
     tags = run.tags
@@ -66,7 +65,7 @@ def alert_on_run_failure(context: RunFailureSensorContext) -> None:
         else tags.get("dagster/partition", "no partition")
     )
     error = error_line(failures[0]) if failures else (context.failure_event.message or "")
-    post_alert(ALERTS, failure_text(run.run_id, run.job_name, [e.step_key for e in failures], days, error, _key()))
+    post_alert(ALERTS, failure_text(run.run_id, job_label(run), [e.step_key for e in failures], days, error, _key()))
 
 
 def _key() -> str:
@@ -96,7 +95,7 @@ def publish_readers_copy(context: RunStatusSensorContext) -> SkipReason:
         return SkipReason("DE_READER_COPY_PATH=off: no readers' copy is published")
     said: list[str] = []
     wait = min(settings.lock_timeout_seconds, PUBLISH_LOCK_WAIT_SECONDS)
-    trigger = f"run {run.run_id} ({run.job_name})"
+    trigger = f"run {run.run_id} ({job_label(run)})"
     published = publish_for_readers(settings, trigger, said.append, lock_timeout_seconds=wait)
     for line in said:
         (context.log.info if published else context.log.warning)(line)

@@ -101,7 +101,7 @@ MESSAGES = Table(
         Column("sendername", "VARCHAR", "the sender's name"),
         Column("senderemail", "VARCHAR", "the sender's email"),
         Column("text", "VARCHAR", "the redacted text, placeholders as sent"),
-        Column("sentiment", "DOUBLE", "> 0 positive, < 0 negative, 0 neutral"),
+        Column("sentiment", "DOUBLE", "positive above 0, negative below 0, neutral at 0 (from -1 to 1)"),
         Column("workflow", "VARCHAR", "the bot workflow"),
         Column("workflownodeid", "VARCHAR", "the node of the bot workflow"),
         Column("topic", "VARCHAR", "the inferred intent; NULL when no intent matched"),
