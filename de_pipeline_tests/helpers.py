@@ -49,6 +49,18 @@ def busy_day(*seeds: int) -> date:
     return recent_days(1, seeds=seeds)[0]
 
 
+def latest_outage_day(seed: int = DEFAULT_SEEDS[0], *, within_days: int = 300) -> date:
+    """The latest day up to yesterday on which a simulator of `seed` serves nothing (an outage),
+    the day before it not one, within `within_days` (well inside the vendor's retention)."""
+    today = date.today()
+    for back in range(1, within_days):
+        day = today - timedelta(days=back)
+        dataset = SyntheticDataset(seed)
+        if dataset.is_outage_day(day) and not dataset.is_outage_day(day - timedelta(days=1)):
+            return day
+    raise AssertionError(f"seed {seed} has no outage day in the last {within_days} days")
+
+
 def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 

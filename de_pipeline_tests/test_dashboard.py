@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +20,26 @@ from dagster import AssetKey
 from de_pipeline.cli import main
 from de_pipeline.defs.definitions import defs
 from de_pipeline.runner import run_range
+from de_pipeline.warehouse.archive import archived_days
 from de_pipeline.warehouse.connection import writer
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import DAILY_TABLES
 from de_pipeline_tests.browser import chromium_page
 from de_pipeline_tests.conftest import point_at
-from de_pipeline_tests.helpers import recent_days
+from de_pipeline_tests.helpers import latest_outage_day, recent_days, served
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO_ROOT / "screenshots" / "dashboard.png"  # git-ignored; copy to docs/images/ for the README
 FIGURE = re.compile(r'<script type="application/json" class="figure" data-chart="(\w+)">(.*?)</script>', re.S)
 DASHBOARD = AssetKey("dashboard")
+DAILY_CHARTS = (  # the charts with a day on their x axis
+    "sentiment_by_channel",
+    "sentiment_by_sender",
+    "handoffs_per_day",
+    "top_topic_confidence",
+    "redacted_entities",
+    "data_health",
+)
 
 
 def figures(path: Path) -> dict[str, dict[str, Any]]:
@@ -44,6 +55,21 @@ def values(array: Any) -> list[Any]:
             decoded = decoded.reshape([int(n) for n in str(array["shape"]).split(",")])
         return decoded.tolist()
     return list(array)
+
+
+def missing(value: Any) -> bool:
+    """A value plotly draws as nothing: null in JSON, or NaN in a typed array."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def notes(figure: dict[str, Any]) -> dict[str, str]:
+    """The notes written across a figure's (sub)plots, by the y axis they sit on (not the
+    subplot titles, which are annotations too)."""
+    return {
+        a["yref"].removesuffix(" domain"): a["text"]
+        for a in figure["layout"].get("annotations", [])
+        if a.get("yref", "").endswith(" domain")
+    }
 
 
 def sql(capsys: pytest.CaptureFixture[str], query: str) -> list[dict[str, Any]]:
@@ -115,7 +141,7 @@ def test_the_charts_show_the_numbers_of_the_sql(start_simulator, monkeypatch, tm
         )
     }
     lines = [t for t in drawn["sentiment_by_channel"]["data"] if t.get("yaxis", "y") == "y"]
-    shown = {(t["name"], day): y for t in lines for day, y in zip(t["x"], values(t["y"]))}
+    shown = {(t["name"], day): y for t in lines for day, y in zip(t["x"], values(t["y"])) if not missing(y)}
     assert shown.keys() == expected.keys() and len({c for c, _ in shown}) > 1
     assert all(abs(shown[key] - expected[key]) < 1e-9 for key in expected)
 
@@ -124,7 +150,10 @@ def test_the_charts_show_the_numbers_of_the_sql(start_simulator, monkeypatch, tm
     assert dict(zip(agents["y"], values(agents["x"]))) == {r["agent"]: r["n"] for r in segments}
 
     entities = {
-        (t["name"], day): y for t in drawn["redacted_entities"]["data"] for day, y in zip(t["x"], values(t["y"]))
+        (t["name"], day): y
+        for t in drawn["redacted_entities"]["data"]
+        for day, y in zip(t["x"], values(t["y"]))
+        if not missing(y)
     }
     counted = sql(
         capsys,
@@ -196,6 +225,75 @@ def test_one_channel_and_no_journeys_draw_what_they_can(start_simulator, monkeyp
     assert page.count('<p class="missing">No customer journeys in these days') == 2
     assert '<p class="missing">No agent segments in these days' in page
     assert all(f"  {name}: No " in out for name in missing)
+
+
+def test_a_day_never_loaded_is_a_gap_in_every_daily_chart(start_simulator, monkeypatch, tmp_path):
+    point_at(monkeypatch, start_simulator(messages_per_day=150))
+    first, last = recent_days(5)
+    gap = first + timedelta(days=2)
+    run_range(first, gap - timedelta(days=1), log_level="ERROR")
+    run_range(gap + timedelta(days=1), last, log_level="ERROR")
+    drawn = figures(tmp_path / "dashboard.html")
+    every_day = [str(first + timedelta(days=n)) for n in range(5)]
+    lines = 0
+    for name in DAILY_CHARTS:
+        for trace in drawn[name]["data"]:
+            x = values(trace["x"])
+            assert set(x) - {None} <= set(every_day), name
+            if trace.get("fill") == "toself":  # a band: a shape per run of days with data, none on the gap
+                assert str(gap) not in x and None in x, (name, trace)
+            elif "lines" in trace.get("mode", ""):  # a line per series: every day, broken at the gap
+                lines += 1
+                y = dict(zip(x, values(trace["y"])))
+                assert x == every_day and missing(y[str(gap)]) and trace["connectgaps"] is False, (name, trace)
+                assert not all(missing(y[day]) for day in every_day if day != str(gap)), (name, y)
+            elif trace["type"] == "bar" and name != "data_health":  # every day, no bar on the gap
+                assert x == every_day and missing(values(trace["y"])[2]), (name, trace)
+        layout = drawn[name]["layout"]
+        for axis in (key for key in layout if key.startswith("xaxis")):  # the x axis is every day
+            start, end = layout[axis]["range"]
+            assert start[:10] < every_day[0] and end[:10] >= every_day[-1], (name, axis, layout[axis]["range"])
+    assert lines >= 10
+    health = drawn["data_health"]["data"][0]
+    assert dict(zip(values(health["x"]), values(health["y"])))[str(gap)] == 0
+
+
+def test_a_fetched_day_without_messages_is_marked_red(start_simulator, monkeypatch, tmp_path):
+    simulator = start_simulator(messages_per_day=150)
+    point_at(monkeypatch, simulator)
+    empty = latest_outage_day(simulator.config.seed)
+    run_range(empty - timedelta(days=1), empty, log_level="ERROR")
+    assert not served(simulator, empty, empty) and served(simulator, empty - timedelta(days=1), empty)
+    health = figures(tmp_path / "dashboard.html")["data_health"]
+    stored = health["data"][0]
+    per_day = dict(zip(values(stored["x"]), values(stored["y"])))
+    assert per_day[str(empty)] == 0 and per_day[str(empty - timedelta(days=1))] > 0
+    marked = [t for t in health["data"] if t["type"] == "scatter" and t["marker"]["color"] == "#e45756"]
+    assert [(values(t["x"]), values(t["y"]), t["yaxis"]) for t in marked] == [([str(empty)], [0], "y")]
+    page = (tmp_path / "dashboard.html").read_text()
+    assert f"1 day(s) without any message (an outage, or not loaded): {empty}." in page
+
+
+def test_the_fetched_days_are_the_archives_day_folders_and_its_accounts(tmp_path):
+    archive = tmp_path / "archive"
+    for folder in ("day=2026-01-02", "acme/day=2026-01-05", ".journey-host-1-x/day=2026-01-09", "day=notes"):
+        (archive / folder).mkdir(parents=True)
+        (archive / folder / "data.parquet").touch()
+    (archive / "day=2026-01-07").mkdir()  # a fetch that never wrote its file
+    assert archived_days(archive) == [date(2026, 1, 2), date(2026, 1, 5)]
+    assert archived_days(tmp_path / "nowhere") == []
+
+
+def test_an_empty_panel_says_so_across_it(start_simulator, monkeypatch, tmp_path, capsys):
+    load(start_simulator, monkeypatch, days=2, messages_per_day=150)
+    assert sql(capsys, "SELECT count(*) AS n FROM rejected_messages") == [{"n": 0}]  # a clean simulation
+    with writer(WarehouseSettings.from_env()) as connection:
+        connection.execute("UPDATE customer_journeys SET sentiment_change = NULL")
+    assert main(["dashboard"]) == 0
+    drawn = figures(tmp_path / "dashboard.html")
+    assert notes(drawn["data_health"]) == {"y2": "No rejected records in these days."}
+    assert notes(drawn["handoffs_per_day"]) == {"y2": "No journey with a sentiment change in these days."}
+    assert all(not notes(drawn[name]) for name in drawn if name not in ("data_health", "handoffs_per_day"))
 
 
 def test_an_empty_warehouse_says_no_data_yet(tmp_path, capsys):

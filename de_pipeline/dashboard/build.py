@@ -14,6 +14,7 @@ from de_pipeline.dashboard.page import empty_page, page
 from de_pipeline.dashboard.sentiment import sentiment_by_channel, sentiment_by_sender
 from de_pipeline.dashboard.settings import DashboardSettings
 from de_pipeline.dashboard.volumes import data_health, redacted_entities
+from de_pipeline.warehouse.archive import archived_days
 from de_pipeline.warehouse.connection import reader
 from de_pipeline.warehouse.dashboard_queries import DashboardData, dashboard_data
 from de_pipeline.warehouse.files import write_text_durably
@@ -34,23 +35,25 @@ def charts(data: DashboardData) -> list[Chart]:
     """Every chart of the dashboard, in page order (a wide one spans the page)."""
     frames = data.frames
     return [
-        sentiment_by_channel(frames["sentiment_by_channel"]),
-        sentiment_by_sender(frames["sentiment_by_sender"]),
-        handoffs_per_day(frames["handoffs_per_day"]),
-        topic_confidence(frames["top_topic_confidence"]),
+        sentiment_by_channel(frames["sentiment_by_channel"], data.days),
+        sentiment_by_sender(frames["sentiment_by_sender"], data.days),
+        handoffs_per_day(frames["handoffs_per_day"], data.days),
+        topic_confidence(frames["top_topic_confidence"], data.days),
         least_confident_intents(frames["least_confident_intents"]),
         journey_paths(frames["journey_paths"]),
         agents(frames["agents"]),
-        redacted_entities(frames["redacted_entities"]),
+        redacted_entities(frames["redacted_entities"], data.days),
         data_health(frames["data_health"], data.last_day),
     ]
 
 
 def write_dashboard(warehouse: WarehouseSettings, settings: DashboardSettings) -> WrittenDashboard:
     """Build the dashboard of the last `settings.days` loaded days from the warehouse (read
-    only) and replace `settings.path` with it whole."""
+    only) and replace `settings.path` with it whole. The days fetched into the raw archive
+    count as loaded, so that a fetched day without a message shows as one."""
+    fetched = archived_days(warehouse.archive_dir)
     with reader(warehouse, sealed=True) as connection:
-        data = dashboard_data(connection, settings.days)
+        data = dashboard_data(connection, settings.days, fetched=fetched)
     built = datetime.now(ZoneInfo(warehouse.timezone)).strftime(f"%Y-%m-%d %H:%M ({warehouse.timezone})")
     if data is None:
         text = empty_page(built=built, warehouse=str(warehouse.duckdb_path))

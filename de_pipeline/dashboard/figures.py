@@ -6,11 +6,13 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import pandas as pd
 import plotly.graph_objects as go
 
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d", "#bab0ac")
+RED = PALETTE[3]  # what is missing
 
 
 @dataclass(frozen=True)
@@ -23,8 +25,21 @@ class Chart:
     wide: bool = False  # spans the page's width
 
 
-def laid_out(figure: go.Figure, height: int, *, hovermode: str = "closest", legend: bool = True) -> go.Figure:
-    """`figure` in the dashboard's look, `height` pixels tall; its title is the card's heading."""
+def laid_out(
+    figure: go.Figure,
+    height: int,
+    *,
+    hovermode: str = "closest",
+    legend: bool = True,
+    days: Sequence[date] | None = None,
+) -> go.Figure:
+    """`figure` in the dashboard's look, `height` pixels tall; its title is the card's heading.
+    A daily figure (`days`, its frames through `every_day`) spans each of the days, whether
+    or not its first and last have data, and its lines break where a day has none."""
+    if days:
+        noon_before, noon_after = (day.strftime("%Y-%m-%d 12:00") for day in (days[0] - timedelta(days=1), days[-1]))
+        figure.update_xaxes(range=[noon_before, noon_after])
+        figure.update_traces(connectgaps=False, selector={"type": "scatter"})
     figure.update_layout(
         template="plotly_white",
         height=height,
@@ -36,6 +51,48 @@ def laid_out(figure: go.Figure, height: int, *, hovermode: str = "closest", lege
     )
     figure.update_annotations(font_size=12)  # subplot titles
     return figure
+
+
+def every_day(frame: pd.DataFrame, days: Sequence[date], by: str | None = None) -> pd.DataFrame:
+    """`frame` with a row for each of `days`, per value of its column `by` in the frame's
+    order: a day without a row gets NaN, which a chart draws as a gap (a line never bridges
+    a day without data, and the axis shows every day)."""
+    index = pd.DatetimeIndex(pd.to_datetime(list(days)), name="day")
+    frame = frame.assign(day=pd.to_datetime(frame["day"]))
+    groups = frame.groupby(by, sort=False, dropna=False) if by else [(None, frame)]
+    parts = [rows.set_index("day").reindex(index).assign(**({by: key} if by else {})) for key, rows in groups]
+    return pd.concat(parts).reset_index() if parts else frame
+
+
+def note_if_empty(
+    figure: go.Figure,
+    values: Sequence[object],
+    note: str,
+    *,
+    row: int | None = None,
+    col: int | None = None,
+    zero_is_none: bool = False,
+) -> None:
+    """Write `note` across the (sub)plot at `row`, `col` when `values` hold nothing to draw
+    (no number; with `zero_is_none`, none but 0, as a bar of 0 is not seen), so that an empty
+    plot says so instead of showing a bare axis."""
+    numbers = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").dropna()
+    if zero_is_none:
+        numbers = numbers[numbers != 0]
+    if not numbers.empty:
+        return
+    figure.add_annotation(
+        text=note,
+        x=0.5,
+        y=0.5,
+        xref="x domain",
+        yref="y domain",
+        showarrow=False,
+        font={"color": "#57606a", "size": 13},
+        row=row,
+        col=col,
+    )
+    figure.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, row=row, col=col)
 
 
 def iso_days(frame: pd.DataFrame) -> list[str]:

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from datetime import date
+from itertools import groupby
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from de_pipeline.dashboard.figures import PALETTE, Chart, as_text, as_texts, iso_days, laid_out
+from de_pipeline.dashboard.figures import (
+    PALETTE,
+    Chart,
+    as_text,
+    as_texts,
+    every_day,
+    iso_days,
+    laid_out,
+    note_if_empty,
+)
 
 
-def topic_confidence(frame: pd.DataFrame) -> Chart:
+def topic_confidence(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
     """A panel per busy topic: its daily p10–p90 band and median confidence."""
     name = "top_topic_confidence"
     title = (
@@ -26,6 +38,7 @@ def topic_confidence(frame: pd.DataFrame) -> Chart:
     columns = 1 if len(topics) == 1 else 2
     rows_needed = math.ceil(len(topics) / columns)
     shares = frame.drop_duplicates("topic").set_index("topic")["topic_low_share"]
+    frame = every_day(frame, days, by="topic")
     figure = make_subplots(
         rows=rows_needed,
         cols=columns,
@@ -38,19 +51,17 @@ def topic_confidence(frame: pd.DataFrame) -> Chart:
     for index, topic in enumerate(topics):
         rows = frame[frame["topic"] == topic]
         row, col = divmod(index, columns)
-        days, first = iso_days(rows), index == 0
+        x, first = iso_days(rows), index == 0
         p10, p90 = rows["p10_score"].to_numpy(), rows["p90_score"].to_numpy()
         place = {"row": row + 1, "col": col + 1}
-        figure.add_trace(
-            go.Scatter(x=days, y=p90, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"), **place
-        )
+        band_x, band_y = band(x, p10, p90)
         figure.add_trace(
             go.Scatter(
-                x=days,
-                y=p10,
+                x=band_x,
+                y=band_y,
                 mode="lines",
                 line={"width": 0},
-                fill="tonexty",
+                fill="toself",
                 fillcolor="rgba(76,120,168,0.25)",
                 name="p10–p90",
                 legendgroup="band",
@@ -61,7 +72,7 @@ def topic_confidence(frame: pd.DataFrame) -> Chart:
         )
         figure.add_trace(
             go.Scatter(
-                x=days,
+                x=x,
                 y=rows["p50_score"].to_numpy(),
                 mode="lines+markers",
                 line={"color": PALETTE[0]},
@@ -78,8 +89,25 @@ def topic_confidence(frame: pd.DataFrame) -> Chart:
             ),
             **place,
         )
+        note_if_empty(figure, rows["p50_score"], "No confidence score for this topic in these days.", **place)
     figure.update_yaxes(range=[0, 1])
-    return Chart(name, title, source, laid_out(figure, 170 + 190 * rows_needed), wide=True)
+    return Chart(name, title, source, laid_out(figure, 170 + 190 * rows_needed, days=days), wide=True)
+
+
+def band(x: list[str], low: np.ndarray, high: np.ndarray) -> tuple[list[str | None], list[float | None]]:
+    """The band between `low` and `high` as one closed shape per run of days that have both,
+    the shapes apart by None: plotly fills each (fill="toself") and leaves a day without data
+    empty, where a fill "tonexty" to another line would reach across it."""
+    has_both = ~(np.isnan(low) | np.isnan(high))
+    band_x: list[str | None] = []
+    band_y: list[float | None] = []
+    for present, run in groupby(range(len(x)), key=lambda i: has_both[i]):
+        if present:
+            forth = list(run)
+            back = forth[::-1]
+            band_x += [x[i] for i in forth] + [x[i] for i in back] + [None]
+            band_y += [float(high[i]) for i in forth] + [float(low[i]) for i in back] + [None]
+    return band_x, band_y
 
 
 def least_confident_intents(frame: pd.DataFrame) -> Chart:
@@ -104,4 +132,5 @@ def least_confident_intents(frame: pd.DataFrame) -> Chart:
     )
     figure.update_yaxes(autorange="reversed")
     figure.update_xaxes(range=[0, 1], title_text="mean confidence (0 … 1)")
+    note_if_empty(figure, frame["avg_score"], "No confidence score for these topics in these days.", zero_is_none=True)
     return Chart(name, title, source, laid_out(figure, 420, legend=False))

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from de_pipeline.dashboard.figures import PALETTE, Chart, as_text, as_texts, iso_days, laid_out
+from de_pipeline.dashboard.figures import (
+    PALETTE,
+    Chart,
+    as_text,
+    as_texts,
+    every_day,
+    iso_days,
+    laid_out,
+    note_if_empty,
+)
 
 NO_JOURNEYS = (
     "No customer journeys in these days: conversation_segments and customer_journeys are empty "
@@ -46,7 +58,7 @@ def journey_paths(frame: pd.DataFrame) -> Chart:
     return Chart(name, title, source, laid_out(figure, 420, legend=False))
 
 
-def handoffs_per_day(frame: pd.DataFrame) -> Chart:
+def handoffs_per_day(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
     """The handoff rate per day, above the mean sentiment change of the day's journeys."""
     name = "handoffs_per_day"
     title = (
@@ -56,7 +68,7 @@ def handoffs_per_day(frame: pd.DataFrame) -> Chart:
     source = "customer_journeys"
     if frame.empty:
         return Chart(name, title, source, None, (NO_JOURNEYS,))
-    days = iso_days(frame)
+    frame = every_day(frame, days)
     journeys = frame["journeys"].to_numpy()
     figure = make_subplots(
         rows=2,
@@ -67,7 +79,7 @@ def handoffs_per_day(frame: pd.DataFrame) -> Chart:
     )
     figure.add_trace(
         go.Scatter(
-            x=days,
+            x=iso_days(frame),
             y=frame["handoff_rate"].to_numpy(),
             name="handoff rate",
             mode="lines+markers",
@@ -80,7 +92,7 @@ def handoffs_per_day(frame: pd.DataFrame) -> Chart:
     )
     figure.add_trace(
         go.Bar(
-            x=days,
+            x=iso_days(frame),
             y=frame["avg_sentiment_change"].to_numpy(),
             name="sentiment change",
             marker={"color": PALETTE[0]},
@@ -90,7 +102,15 @@ def handoffs_per_day(frame: pd.DataFrame) -> Chart:
         col=1,
     )
     figure.update_yaxes(tickformat=".0%", row=1, col=1)
-    return Chart(name, title, source, laid_out(figure, 480, hovermode="x unified"))
+    note_if_empty(
+        figure,
+        frame["avg_sentiment_change"],
+        "No journey with a sentiment change in these days.",
+        row=2,
+        col=1,
+        zero_is_none=True,
+    )
+    return Chart(name, title, source, laid_out(figure, 480, hovermode="x unified", days=days))
 
 
 def agents(frame: pd.DataFrame) -> Chart:
@@ -134,6 +154,14 @@ def agents(frame: pd.DataFrame) -> Chart:
         col=2,
     )
     figure.update_yaxes(autorange="reversed")
+    note_if_empty(
+        figure,
+        frame["avg_customer_sentiment"],
+        "No customer message with a sentiment in these agents' segments.",
+        row=1,
+        col=2,
+        zero_is_none=True,
+    )
     total = int(frame["agents"].iloc[0])
     notes = (f"The {len(frame)} busiest of {total} agents.",) if total > len(frame) else ()
     return Chart(name, title, source, laid_out(figure, 120 + 24 * len(frame), legend=False), notes)

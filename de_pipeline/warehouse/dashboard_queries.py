@@ -7,6 +7,7 @@ DuckDB only: dashboard/ turns the frames into charts.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -167,13 +168,22 @@ class DashboardData:
     frames: dict[str, pd.DataFrame]
     source: str | None  # where the data came from, as the warehouse records it
 
+    @property
+    def days(self) -> list[date]:
+        """Each day of first_day..last_day, those without data too."""
+        return [self.first_day + timedelta(days=n) for n in range((self.last_day - self.first_day).days + 1)]
 
-def dashboard_data(connection: duckdb.DuckDBPyConnection, days: int) -> DashboardData | None:
-    """The `days` days up to the last loaded day (the latest day in messages), from the first
-    loaded day if that is later; None when the warehouse holds no message yet."""
-    loaded_from, last_day = connection.execute("SELECT min(day), max(day) FROM messages").fetchone()
-    if last_day is None:
+
+def dashboard_data(
+    connection: duckdb.DuckDBPyConnection, days: int, *, fetched: Collection[date] = ()
+) -> DashboardData | None:
+    """The `days` days up to the last loaded day (the latest day in messages or in `fetched`,
+    the days the raw archive holds: a fetched day may hold no message), from the first loaded
+    day if that is later; None when the warehouse holds no message yet."""
+    stored_from, stored_to = connection.execute("SELECT min(day), max(day) FROM messages").fetchone()
+    if stored_to is None:
         return None
+    loaded_from, last_day = min([stored_from, *fetched]), max([stored_to, *fetched])
     first_day = max(loaded_from, last_day - timedelta(days=days - 1))
     params = {"first_day": first_day, "last_day": last_day}
     frames = {name: connection.execute(query, params).df() for name, query in QUERIES.items()}
