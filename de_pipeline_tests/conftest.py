@@ -30,6 +30,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("DE_DUCKDB_PATH", str(duckdb_path))
     monkeypatch.setenv("DE_RETRY_BACKOFF_SECONDS", "0.01")
     monkeypatch.setenv("DE_MAX_REQUESTS_PER_SECOND", "1000")
+    # a developer's .env (as `de-pipeline check --write-env .env` writes it) must not reach
+    # the commands the tests run
+    monkeypatch.setenv("DE_ENV_FILE", "off")
     return duckdb_path
 
 

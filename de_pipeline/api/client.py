@@ -236,7 +236,10 @@ class DigitalEngagementClient:
             response.status_code,
             {name: scrub(value, key) for name, value in response.headers.items()},
             scrub(body.decode("utf-8", "replace"), key).encode("utf-8"),
-            tuple(earlier[:-1]),
+            tuple(
+                (status, {name: scrub(value, key) for name, value in headers.items()})
+                for status, headers in earlier[:-1]
+            ),
         )
 
     def _pages(
