@@ -266,6 +266,24 @@ def test_check_exits_1_with_one_line_when_every_form_of_the_key_is_refused(start
     assert {r.status for r in simulator.requests} == {401} and len(simulator.requests) == 6
 
 
+def test_check_of_an_account_without_messages_names_the_windows_it_tried(start_simulator, monkeypatch, capsys):
+    simulator = start_simulator(messages_per_day=0, epoch_unit="ms")
+    point_at(monkeypatch, simulator)
+    code, out, err = check(capsys)
+    assert code == 1
+    (line,) = err.splitlines()
+    assert "DE_EPOCH_UNIT cannot be told" in line, line
+    assert table_line(out, "epoch unit of start/end").startswith("!!")
+    words = " ".join(out.split())  # the evidence is wrapped
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    for first, last in (
+        (midnight - timedelta(days=1), midnight),
+        (midnight - timedelta(days=6), midnight + timedelta(days=1)),
+    ):
+        assert f"[{first:%Y-%m-%dT%H:%M:%SZ}, {last:%Y-%m-%dT%H:%M:%SZ})" in words  # both windows tried
+    assert len(simulator.requests) == 1 + 3  # the key's form, then yesterday in ms, 7 days in s and ms
+
+
 def test_check_of_a_server_that_cannot_be_reached_is_one_line(capsys, monkeypatch):
     monkeypatch.setenv("DE_API_BASE_URL", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv("DE_API_KEY", TEST_KEY)

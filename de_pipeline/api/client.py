@@ -55,8 +55,8 @@ _log = logging.getLogger(__name__)
 
 
 class _KeysInUrls(logging.Filter):
-    """Masks, in urllib3's debug lines (which show each request's path and query string), the
-    key of every client that sends it as a query parameter (DE_AUTH_IN=query)."""
+    """Masks, in urllib3's log lines (its debug lines show each request's path and query
+    string), the key of every client that sends it as a query parameter (DE_AUTH_IN=query)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -72,7 +72,10 @@ class _KeysInUrls(logging.Filter):
 
 
 _keys_in_urls = _KeysInUrls()
-logging.getLogger("urllib3.connectionpool").addFilter(_keys_in_urls)
+# A filter sees only the records of its own logger, not of its children: each module of
+# urllib3 that may log a URL (a request, a retry, a redirect)
+for _name in ("connectionpool", "poolmanager", "util.retry", "connection", "response"):
+    logging.getLogger(f"urllib3.{_name}").addFilter(_keys_in_urls)
 
 
 class _NotUtf8(Exception):

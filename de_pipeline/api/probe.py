@@ -565,19 +565,22 @@ def ts_ms(value: Any) -> int | None:
     return None
 
 
+def _times(rows: list[Any] | None) -> list[int | None]:
+    """The `ts` of each message (JSON object) of an answer, None where it is not readable."""
+    return [ts_ms(row.get("ts")) for row in rows or () if isinstance(row, dict)]
+
+
 def _all_inside(rows: list[Any] | None, window: Window) -> bool:
-    """Whether the answer holds messages, each with a `ts` inside the window."""
-    if not rows:
-        return False
-    times = [ts_ms(row.get("ts")) if isinstance(row, dict) else None for row in rows]
-    return all(ts is not None and window.start_ms <= ts < window.end_ms for ts in times)
+    """Whether the answer holds messages, each with a `ts` inside the window (elements that
+    are not messages are left to the parser of records)."""
+    times = _times(rows)
+    return bool(times) and all(ts is not None and window.start_ms <= ts < window.end_ms for ts in times)
 
 
 def _ts_note(rows: list[Any] | None, window: Window) -> str:
     if not rows:
         return ""
-    times = [ts_ms(row.get("ts")) for row in rows if isinstance(row, dict)]
-    inside = sum(ts is not None and window.start_ms <= ts < window.end_ms for ts in times)
+    inside = sum(ts is not None and window.start_ms <= ts < window.end_ms for ts in _times(rows))
     return f" ({inside} with ts inside)"
 
 
