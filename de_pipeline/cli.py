@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pandas as pd
 
+    from de_pipeline.api.simulator import LoopbackServer
+
 ERROR_EXIT = 1
 
 
@@ -22,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        _read_env_file()
         return args.command(args)
     except KeyboardInterrupt:
         print("de-pipeline: interrupted", file=sys.stderr)
@@ -31,6 +34,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"de-pipeline {args.name}: {_one_line(exc)}", file=sys.stderr)
         return ERROR_EXIT
+
+
+def _read_env_file() -> None:
+    from de_pipeline.env import load_env_file
+
+    added = load_env_file()
+    if added:
+        print(f"de-pipeline: read {', '.join(added)} from {os.environ.get('DE_ENV_FILE') or '.env'}", file=sys.stderr)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -123,11 +134,34 @@ def _parser() -> argparse.ArgumentParser:
     session.add_argument("--account", help="the account (DE_PROVIDERS_FILE name); needed when there are several")
     session.set_defaults(command=session_command, name="session")
 
+    check = commands.add_parser(
+        "check",
+        help="probe the configured API (or the embedded simulator): the key's form, the epoch unit, paging, "
+        "field types, placeholders; print the settings to use",
+    )
+    check.add_argument(
+        "--write-env",
+        type=Path,
+        metavar="FILE",
+        help="write the settings that differ from the defaults as DE_NAME=value lines (never the key), e.g. .env",
+    )
+    check.add_argument(
+        "--record",
+        type=Path,
+        metavar="DIR",
+        help="save the questions and answers, key removed and message texts blanked, for a bug report",
+    )
+    check.add_argument("--account", help="the account (DE_PROVIDERS_FILE name); needed when there are several")
+    check.set_defaults(command=check_command, name="check")
+
     simulate = commands.add_parser("simulate", help="serve the simulated API on 127.0.0.1")
     simulate.add_argument("--port", type=int, default=8765)
     simulate.add_argument("--latency-ms", type=int, help="answer each request this late (default: DE_SIM_LATENCY_MS)")
     simulate.add_argument(
         "--rate-limit", type=int, help="429 past this many requests a second (default: DE_SIM_RATE_LIMIT, 0 = none)"
+    )
+    simulate.add_argument(
+        "--replay", type=Path, metavar="DIR", help="serve the answers `de-pipeline check --record DIR` saved"
     )
     simulate.set_defaults(command=simulate_command, name="simulate")
 
@@ -365,10 +399,37 @@ def _short(text: object, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+class CheckFailedError(Exception):
+    """`check` found no working configuration; the message says why, in one line."""
+
+
+def check_command(args: argparse.Namespace) -> int:
+    from de_pipeline.accounts import account_named
+    from de_pipeline.connection_check import check_connection, render, usage_lines, write_env_file
+
+    account = account_named(args.account)
+    report = check_connection(account.api_source(), account.warehouse_settings(), record=args.record)
+    print(render(report), flush=True)
+    if args.record is not None:
+        print(
+            f"\nRecorded {len(report.result.exchanges)} answers in {args.record} (the key removed, message texts "
+            f"blanked): attach it to a bug report; `de-pipeline simulate --replay {args.record}` serves it."
+        )
+    if not report.ok:
+        if args.write_env is not None:
+            print(f"\n{args.write_env} not written: no working configuration was found")
+        raise CheckFailedError(report.result.failure)
+    written = write_env_file(report, args.write_env) if args.write_env is not None else 0
+    print("\n" + "\n".join(usage_lines(args.write_env, written)))
+    return 0
+
+
 def simulate_command(args: argparse.Namespace) -> int:
     from de_pipeline.api.simulator import Simulator, simulator_config_from_env
     from de_pipeline.warehouse.settings import timezone_from_env
 
+    if args.replay is not None:
+        return _replay(args)
     flags = {"DE_SIM_LATENCY_MS": args.latency_ms, "DE_SIM_RATE_LIMIT": args.rate_limit}
     environ = dict(os.environ) | {name: str(value) for name, value in flags.items() if value is not None}
     config = simulator_config_from_env(environ, timezone=timezone_from_env())  # checks the flags too
@@ -380,11 +441,33 @@ def simulate_command(args: argparse.Namespace) -> int:
         f" rate limit {config.rate_limit or 'none'}); Ctrl-C stops it"
     )
     print(f"  export DE_API_BASE_URL={base_url} DE_API_KEY={config.api_key} DE_PROVIDER_ID={config.provider_id}")
+    _serve_until_interrupted(simulator)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from de_pipeline.api.capture import read_capture
+    from de_pipeline.api.simulator.replay import Replay
+
+    capture = read_capture(args.replay)
+    replay = Replay(capture)
+    base_url = replay.start(port=args.port)
+    print(f"replaying {len(capture.answers)} answers of {capture.base_url} on {base_url}; Ctrl-C stops it", flush=True)
+    forms = " ".join(f"{name}={_shell_word(value)}" for name, value in capture.configured.items())
+    print(f"  export DE_API_BASE_URL={base_url} DE_API_KEY=any-key {forms}", flush=True)
+    _serve_until_interrupted(replay)
+    return 0
+
+
+def _shell_word(value: str) -> str:
+    return value if re.fullmatch(r"[A-Za-z0-9_./:@%+=-]+", value) else "'" + value.replace("'", "'\\''") + "'"
+
+
+def _serve_until_interrupted(server: LoopbackServer) -> None:
     try:
         threading.Event().wait()
     finally:
-        simulator.stop()
-    return 0
+        server.stop()
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from datetime import date
+from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # A size as DuckDB writes its memory limit: KB, MB, GB, TB are powers of 1000; KiB, MiB,
@@ -32,6 +33,31 @@ DAY_SECONDS = 86_400  # the upper bound of a waiting time: longer means nothing 
 
 class SettingsError(ValueError):
     """A missing or invalid setting. The message names the environment variable."""
+
+
+def load_env_file(environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Set the variables of the dotenv file `.env` in the current directory (the one
+    `de-pipeline check --write-env .env` writes) that are not set already; returns their
+    names. DE_ENV_FILE names another file, or `off` for none (the tests use that)."""
+    from dotenv import dotenv_values  # python-dotenv, a dependency of Dagster
+
+    environ = os.environ if environ is None else environ
+    named = Env(environ).raw("DE_ENV_FILE")
+    if named is not None and named.lower() == "off":
+        return []
+    path = Path(named or ".env")
+    if not path.is_file():
+        if named is not None:
+            raise SettingsError(f"DE_ENV_FILE={named}: no such file")
+        return []
+    try:
+        values = dotenv_values(path, encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read it as a dotenv file ({exc})") from None
+    added = [name for name, value in values.items() if value is not None and name not in environ]
+    for name in added:
+        environ[name] = values[name] or ""
+    return added
 
 
 class Env:

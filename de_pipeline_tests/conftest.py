@@ -33,6 +33,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     # runs in memory, a second or two quicker each: the tests of the Dagster home itself
     # (test_instance.py, the UI's) and those with the `dagster_home` fixture use one
     monkeypatch.setenv("DE_RUN_HISTORY", "off")
+    # a developer's .env (as `de-pipeline check --write-env .env` writes it) must not reach
+    # the commands the tests run
+    monkeypatch.setenv("DE_ENV_FILE", "off")
     return duckdb_path
 
 

@@ -141,9 +141,11 @@ def start_cli(*args: str, env: dict[str, str] | None = None, **popen: Any) -> su
     )
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: int = 300, **popen: Any
+) -> subprocess.CompletedProcess:
     """`de-pipeline ARGS` run to the end (see start_cli)."""
-    process = start_cli(*args, env=env)
+    process = start_cli(*args, env=env, **popen)
     try:
         out, err = process.communicate(timeout=timeout)
     finally:

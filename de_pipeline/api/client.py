@@ -11,7 +11,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
@@ -34,7 +34,7 @@ from de_pipeline.api.errors import (
     server_message,
 )
 from de_pipeline.api.limiter import RateLimiter, shared_limiter
-from de_pipeline.api.settings import CUSTOMER_SESSION, PROVIDER, ApiSettings, Endpoint
+from de_pipeline.api.settings import CUSTOMER_SESSION, PROVIDER, ApiSettings, Endpoint, customer_session_target
 from de_pipeline.api.windows import Window, split_window
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -54,6 +54,30 @@ PREVIEW_CHARS = 120  # how much of a body that is not JSON an error shows
 SIMDJSON_NUMBER_ERRORS = ("NUMBER_ERROR", "BIGINT_ERROR")
 
 _log = logging.getLogger(__name__)
+
+
+class _KeysInUrls(logging.Filter):
+    """Masks, in urllib3's log lines (its debug lines show each request's path and query
+    string), the key of every client that sends it as a query parameter (DE_AUTH_IN=query)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.keys: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.keys:
+            text = record.getMessage()
+            for key in self.keys:
+                text = scrub(text, key)
+            record.msg, record.args = text, ()
+        return True
+
+
+_keys_in_urls = _KeysInUrls()
+# A filter sees only the records of its own logger, not of its children: each module of
+# urllib3 that may log a URL (a request, a retry, a redirect)
+for _name in ("connectionpool", "poolmanager", "util.retry", "connection", "response"):
+    logging.getLogger(f"urllib3.{_name}").addFilter(_keys_in_urls)
 
 
 class _NotUtf8(Exception):
@@ -82,6 +106,30 @@ class Page:
     offset: int
     number: int
     repaired_utf8: bool = False
+
+
+@dataclass(frozen=True)
+class SentRequest:
+    """A request as it was sent, the key masked (`***`): what a capture records."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: dict[str, Any] | None
+    headers: dict[str, str]  # those that say who asks: the key's, providerid, partnerid
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The server's final answer to one request, whatever its status, the key masked in its
+    headers and body; `retried` holds the status and headers of earlier answers to the same
+    request that were retried (429, 5xx)."""
+
+    request: SentRequest
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    retried: tuple[tuple[int, dict[str, str]], ...] = ()
 
 
 @dataclass
@@ -140,14 +188,15 @@ class DigitalEngagementClient:
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers.update(
-            {
-                "Authorization": f"Bearer {settings.api_key}",
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-            }
+            _key_header(settings) | {"Content-Type": "application/json", "Accept": "application/json"}
         )
         if settings.providerid_in in ("header", "both"):
             self._session.headers["providerid"] = settings.provider_id
+        if settings.partner_id is not None and settings.auth_in != "query":
+            self._session.headers["partnerid"] = settings.partner_id
+        self._query_auth = _query_auth(settings)  # what every request adds to its query string
+        if settings.auth_in == "query":
+            _keys_in_urls.keys.add(settings.api_key)
 
     def __enter__(self) -> DigitalEngagementClient:
         return self
@@ -169,26 +218,56 @@ class DigitalEngagementClient:
 
     def customer_session_pages(self, customersessionid: str, window: Window) -> Iterator[Page]:
         """Every message of one customer session (journey) inside `window`, by page."""
+        path, named = customer_session_target(self.settings.customer_session_path, customersessionid)
         for legal_window in split_window(window):
-            yield from self._pages(CUSTOMER_SESSION, legal_window, {"customersessionid": customersessionid})
+            yield from self._pages(CUSTOMER_SESSION, legal_window, path, named)
 
-    def _pages(self, endpoint: Endpoint, window: Window, query: dict[str, str] | None = None) -> Iterator[Page]:
-        """Pages of one legal window, advancing `offset` by the rows received until `[]`."""
-        method, path = endpoint.method, getattr(self.settings, endpoint.path_setting)
+    def ask(self, method: str, path: str, fields: Mapping[str, Any]) -> Answer:
+        """One request formed as the settings say (the key, provider and partner id in their
+        places; `fields` in the query string of a GET, in the JSON body otherwise), throttled,
+        retried only on a transient failure: the server's final answer, whatever its status.
+        For probing a server (api/probe.py); an ApiError if no answer came at all."""
+        fields = dict(fields)
+        describe = f"{method} {path} " + " ".join(f"{name}={value}" for name, value in fields.items())
+        params, json_body = (fields, None) if method == "GET" else (None, fields)
+        earlier: list[tuple[int, dict[str, str]]] = []
+        response, body = self._send(method, path, describe, params=params, json_body=json_body, answers=earlier)
+        key = self.settings.api_key
+        sent_query = {name: scrub(str(value), key) for name, value in ((params or {}) | self._query_auth).items()}
+        who = {"authorization", self.settings.api_key_header.lower(), "providerid", "partnerid"}
+        sent_headers = {name: scrub(value, key) for name, value in self._session.headers.items() if name.lower() in who}
+        return Answer(
+            SentRequest(method, path, sent_query, json_body, sent_headers),
+            response.status_code,
+            {name: scrub(value, key) for name, value in response.headers.items()},
+            scrub(body.decode("utf-8", "replace"), key).encode("utf-8"),
+            tuple(
+                (status, {name: scrub(value, key) for name, value in headers.items()})
+                for status, headers in earlier[:-1]
+            ),
+        )
+
+    def _pages(
+        self, endpoint: Endpoint, window: Window, path: str | None = None, named: dict[str, str] | None = None
+    ) -> Iterator[Page]:
+        """Pages of one legal window, advancing `offset` by the rows received until `[]`;
+        `named` are the fields that name what is asked (a customer session's id)."""
+        method = getattr(self.settings, endpoint.method_setting)
+        path = path or getattr(self.settings, endpoint.path_setting)
         offset = 0
         number = 0
         progress = 0.0  # how far through the window the last page reached, for the limiter
         previous_body = b""
         same_body_count = 0
         while True:
-            fields = self._window_fields(window, offset)
-            query_text = "".join(f" {name}={value}" for name, value in (query or {}).items())
+            fields = self._window_fields(window, offset) | dict(endpoint.fixed)
+            named = named or {}
+            query_text = "".join(f" {name}={value}" for name, value in named.items())
             describe = f"{method} {path}{query_text} window {window} offset {offset}"
-            fields |= dict(endpoint.fixed)
-            if endpoint.window_in == "json":
-                body = self._request(method, path, describe, progress, params=query, json_body=fields)
+            if method == "GET":
+                body = self._request(method, path, describe, progress, params=named | fields)
             else:
-                body = self._request(method, path, describe, progress, params=(query or {}) | fields)
+                body = self._request(method, path, describe, progress, json_body=fields | named)
             body, rows, last_ts, repaired = self._checked_array(body, describe)
             if rows == 0:
                 return
@@ -285,10 +364,26 @@ class DigitalEngagementClient:
         json_body: dict[str, Any] | None = None,
     ) -> bytes:
         """The body of a 200 answer, after throttling and retrying transient failures."""
+        response, body = self._send(method, path, describe, progress, params=params, json_body=json_body)
+        if response.status_code != 200:
+            raise self._status_error(response, body, describe, self.settings.base_url + path)
+        return body
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        describe: str,
+        progress: float = 0.0,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: dict[str, Any] | None = None,
+        answers: list[tuple[int, dict[str, str]]] | None = None,
+    ) -> tuple[requests.Response, bytes]:
+        """The final answer and its body, after throttling and retrying transient failures;
+        `answers` collects the status and headers of every answer, the retried ones too."""
         url = self.settings.base_url + path
-        params = dict(params or {})
-        if self.settings.providerid_in in ("query", "both"):
-            params["providerId"] = self.settings.provider_id
+        params = dict(params or {}) | self._query_auth
         data = json.dumps(json_body).encode() if json_body is not None else None
         started = self._clock()
         attempt = 0
@@ -301,10 +396,10 @@ class DigitalEngagementClient:
             except _TransientFailure as exc:
                 failure = str(exc)
             else:
-                if response.status_code == 200:
-                    return body
+                if answers is not None:
+                    answers.append((response.status_code, dict(response.headers)))
                 if response.status_code not in RETRYABLE_STATUSES:
-                    raise self._status_error(response, body, describe, url)
+                    return response, body
                 failure = f"HTTP {response.status_code}"
                 self.stats.refused_429 += response.status_code == 429
                 said = server_message(body, self.settings.api_key)
@@ -419,11 +514,17 @@ class DigitalEngagementClient:
         if status == 400:
             return ApiBadRequestError(describe, "the server refused the request (HTTP 400)", said)
         if status == 401:
-            return ApiAuthError(describe, "the API key was refused (HTTP 401); check DE_API_KEY", said)
+            return ApiAuthError(
+                describe,
+                "the API key was refused (HTTP 401); check DE_API_KEY, and DE_AUTH_IN "
+                f"(sent as {self.settings.auth_in}; `de-pipeline check` finds the form the server takes)",
+                said,
+            )
         if status == 403:
             return ApiAuthError(
                 describe,
-                f"provider {self.settings.provider_id!r} is not allowed for this key (HTTP 403); check DE_PROVIDER_ID",
+                f"provider {self.settings.provider_id!r} is not allowed for this key (HTTP 403); check DE_PROVIDER_ID"
+                " and DE_PROVIDERID_IN",
                 said,
             )
         if status == 404:
@@ -469,6 +570,26 @@ def _json_int(text: str) -> int | float:
 
 def _refuse_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")  # NaN, Infinity: Python's json accepts them
+
+
+def _key_header(settings: ApiSettings) -> dict[str, str]:
+    """The header that carries the key, if the key goes in a header."""
+    if settings.auth_in == "bearer":
+        return {"Authorization": f"Bearer {settings.api_key}"}
+    if settings.auth_in == "header":
+        return {settings.api_key_header: settings.api_key}
+    return {}
+
+
+def _query_auth(settings: ApiSettings) -> dict[str, str]:
+    """The query parameters every request carries: the provider id, and with DE_AUTH_IN=query
+    the key and the partner id (the older help page's `apiKey`, `providerId`, `partnerId`)."""
+    params = {"providerId": settings.provider_id} if settings.providerid_in in ("query", "both") else {}
+    if settings.auth_in == "query":
+        params[settings.api_key_param] = settings.api_key
+        if settings.partner_id is not None:
+            params["partnerId"] = settings.partner_id
+    return params
 
 
 def _same_origin(url: str, other: str) -> bool:

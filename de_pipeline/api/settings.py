@@ -6,9 +6,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from de_pipeline.env import DAY_SECONDS, Env, SettingsError
 
@@ -22,22 +23,42 @@ RETENTION_DAYS = 365  # the vendor keeps message history for one year
 HOUR_SECONDS = 3_600  # the bound of one request's timeouts: a longer wait only hides a dead server
 
 
+# In DE_CUSTOMER_SESSION_PATH, where the id stands when it is part of the path
+CUSTOMERSESSIONID_FIELD = "{customersessionid}"
+AUTH_FORMS = ("bearer", "query", "header")  # DE_AUTH_IN: where the key goes
+_TOKEN = re.compile(r"[A-Za-z0-9_.~-]+")  # a name safe as it is in a query string and as a header
+# Names the requests use for something else (compared in lower case): the key's query
+# parameter or header must have another
+_TAKEN_PARAMS = {"start", "end", "limit", "offset", "interval", "customersessionid", "providerid", "partnerid"}
+_TAKEN_HEADERS = {"content-type", "accept", "providerid", "partnerid", "host", "content-length"}
+
+
 @dataclass(frozen=True)
 class Endpoint:
-    """How one endpoint is asked; a new endpoint is one more of these. Its path is the
-    ApiSettings field `path_setting` (a setting, since the vendor's article gives none)."""
+    """How one endpoint is asked; a new endpoint is one more of these. Its method and path are
+    the ApiSettings fields `method_setting` and `path_setting` (settings, since the vendor's
+    article gives neither). A GET sends start/end/limit/offset (and `fixed`) in the query
+    string, a POST in a JSON body."""
 
-    method: str  # "POST" or "GET"
+    method_setting: str
     path_setting: str
-    window_in: str  # "json": start/end/limit/offset in a JSON body; "query": in the query string
     fixed: tuple[tuple[str, str], ...] = ()  # fields sent as they are
 
 
 # The bulk export of every message of the provider in a window. The article asks for
 # "interval": "1d"; the server ignores it.
-PROVIDER = Endpoint("POST", "provider_path", "json", (("interval", "1d"),))
-# The messages of one customer session (customersessionid in the query string).
-CUSTOMER_SESSION = Endpoint("GET", "customer_session_path", "query")
+PROVIDER = Endpoint("provider_method", "provider_path", (("interval", "1d"),))
+# The messages of one customer session: its id in the query string (GET) or the body (POST),
+# or in the path where DE_CUSTOMER_SESSION_PATH holds {customersessionid}.
+CUSTOMER_SESSION = Endpoint("customer_session_method", "customer_session_path")
+
+
+def customer_session_target(path: str, customersessionid: str) -> tuple[str, dict[str, str]]:
+    """The path that asks for one customer session, and the fields that name it: the id
+    URL-quoted in the path where `path` holds {customersessionid}, otherwise a field."""
+    if CUSTOMERSESSIONID_FIELD in path:
+        return path.replace(CUSTOMERSESSIONID_FIELD, quote(customersessionid, safe="")), {}
+    return path, {"customersessionid": customersessionid}
 
 
 @dataclass(frozen=True)
@@ -50,8 +71,16 @@ class ApiSettings:
     epoch_unit: str = "s"  # unit of `start`/`end` on the wire: "s" or "ms"
     page_size: int = 1000
     providerid_in: str = "header"  # "header", "query" or "both"
+    # Where the key goes: "bearer" (Authorization: Bearer, the article's form), "query" (the
+    # query parameter `api_key_param`, an older help page's form) or "header" (`api_key_header`)
+    auth_in: str = "bearer"
+    api_key_param: str = "apiKey"
+    api_key_header: str = "apikey"
+    partner_id: str | None = None  # sent where the key goes: query `partnerId`, else header `partnerid`
+    provider_method: str = "POST"  # not a setting: the article shows the bulk export's JSON body
     provider_path: str = PROVIDER_PATH
-    customer_session_path: str = CUSTOMER_SESSION_PATH
+    customer_session_method: str = "GET"
+    customer_session_path: str = CUSTOMER_SESSION_PATH  # may hold {customersessionid}
     max_requests_per_second: float = 20.0  # for the whole process: all clients share it
     max_in_flight: int = 8  # DE_MAX_IN_FLIGHT: windows (days, or parts of days) fetched at once
     connect_timeout: float = 10.0
@@ -103,8 +132,11 @@ def transport_overrides(env: Env) -> dict[str, object]:
         "epoch_unit": env.choice("DE_EPOCH_UNIT", default["epoch_unit"], ("s", "ms")),
         "page_size": env.integer("DE_PAGE_SIZE", default["page_size"], minimum=0, maximum=100_000),
         "providerid_in": env.choice("DE_PROVIDERID_IN", default["providerid_in"], ("header", "query", "both")),
-        "provider_path": _checked_path(env, "DE_PROVIDER_PATH", default["provider_path"]),
-        "customer_session_path": _checked_path(env, "DE_CUSTOMER_SESSION_PATH", default["customer_session_path"]),
+        "provider_path": checked_path(env, "DE_PROVIDER_PATH", default["provider_path"]),
+        "customer_session_path": checked_path(
+            env, "DE_CUSTOMER_SESSION_PATH", default["customer_session_path"], customer_session=True
+        ),
+        **_request_form(env, default),
         "max_requests_per_second": env.number(
             "DE_MAX_REQUESTS_PER_SECOND", default["max_requests_per_second"], minimum=0.1, maximum=10_000
         ),
@@ -169,8 +201,44 @@ def _warn_insecure_http(base_url: str) -> None:
     _log.warning("DE_ALLOW_INSECURE_HTTP=1: the API key goes unencrypted over plain http to %s", base_url)
 
 
-def _checked_path(env: Env, name: str, default: str) -> str:
+def _request_form(env: Env, default: Mapping[str, object]) -> dict[str, object]:
+    """Where the key, the partner id and the customer-session id go, and with which method:
+    the vendor's texts disagree on each (docs/api.md), so `de-pipeline check` finds them out."""
+    return {
+        "auth_in": env.choice("DE_AUTH_IN", str(default["auth_in"]), AUTH_FORMS),
+        "api_key_param": _checked_name(env, "DE_API_KEY_PARAM", str(default["api_key_param"]), _TAKEN_PARAMS),
+        "api_key_header": _checked_name(env, "DE_API_KEY_HEADER", str(default["api_key_header"]), _TAKEN_HEADERS),
+        "partner_id": _checked_header_value(env, "DE_PARTNER_ID"),
+        "customer_session_method": env.choice(
+            "DE_CUSTOMER_SESSION_METHOD", str(default["customer_session_method"]).lower(), ("get", "post")
+        ).upper(),
+    }
+
+
+def _checked_name(env: Env, name: str, default: str, taken: set[str]) -> str:
+    """The name of a query parameter or header: URL- and header-safe, not one the request uses."""
+    value = env.text(name, default)
+    if not _TOKEN.fullmatch(value):
+        raise SettingsError(f"{name}={value!r} must be a name of letters, digits and _ . ~ -")
+    if value.lower() in taken:
+        raise SettingsError(f"{name}={value!r} is a name the request already uses for something else")
+    return value
+
+
+def _checked_header_value(env: Env, name: str) -> str | None:
+    value = env.raw(name)
+    if value is not None and not value.isprintable():
+        raise SettingsError(f"{name} holds a control character; it is sent in a header or query string")
+    return value
+
+
+def checked_path(env: Env, name: str, default: str, customer_session: bool = False) -> str:
+    """An endpoint's path; a customer session's may hold {customersessionid}, once."""
     value = env.text(name, default)
     if not value.startswith("/"):
         raise SettingsError(f"{name}={value!r} must be a path starting with '/'")
+    rest = value.replace(CUSTOMERSESSIONID_FIELD, "", 1) if customer_session else value
+    if any(char in rest for char in "{}?#"):
+        allowed = f" ({CUSTOMERSESSIONID_FIELD} may stand in it once)" if customer_session else ""
+        raise SettingsError(f"{name}={value!r} must be a plain path, without braces, '?' or '#'{allowed}")
     return value

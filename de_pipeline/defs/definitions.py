@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions, in_process_executor
 
 from de_pipeline.defs.assets import RAW_MESSAGES, TABLE_ASSETS
+from de_pipeline.defs.check import check_connection_job
 from de_pipeline.defs.dashboard import dashboard
 from de_pipeline.defs.jobs import all_assets_job, rebuild_from_archive_job
 from de_pipeline.defs.journey import refresh_journey
@@ -14,7 +15,7 @@ from de_pipeline.defs.sensors import alert_on_run_failure, free_stale_pool_slots
 
 defs = Definitions(
     assets=[*RAW_MESSAGES, *TABLE_ASSETS, dashboard],
-    jobs=[all_assets_job, rebuild_from_archive_job, refresh_journey],
+    jobs=[all_assets_job, rebuild_from_archive_job, refresh_journey, check_connection_job],
     schedules=[daily_refresh],
     sensors=[free_stale_pool_slots, alert_on_run_failure, publish_readers_copy],
     resources=resources_from_env(),

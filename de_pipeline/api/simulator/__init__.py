@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from de_pipeline.api.settings import transport_overrides
+from de_pipeline.api.settings import AUTH_FORMS, checked_path, transport_overrides
 from de_pipeline.api.simulator.dataset import SyntheticDataset
 from de_pipeline.api.simulator.server import (
+    LoopbackServer,
     RequestRecord,
     ScriptedResponse,
     Simulator,
@@ -17,6 +18,7 @@ from de_pipeline.api.simulator.server import (
 from de_pipeline.env import Env
 
 __all__ = [
+    "LoopbackServer",
     "RequestRecord",
     "ScriptedResponse",
     "Simulator",
@@ -32,8 +34,9 @@ _embedded_lock = threading.Lock()
 
 def simulator_config_from_env(environ: Mapping[str, str] | None = None, *, timezone: str = "UTC") -> SimulatorConfig:
     """The simulator's data (DE_SIM_*), speaking the same dialect as the client will: the
-    epoch unit and paths come from the client's settings (read and checked there), and the
-    local days from the warehouse's time zone, which the caller passes."""
+    epoch unit, key form and paths come from the client's settings (read and checked there)
+    unless a DE_SIM_* variable asks for another form, and the local days from the
+    warehouse's time zone, which the caller passes."""
     env = Env(environ)
     transport = transport_overrides(env)
     provider_id = env.text("DE_PROVIDER_ID", SimulatorConfig.provider_id)
@@ -47,10 +50,30 @@ def simulator_config_from_env(environ: Mapping[str, str] | None = None, *, timez
         latency_ms=env.integer("DE_SIM_LATENCY_MS", 0, minimum=0, maximum=60_000),
         rate_limit=env.integer("DE_SIM_RATE_LIMIT", 0, minimum=0, maximum=10_000),
         timezone=timezone,
-        epoch_unit=transport["epoch_unit"],
         provider_path=transport["provider_path"],
-        customer_session_path=transport["customer_session_path"],
+        api_key_param=transport["api_key_param"],
+        api_key_header=transport["api_key_header"],
+        **_served_forms(env, transport),
     )
+
+
+def _served_forms(env: Env, transport: Mapping[str, object]) -> dict[str, object]:
+    """The request forms and field types the simulator serves (DE_SIM_*): by default those the
+    client sends, so that they agree; another one to try `de-pipeline check` against it."""
+    path = str(transport["customer_session_path"])
+    path = checked_path(env, "DE_SIM_CUSTOMER_SESSION_PATH", path, customer_session=True)
+    return {
+        "epoch_unit": env.choice("DE_SIM_EPOCH_UNIT", str(transport["epoch_unit"]), ("s", "ms")),
+        "auth_in": env.choice("DE_SIM_AUTH_IN", str(transport["auth_in"]), AUTH_FORMS),
+        "providerid_in": env.choice("DE_SIM_PROVIDERID_IN", "any", ("any", "header", "query")),
+        "partner_id": env.raw("DE_SIM_PARTNER_ID"),
+        "customer_session_method": env.choice(
+            "DE_SIM_CUSTOMER_SESSION_METHOD", str(transport["customer_session_method"]).lower(), ("get", "post")
+        ).upper(),
+        "customer_session_path": path,
+        "sessionid_type": env.choice("DE_SIM_SESSIONID_TYPE", "string", ("string", "number")),
+        "ts_type": env.choice("DE_SIM_TS_TYPE", "integer", ("integer", "string")),
+    }
 
 
 def embedded_simulator(config: SimulatorConfig) -> Simulator:

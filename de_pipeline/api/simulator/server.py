@@ -8,13 +8,18 @@
 - a rate limit: 429 with Retry-After past `rate_limit` requests in any 1-second window;
 - hostile mode: 429 with and without Retry-After, 5xx with HTML or text bodies, dropped
   connections, and a message repeated across page boundaries (as offset paging over
-  live data does).
+  live data does);
+- by choice, each request form and field type the vendor's texts leave open (docs/api.md):
+  epoch milliseconds, the key (and provider and partner id) as query parameters or a
+  header, the customer-session call by POST or with its id in the path, `sessionid` as
+  a JSON number, `ts` as a JSON string. The defaults serve the contract.
 Pages are joined from pre-serialised messages, so the server is never the bottleneck.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import sys
 import threading
 import time
@@ -24,16 +29,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
 from de_pipeline.api.settings import (
-    CUSTOMER_SESSION,
     CUSTOMER_SESSION_PATH,
+    CUSTOMERSESSIONID_FIELD,
     DAY_MS,
     MAX_WINDOW_MS,
-    PROVIDER,
     PROVIDER_PATH,
     RETENTION_DAYS,
 )
@@ -46,6 +50,10 @@ HOSTILE_CYCLE = (
 )  # fmt: skip
 
 SEQUENCE_CACHE = 16  # windows served at once: a concurrent fetch pages through up to DE_MAX_IN_FLIGHT days
+# A message's own `sessionid` and `ts` in its serialised form (a string inside a value is
+# JSON-escaped, so `"ts":` preceded by `{` or `,` can only be a member's name)
+_SESSIONID_STRING = re.compile(rb'(?<=[{,])"sessionid":"(\d+\.\d+)"')
+_TS_INTEGER = re.compile(rb'(?<=[{,])"ts":(-?\d+)(?=[,}])')
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,19 @@ class SimulatorConfig:
     customer_session_path: str = CUSTOMER_SESSION_PATH
     latency_ms: int = 0  # every answer this late, as from a distant server
     rate_limit: int = 0  # data requests answered in any 1-second window; 0: no limit
+    # The request forms it takes. "bearer": Authorization: Bearer (the article's); "query":
+    # the key as the query parameter `api_key_param` (an older help page's), the bearer form
+    # then refused with 401; "header": the key in the header `api_key_header`.
+    auth_in: str = "bearer"
+    api_key_param: str = "apiKey"
+    api_key_header: str = "apikey"
+    providerid_in: str = "any"  # "any": header providerid or query providerId; "header" or "query": only there
+    partner_id: str | None = None  # required when set: query partnerId with auth_in="query", else header partnerid
+    customer_session_method: str = "GET"  # customer_session_path may hold {customersessionid}
+    # The JSON types of its answers: "number" sends sessionid "12.10" as the number 12.10
+    # (its digits as they are); "string" sends ts as a string of its digits
+    sessionid_type: str = "string"
+    ts_type: str = "integer"
 
 
 @dataclass(frozen=True)
@@ -105,31 +126,16 @@ class _BadRequest(Exception):
     pass
 
 
-class Simulator:
-    """The simulated API. `start()` serves it in a background thread; `stop()` ends it."""
+class LoopbackServer:
+    """Serves `answer()` over HTTP: `start()` in a background thread, `stop()` ends it."""
 
-    def __init__(self, config: SimulatorConfig, now: Callable[[], float] = time.time) -> None:
-        self.config = config
-        self.now = now
-        self.keys = {config.provider_id: config.api_key, **dict(config.other_providers)}
-        self.datasets = {
-            provider: SyntheticDataset(
-                config.seed + (0 if provider == config.provider_id else provider_seed(provider)),
-                config.messages_per_day,
-                hostile=config.hostile,
-                timezone=config.timezone,
-                long_texts=config.long_texts,
-            )
-            for provider in self.keys
-        }
-        self.requests: list[RequestRecord] = []
-        self._scripted: deque[Iterator[ScriptedResponse]] = deque()  # read one answer at a time
-        self._data_requests = 0
-        self._answered: deque[float] = deque()  # arrival times of the last second's answers
-        self.rate_limited = 0  # 429s sent for DE_SIM_RATE_LIMIT
-        self._sequences: OrderedDict[tuple[Any, ...], list[bytes]] = OrderedDict()
-        self._lock = threading.Lock()
+    latency_ms = 0  # every answer this late
+
+    def __init__(self) -> None:
         self._server: ThreadingHTTPServer | None = None
+
+    def answer(self, method: str, target: str, headers: Any, body: bytes) -> ScriptedResponse:
+        raise NotImplementedError
 
     @property
     def base_url(self) -> str:
@@ -158,6 +164,34 @@ class Simulator:
             self._server.server_close()
             self._server = None
 
+
+class Simulator(LoopbackServer):
+    """The simulated API. `start()` serves it in a background thread; `stop()` ends it."""
+
+    def __init__(self, config: SimulatorConfig, now: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.config = config
+        self.latency_ms = config.latency_ms
+        self.now = now
+        self.keys = {config.provider_id: config.api_key, **dict(config.other_providers)}
+        self.datasets = {
+            provider: SyntheticDataset(
+                config.seed + (0 if provider == config.provider_id else provider_seed(provider)),
+                config.messages_per_day,
+                hostile=config.hostile,
+                timezone=config.timezone,
+                long_texts=config.long_texts,
+            )
+            for provider in self.keys
+        }
+        self.requests: list[RequestRecord] = []
+        self._scripted: deque[Iterator[ScriptedResponse]] = deque()  # read one answer at a time
+        self._data_requests = 0
+        self._answered: deque[float] = deque()  # arrival times of the last second's answers
+        self.rate_limited = 0  # 429s sent for DE_SIM_RATE_LIMIT
+        self._sequences: OrderedDict[tuple[Any, ...], list[bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
     def script(self, responses: Iterable[ScriptedResponse]) -> None:
         """Answer the next data requests with these responses, in order. They are read one
         at a time, so an endless generator makes a server that never stops answering so."""
@@ -172,15 +206,20 @@ class Simulator:
         query = {name: values[-1] for name, values in parse_qs(parts.query).items()}
         path = parts.path
         config = self.config
-        if path not in (config.provider_path, config.customer_session_path):
+        in_path = _id_in_path(config.customer_session_path, path)
+        if path != config.provider_path and path != config.customer_session_path and in_path is None:
             return self._record(method, path, 404, _error(f"no such endpoint: {path}"))
-        authorization = headers.get("Authorization")
-        if authorization not in {f"Bearer {key}" for key in self.keys.values()}:
+        key = self._presented(config.auth_in, headers, query, config.api_key_header, config.api_key_param)
+        if key not in self.keys.values():
             return self._record(method, path, 401, _error("invalid or missing API key"))
-        provider = headers.get("providerid") or query.get("providerId")
-        if authorization != f"Bearer {self.keys.get(provider)}":
+        provider = self._presented(config.providerid_in, headers, query, "providerid", "providerId")
+        if provider is None or self.keys.get(provider) != key:
             return self._record(method, path, 403, _error("provider not allowed for this key"))
-        expected = PROVIDER.method if path == config.provider_path else CUSTOMER_SESSION.method
+        if config.partner_id is not None:
+            partner_in = "query" if config.auth_in == "query" else "header"
+            if self._presented(partner_in, headers, query, "partnerid", "partnerId") != config.partner_id:
+                return self._record(method, path, 403, _error("partner id missing or not allowed for this key"))
+        expected = "POST" if path == config.provider_path else config.customer_session_method
         if method != expected:
             return self._record(method, path, 405, _error(f"use {expected} on {path}"))
         try:
@@ -188,7 +227,9 @@ class Simulator:
             start_ms, end_ms, page_size, offset = self._window(fields)
         except _BadRequest as exc:
             return self._record(method, path, 400, _error(str(exc)))
-        csid = query.get("customersessionid") if method == "GET" else None
+        csid = in_path if in_path is not None else _text(fields.get("customersessionid"))
+        if path == config.provider_path:
+            csid = None
         record = {"start_ms": start_ms, "end_ms": end_ms, "limit": page_size, "offset": offset,
                   "customersessionid": csid, "at": arrived}  # fmt: skip
         wait = self._over_rate_limit(arrived)
@@ -204,6 +245,19 @@ class Simulator:
         page = sequence[offset : offset + page_size]
         payload = b"[" + b",".join(page) + b"]"
         return self._record(method, path, 200, payload, rows=len(page), **record)
+
+    @staticmethod
+    def _presented(place: str, headers: Any, query: dict[str, str], header: str, param: str) -> str | None:
+        """What a request gives in `place`: the header, the query parameter, the bearer token
+        (`bearer`), or the header or else the query parameter (`any`)."""
+        if place == "bearer":
+            authorization = headers.get("Authorization") or ""
+            return authorization[len("Bearer ") :] if authorization.startswith("Bearer ") else None
+        if place == "header":
+            return headers.get(header)
+        if place == "query":
+            return query.get(param)
+        return headers.get(header) or query.get(param)
 
     def _fields(self, body: bytes | None, query: dict[str, str]) -> dict[str, Any]:
         if body is None:
@@ -296,12 +350,16 @@ class Simulator:
                 return self._sequences[key]
         if end_ms <= start_ms:
             sequence: list[bytes] = []
-        elif path == self.config.customer_session_path:
+        elif path != self.config.provider_path:  # the customer-session endpoint
             sequence = self.datasets[provider].journey_payloads(csid or "", start_ms, end_ms)
         else:
             sequence = self.datasets[provider].payloads_between(start_ms, end_ms)
         if self.config.hostile:
             sequence = _with_repeats(sequence, self.config.max_page_size)
+        if self.config.sessionid_type == "number":
+            sequence = [_SESSIONID_STRING.sub(rb'"sessionid":\1', payload) for payload in sequence]
+        if self.config.ts_type == "string":
+            sequence = [_TS_INTEGER.sub(rb'"ts":"\1"', payload) for payload in sequence]
         with self._lock:
             self._sequences[key] = sequence
             while len(self._sequences) > SEQUENCE_CACHE:
@@ -318,6 +376,19 @@ def provider_seed(provider_id: str) -> int:
     """What a provider adds to the simulator's seed, so that each serves its own data, the
     same on every run: 0 for the default provider id, whose data stays what it always was."""
     return 0 if provider_id == SimulatorConfig.provider_id else zlib.crc32(provider_id.encode()) % 100_000
+
+
+def _id_in_path(template: str, path: str) -> str | None:
+    """The customer-session id that `path` holds where `template` has {customersessionid}."""
+    prefix, found, suffix = template.partition(CUSTOMERSESSIONID_FIELD)
+    if not found or len(path) <= len(prefix) + len(suffix) or not path.startswith(prefix) or not path.endswith(suffix):
+        return None
+    middle = path[len(prefix) : len(path) - len(suffix)]
+    return None if "/" in middle else unquote(middle)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 def _with_repeats(sequence: list[bytes], every: int) -> list[bytes]:
@@ -365,7 +436,7 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart
-    simulator: Simulator
+    simulator: LoopbackServer
 
     def do_GET(self) -> None:
         self._handle(b"")
@@ -376,8 +447,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, body: bytes) -> None:
         answer = self.simulator.answer(self.command, self.path, self.headers, body)
-        if self.simulator.config.latency_ms:  # in this request's own thread: others go on
-            time.sleep(self.simulator.config.latency_ms / 1000)
+        if self.simulator.latency_ms:  # in this request's own thread: others go on
+            time.sleep(self.simulator.latency_ms / 1000)
         if answer.status == 0:  # a dropped connection
             self.close_connection = True
             return
