@@ -53,8 +53,11 @@ from de_pipeline_tests.helpers import overlap, reading
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT_DIR = REPO_ROOT / "screenshots"  # git-ignored
 BACKFILL_DAYS = 10
-# two days before the UI's backfill, built by `de-pipeline backfill` before the UI starts
-CLI_DAYS = (date.today() - timedelta(days=BACKFILL_DAYS + 3), date.today() - timedelta(days=BACKFILL_DAYS + 2))
+# two days before the UI's backfill, built by `de-pipeline backfill` before the UI starts:
+# the UI shows them materialised too (one Dagster instance for the CLI and the UI)
+CLI_DAYS = days_between(
+    str(date.today() - timedelta(days=BACKFILL_DAYS + 3)), str(date.today() - timedelta(days=BACKFILL_DAYS + 2))
+)
 READERS_COPY_TIMEOUT_SECONDS = 3 * 60
 MESSAGES_PER_DAY = "300"
 # a distant server: pages of 50 (7 a day), each answered 500 ms late, so a run's fetch
@@ -88,9 +91,8 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
     # as the README has it: days built by the CLI first, then `de-pipeline ui`, both on the
     # project's own home (beside the warehouse: the home made above, DAGSTER_HOME unset)
     env.pop("DAGSTER_HOME")
-    first, last = CLI_DAYS
     built = subprocess.run(
-        [sys.executable, "-m", "de_pipeline.cli", "backfill", "--start", str(first), "--end", str(last)],
+        [sys.executable, "-m", "de_pipeline.cli", "backfill", "--start", CLI_DAYS[0], "--end", CLI_DAYS[-1]],
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr[-3000:]
@@ -134,7 +136,7 @@ def test_backfill_through_graphql(dagster_dev: DagsterDev, backfill: Backfill) -
     assert backfill.status in SUCCESS, backfill.explain(dagster_dev.log_tail(40))
     runs = assert_runs_of_at_most_7_days(backfill)
     # every asset shows exactly those 10 days materialised, and the days the CLI built before
-    assert_days_materialized(dagster_dev, backfill, also=days_between(*map(str, CLI_DAYS)))
+    assert_days_materialized(dagster_dev, backfill, also=CLI_DAYS)
     # dagster.yaml applies; pools have limit 1 each, so no two steps of a pool overlapped
     assert_instance_config(dagster_dev, backfill, runs)
 
@@ -189,10 +191,10 @@ def _assert_warehouse(path: Path, backfill: Backfill) -> None:
     from de_pipeline.api.simulator import SyntheticDataset
     from de_pipeline.warehouse.tables import DAILY_TABLES
 
-    # the backfill's days that the embedded simulator (default seed) serves messages for:
-    # on any date, one of the last 10 days may be a simulated outage day, rightly empty
+    # the days of the CLI's run and of the backfill that the embedded simulator (default seed)
+    # serves messages for: on any date, one of them may be a simulated outage day, rightly empty
     outage = SyntheticDataset(seed=7).is_outage_day
-    expected = [day for day in map(date.fromisoformat, backfill.days) if not outage(day)]
+    expected = [day for day in map(date.fromisoformat, CLI_DAYS + backfill.days) if not outage(day)]
     with reading(path) as connection:
         per_day = dict(connection.execute("SELECT day, count(*) FROM messages GROUP BY day").fetchall())
         assert sorted(per_day) == expected and expected, sorted(per_day)
@@ -238,7 +240,8 @@ def _read(path: Path, query: str) -> list[tuple[Any, ...]]:
 @pytest.mark.ui
 @pytest.mark.browser
 def test_asset_pages_in_browser(dagster_dev: DagsterDev, backfill: Backfill) -> None:
-    """The catalogue and the partitions page of `messages` show the 10 materialised days."""
+    """The catalogue and the partitions page of `messages` show the 10 days of the backfill
+    and the 2 that the CLI built before the UI started, materialised."""
     try:
         from playwright.sync_api import expect
     except ImportError:
@@ -260,13 +263,13 @@ def test_asset_pages_in_browser(dagster_dev: DagsterDev, backfill: Backfill) -> 
                     has=page.locator(f'a[href="/assets/{asset}"]')
                 )
                 materialized = row.locator('div:has(> [aria-label="partition_success"])').first
-                expect(materialized).to_have_text(str(BACKFILL_DAYS))
+                expect(materialized).to_have_text(str(BACKFILL_DAYS + len(CLI_DAYS)))
             page.screenshot(path=SCREENSHOT_DIR / "ui-asset-catalogue.png", full_page=True)
 
             page.goto(f"{dagster_dev.url}/assets/messages?view=partitions", wait_until="domcontentloaded")
-            expect(page.get_by_text(f"Materialized ({BACKFILL_DAYS})")).to_be_visible()
+            expect(page.get_by_text(f"Materialized ({BACKFILL_DAYS + len(CLI_DAYS)})")).to_be_visible()
             expect(page.get_by_text("Failed (0)")).to_be_visible()
-            for key in backfill.days:  # listed newest first, each with a green dot
+            for key in CLI_DAYS + backfill.days:  # listed newest first, each with a green dot
                 dot = page.locator(f'div:has(> [data-tooltip="{key}"]) > div[style*="--color-accent-green"]')
                 expect(dot.first).to_be_visible()
             page.screenshot(path=SCREENSHOT_DIR / "ui-messages-partitions.png")
