@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import orjson
 import pytest
 
 from de_pipeline.alerts import AlertSettings, post_alert
@@ -81,7 +82,9 @@ def alert_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_an_answered_post_is_delivered_and_says_nothing(hook_server, caplog):
     hook = hook_server(reply(200))
     post_alert(AlertSettings(hook.url), "a run failed")
-    assert hook.posts == [b'{"text": "a run failed"}']
+    assert [orjson.loads(post) for post in hook.posts] == [
+        {"text": "a run failed", "unfurl_links": False, "unfurl_media": False}  # no link previews
+    ]
     assert alert_warnings(caplog) == []
 
 

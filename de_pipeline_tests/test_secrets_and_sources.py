@@ -45,15 +45,6 @@ def archive_dir() -> Path:
 # ---- the API key ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def dagster_home(tmp_path, monkeypatch) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    return home
-
-
 def echo() -> bytes:
     """A non-JSON body that echoes the key where the 120-character preview cuts it: 10
     characters of the key before the cut, the rest after."""

@@ -7,6 +7,7 @@ scratch folders for good, the redaction pattern is checked by the engine that ru
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from de_pipeline.api.simulator import ScriptedResponse, Simulator, SimulatorConf
 from de_pipeline.cli import main
 from de_pipeline.dashboard.settings import DashboardSettings
 from de_pipeline.env import SettingsError
+from de_pipeline.instance import INSTANCE_CONFIG
 from de_pipeline.runner import run_range
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.connection import reader
@@ -90,6 +92,7 @@ def test_a_refetch_cut_by_the_retention_keeps_the_complete_archived_copy(monkeyp
         point_at(monkeypatch, simulator)
         home = tmp_path / "dagster_home"
         home.mkdir()
+        shutil.copy(INSTANCE_CONFIG, home / "dagster.yaml")  # the pools of limit 1, which runs require
         env = {"DE_START_DATE": str(day), "DAGSTER_HOME": str(home)}
         args = ("backfill", "--start", str(day), "--end", str(day))
         full = served(simulator, day, day)
