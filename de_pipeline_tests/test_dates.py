@@ -50,7 +50,7 @@ def test_date_sensitive_tests_pass_on_a_weekend_and_a_dst_change(tmp_path: Path)
         command = [
             faketime, "-f", f"@{moment:%Y-%m-%d %H:%M:%S}",
             sys.executable, "-m", "pytest", str(TESTS), "-m", "dates", "-q", "-x",
-            "-p", "no:cacheprovider", "--basetemp", str(tmp_path / clock),
+            "-p", "no:cacheprovider", "-n", "0", "--basetemp", str(tmp_path / clock),
         ]  # fmt: skip
         runs[clock] = subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=TESTS.parent
