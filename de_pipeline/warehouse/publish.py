@@ -28,6 +28,7 @@ import duckdb
 
 from de_pipeline.warehouse.connection import WarehouseBusyError, session_defaults, writer
 from de_pipeline.warehouse.files import replace_durably
+from de_pipeline.warehouse.schema import run_sql
 from de_pipeline.warehouse.settings import READERS_STORAGE_VERSION, WarehouseSettings
 
 PUBLISHED_TABLE = "_published"
@@ -150,6 +151,7 @@ def _stamp(path: Path, settings: WarehouseSettings, trigger: str) -> tuple[datet
             f"COMMENT ON TABLE {PUBLISHED_TABLE} IS 'when this readers'' copy was published, "
             "the days of messages it holds, and the run it followed'"
         )
+        run_sql(connection, "readers_copy")
         first_day, last_day = connection.execute(f"SELECT first_day, last_day FROM {PUBLISHED_TABLE}").fetchone()
         connection.execute("CHECKPOINT")
     finally:
