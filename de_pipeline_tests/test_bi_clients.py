@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,8 @@ import pandas as pd
 import pytest
 
 from de_pipeline.cli import main
-from de_pipeline.warehouse.publish import storage_version
+from de_pipeline.warehouse.publish import publish_reader_copy, storage_version
+from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import TABLE_NAMES, TABLES
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import query, recent_days
@@ -228,6 +230,44 @@ def test_sqlalchemy_through_stock_duckdb_engine_reflects_the_copy_up_to_sqlalche
         assert_reflects_every_table(found, published)
     else:  # duckdb-engine 0.17's own limit; once a release lifts it, README's advice changes
         assert "pg_collation" in found.get("error", ""), found
+
+
+def readme_engine(copy: Path) -> object:
+    """The SQLAlchemy engine of the README's recipe, on `copy`; with SQLAlchemy 2.1 through
+    our dialect, as the README says."""
+    from sqlalchemy import __version__ as sqlalchemy_version
+    from sqlalchemy.dialects import registry
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    (recipe,) = [block for block in blocks if "create_engine(" in block]
+    placed = recipe.replace("/srv/de-pipeline/data/de_pipeline-readers.duckdb", str(copy))
+    assert placed != recipe
+    if tuple(int(part) for part in sqlalchemy_version.split(".")[:2]) >= (2, 1):
+        placed = placed.replace('"duckdb:///', '"duckdb+de_pipeline:///')
+    for name, target in our_dialects().items():
+        registry.register(name, *target.split(":"))
+    namespace: dict[str, object] = {}
+    exec(placed, namespace)  # lists the columns and reads _published, as the README shows
+    return namespace["engine"]
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["as-the-readme-writes-it", "with-sqlalchemys-default-pool"])
+def test_the_readmes_engine_sees_each_new_publish_and_a_pooled_one_does_not(duckdb_engine, published, pooled):
+    from sqlalchemy import create_engine
+
+    engine = readme_engine(published)
+    if pooled:  # the same URL with the default pool: it keeps the first copy it opened
+        engine = create_engine(engine.url)
+    stamp = "SELECT published_at FROM _published"
+    try:
+        first = pd.read_sql(stamp, engine).published_at.item()
+        for _ in range(2):
+            published_now = publish_reader_copy(WarehouseSettings.from_env(), trigger="a test").published_at
+            seen = pd.read_sql(stamp, engine).published_at.item()
+            assert seen == (first if pooled else published_now)
+            assert published_now != first
+    finally:
+        engine.dispose()
 
 
 def sqlalchemy_release(spec: str) -> Path:
