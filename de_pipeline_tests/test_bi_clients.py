@@ -1,6 +1,7 @@
 """What BI clients see of the readers' copy: DuckDB 1.4 and 1.5 (which BI drivers often
-bundle) open it, SQLAlchemy (duckdb-engine) lists its tables and columns, and the README's
-engine sees each new publish."""
+bundle) open it, SQLAlchemy (duckdb-engine) lists its tables and columns, the README's
+engine sees each new publish, and Apache Superset charts it. The slow tests install what
+they need with pip, once, in the temp folder, and skip when pip cannot."""
 
 from __future__ import annotations
 
@@ -136,6 +137,11 @@ def older_duckdb(series: str) -> Path:
     return pip_target(f"duckdb-{series}", f"duckdb=={series}.*")
 
 
+def without_python_path() -> dict[str, str]:
+    """This environment without PYTHONPATH, whose packages pip would take as installed."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+
+
 def pip_target(name: str, *requirements: str) -> Path:
     """A folder to put first on PYTHONPATH, holding `requirements` (without their own
     dependencies), installed by pip once and kept in the temp folder; skips the test when
@@ -146,6 +152,7 @@ def pip_target(name: str, *requirements: str) -> Path:
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(folder), *requirements],
             capture_output=True,
             text=True,
+            env=without_python_path(),
         )
         if install.returncode != 0:
             pytest.skip(f"pip could not install {' '.join(requirements)}: {install.stderr.strip()[-300:]}")
@@ -282,3 +289,61 @@ def test_an_older_sqlalchemy_with_stock_duckdb_engine_reflects_every_table_of_th
     found = reflect(copy_url("duckdb"), python_path=str(sqlalchemy_release(spec)))
     assert found["sqlalchemy"].startswith(spec.split("==")[1].rstrip("*"))
     assert_reflects_every_table(found, published)
+
+
+# Apache Superset 6.1 pins SQLAlchemy 1.4 and pandas < 2.2, so it gets a venv of its own, with
+# an older DuckDB, as BI installs often have; rich, cachetools and Flask-Caching < 2.4 are
+# what its own package leaves out or lets pip pick too new
+SUPERSET = ("apache-superset==6.1.*", "duckdb==1.5.*", "duckdb-engine==0.17.*")
+SUPERSET += ("rich", "cachetools", "flask-caching<2.4")
+SUPERSET_CONFIG = """
+SECRET_KEY = "only-for-a-test-superset-of-de-pipeline"
+SQLALCHEMY_DATABASE_URI = "sqlite:///{folder}/superset.db"
+WTF_CSRF_ENABLED = False
+"""
+
+
+def superset() -> Path:
+    """The bin folder of a venv holding Superset (SUPERSET), made once in the temp folder
+    (about 900 MB, 2 minutes); skips the test when pip cannot install it."""
+    folder = Path(tempfile.gettempdir()) / "de_pipeline_tests" / "superset-6.1"
+    if not (folder / "installed").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True)
+        install = subprocess.run(
+            [folder / "bin" / "pip", "install", "--quiet", *SUPERSET],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env=without_python_path(),
+        )
+        if install.returncode != 0:
+            pytest.skip(f"pip could not install Superset: {install.stderr.strip()[-300:]}")
+        (folder / "installed").touch()
+    return folder / "bin"
+
+
+@pytest.mark.slow
+def test_superset_with_duckdb_1_5_lists_and_charts_the_copy(published, tmp_path):
+    bin_folder = superset()
+    (tmp_path / "superset_config.py").write_text(SUPERSET_CONFIG.format(folder=tmp_path))
+    env = {
+        "SUPERSET_CONFIG_PATH": str(tmp_path / "superset_config.py"),
+        "SUPERSET_HOME": str(tmp_path),
+        "HOME": str(tmp_path),
+        "FLASK_APP": "superset",
+        "PATH": f"{bin_folder}:/usr/bin:/bin",
+    }
+    admin = ["fab", "create-admin", "--username", "admin", "--password", "admin"]
+    admin += ["--firstname", "An", "--lastname", "Analyst", "--email", "analyst@example.com"]
+    for command in (["db", "upgrade"], admin, ["init"]):
+        done = subprocess.run([bin_folder / "superset", *command], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+    chart = [bin_folder / "python", ROOT / "de_pipeline_tests" / "superset_chart.py", str(published)]
+    done = subprocess.run(chart, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert set(TABLE_NAMES) <= set(found["tables"])
+    assert found["columns"] == found["dataset_columns"] == [c.name for c in TABLES[0].columns]
+    per_day = "SELECT epoch_ms(day::TIMESTAMP) AS day, count(*) AS n FROM messages GROUP BY day ORDER BY day"
+    expected = query(per_day, published).values.tolist()
+    assert found["messages_per_day"] == expected and expected
