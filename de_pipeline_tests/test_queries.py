@@ -1,4 +1,4 @@
-"""Every SQL example in docs/queries.md and the README runs on simulated data."""
+"""Every SQL example in docs/queries.md and the README runs on a readers' copy of simulated data."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import pytest
 
 from de_pipeline.api.simulator import Simulator, SimulatorConfig
 from de_pipeline.runner import run_range
+from de_pipeline.warehouse.publish import publish_reader_copy
+from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import recent_days
 
@@ -38,7 +40,9 @@ def warehouse(tmp_path_factory):
     point_at(monkeypatch, simulator)
     first, last = recent_days(15)
     run_range(first, last)
-    yield path
+    published = publish_reader_copy(WarehouseSettings.from_env(), trigger="test_queries")
+    assert published is not None
+    yield published.path  # what analysts are told to open
     simulator.stop()
     monkeypatch.undo()
 

@@ -7,11 +7,16 @@ in its WAL) and copied, under the writer's lock, to a temporary file beside the 
 temporary file is stamped with `_published`, flushed to disk and renamed over the copy.
 A reader opens the old copy or the new one, never a torn one, and a reader that holds the
 old copy open keeps reading it (its inode) and blocks nobody.
+
+The copy is in the storage format of DuckDB 1.4 (READERS_STORAGE_VERSION), which BI drivers
+that bundle an older DuckDB open. A warehouse created in that format (every one since) is
+copied as a file; one in DuckDB 2's own format is converted table by table instead, slower.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -23,7 +28,8 @@ import duckdb
 
 from de_pipeline.warehouse.connection import WarehouseBusyError, session_defaults, writer
 from de_pipeline.warehouse.files import replace_durably
-from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.schema import run_sql
+from de_pipeline.warehouse.settings import READERS_STORAGE_VERSION, WarehouseSettings
 
 PUBLISHED_TABLE = "_published"
 _UNFINISHED_SUFFIX = ".publishing"
@@ -39,11 +45,19 @@ class Published:
     last_day: date | None
     size_bytes: int
     seconds: float
+    converted: bool = False  # from a warehouse in DuckDB 2's storage format, table by table
 
     def line(self) -> str:
         days = f"{self.first_day} .. {self.last_day}" if self.last_day else "no days yet"
+        how = (
+            f", converted to DuckDB {READERS_STORAGE_VERSION}'s storage format table by table: "
+            "the warehouse is in DuckDB 2's (see the README's Readers' copy)"
+            if self.converted
+            else ""
+        )
         return (
-            f"published the readers' copy {self.path} ({days}, {self.size_bytes / 1e6:,.1f} MB) in {self.seconds:.1f}s"
+            f"published the readers' copy {self.path} ({days}, {self.size_bytes / 1e6:,.1f} MB) "
+            f"in {self.seconds:.1f}s{how}"
         )
 
 
@@ -69,20 +83,56 @@ def publish_reader_copy(
         for leftover in target.parent.glob(f".{target.name}-*{_UNFINISHED_SUFFIX}*"):
             leftover.unlink(missing_ok=True)
         unfinished = target.with_name(f".{target.name}-{os.getpid()}{_UNFINISHED_SUFFIX}")
+        converted = not readable_by_older_duckdb(connection)
         try:
-            copy_database_file(settings.duckdb_path, unfinished)
+            if converted:
+                convert_database(connection, unfinished)
+            else:
+                copy_database_file(settings.duckdb_path, unfinished)
             published_at, first_day, last_day = _stamp(unfinished, settings, trigger)
             # read-only: a reader that forgets read_only is refused, not left writing
             replace_durably(unfinished, target, read_only=True)
         finally:
             unfinished.unlink(missing_ok=True)
             unfinished.with_name(unfinished.name + ".wal").unlink(missing_ok=True)
-    return Published(target, published_at, first_day, last_day, target.stat().st_size, time.monotonic() - started)
+    seconds = time.monotonic() - started
+    return Published(target, published_at, first_day, last_day, target.stat().st_size, seconds, converted)
 
 
 def copy_database_file(source: Path, target: Path) -> None:
     """Copy the checkpointed warehouse file (the kernel copies it, no Python loop)."""
     shutil.copyfile(source, target)
+
+
+def storage_version(connection: duckdb.DuckDBPyConnection) -> str | None:
+    """The storage format of the connection's database file, as DuckDB tags it (`v1.4.0+`)."""
+    (version,) = connection.execute(
+        "SELECT tags['storage_version'] FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()
+    return version
+
+
+def readable_by_older_duckdb(connection: duckdb.DuckDBPyConnection) -> bool:
+    """Whether DuckDB 1.4 opens the connection's database file as it is."""
+    version = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)\+?", storage_version(connection) or "")
+    limit = tuple(int(part) for part in READERS_STORAGE_VERSION.removeprefix("v").split("."))
+    return version is not None and tuple(int(part) for part in version.groups()) <= limit
+
+
+def convert_database(connection: duckdb.DuckDBPyConnection, target: Path) -> None:
+    """Write the connection's database to a new file `target` in READERS_STORAGE_VERSION's
+    format: every table, view, comment and type, compacted."""
+    (source,) = connection.execute("SELECT current_database()").fetchone()
+    quoted_path = str(target).replace("'", "''")
+    connection.execute(f"ATTACH '{quoted_path}' AS readers_copy (STORAGE_VERSION '{READERS_STORAGE_VERSION}')")
+    try:
+        connection.execute(f"COPY FROM DATABASE {_identifier(source)} TO readers_copy")
+    finally:
+        connection.execute("DETACH readers_copy")
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _stamp(path: Path, settings: WarehouseSettings, trigger: str) -> tuple[datetime, date | None, date | None]:
@@ -101,6 +151,7 @@ def _stamp(path: Path, settings: WarehouseSettings, trigger: str) -> tuple[datet
             f"COMMENT ON TABLE {PUBLISHED_TABLE} IS 'when this readers'' copy was published, "
             "the days of messages it holds, and the run it followed'"
         )
+        run_sql(connection, "readers_copy")
         first_day, last_day = connection.execute(f"SELECT first_day, last_day FROM {PUBLISHED_TABLE}").fetchone()
         connection.execute("CHECKPOINT")
     finally:

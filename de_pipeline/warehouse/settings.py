@@ -32,6 +32,10 @@ DEFAULT_MAX_STAGED_BYTES = 8 << 30
 DEFAULT_MIN_FREE_DISK_BYTES = 1 << 30
 # the most a reader (`de-pipeline sql`, `session`, the dashboard) spills, in a private folder
 DEFAULT_READER_SPILL_LIMIT = "1GiB"
+# The storage format DuckDB writes new warehouse files in: DuckDB 1.4 and 1.5, which BI
+# drivers often bundle, open it (DuckDB 2's own format, v2.0.0, they refuse), so the
+# readers' copy, a copy of the file, opens in them too (publish.py)
+READERS_STORAGE_VERSION = "v1.4.0"
 _SIZE = re.compile(r"\d+(\.\d+)?\s*[KMGT]i?B", re.IGNORECASE)
 
 
@@ -111,8 +115,9 @@ class WarehouseSettings:
 
     @property
     def duckdb_config(self) -> dict[str, str]:
-        """Database settings for every DuckDB connection the pipeline opens."""
-        return {"memory_limit": self.memory_limit}
+        """Database settings for every DuckDB connection the pipeline opens (the same for
+        each: DuckDB refuses a second connection to a file with other settings)."""
+        return {"memory_limit": self.memory_limit, "storage_compatibility_version": READERS_STORAGE_VERSION}
 
     @property
     def entity_labels(self) -> tuple[str, ...]:
