@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,17 @@ SIM_PAGE_CAP, SIM_LATENCY_MS = "50", "500"
 # named in the issue; the test backfills every asset of the code location, these included
 EXPECTED_ASSETS = {"raw_messages", "messages", "sentiment_trends", "intent_confidence", "redaction_entity_counts"}
 
+
+def _refresh_at() -> datetime:
+    """A minute of the day 4 minutes ahead (UTC, the default DE_TIMEZONE), before 23:58 so
+    that DE_FRESH_BY=23:59 comes after it: else just past midnight."""
+    moment = datetime.now(UTC) + timedelta(minutes=4)
+    if (moment.hour, moment.minute) >= (23, 58):
+        moment += timedelta(minutes=3)
+    return moment.replace(second=0, microsecond=0)
+
+
+SCHEDULE_TIMEOUT_SECONDS = 12 * 60
 # startup + backfill + checks stay far below this; our own timeouts fail first, with a reason
 pytestmark = pytest.mark.timeout(20 * 60)
 
@@ -74,7 +85,13 @@ pytestmark = pytest.mark.timeout(20 * 60)
 
 
 @pytest.fixture(scope="module")
-def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev]:
+def refresh_at() -> datetime:
+    """When the daemon ticks `daily_refresh` (DE_REFRESH_AT), a few minutes after the start."""
+    return _refresh_at()
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory: pytest.TempPathFactory, refresh_at: datetime) -> Iterator[DagsterDev]:
     """`dagster dev` in the repository root, on a free 127.0.0.1 port, with DAGSTER_HOME,
     the warehouse and its archive in a temporary directory."""
     skip_under_libfaketime()
@@ -87,6 +104,9 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev
         "DE_SIM_MESSAGES_PER_DAY": MESSAGES_PER_DAY,
         "DE_SIM_PAGE_CAP": SIM_PAGE_CAP,
         "DE_SIM_LATENCY_MS": SIM_LATENCY_MS,
+        # the daemon ticks the daily schedule a few minutes after the start, on a real clock
+        "DE_REFRESH_AT": f"{refresh_at:%H:%M}",
+        "DE_FRESH_BY": "23:59",
     }
     # as the README has it: days built by the CLI first, then `de-pipeline ui`, both on the
     # project's own home (beside the warehouse: the home made above, DAGSTER_HOME unset)
@@ -137,7 +157,9 @@ def test_backfill_through_graphql(dagster_dev: DagsterDev, backfill: Backfill) -
     runs = assert_runs_of_at_most_7_days(backfill)
     # every asset shows exactly those 10 days materialised, and the days the CLI built before
     assert_days_materialized(dagster_dev, backfill, also=CLI_DAYS)
-    # dagster.yaml applies; pools have limit 1 each, so no two steps of a pool overlapped
+    # dagster.yaml applies; pools have limit 1 each, so no two steps of a pool overlapped, and
+    # once no run is going (the schedule's may be), no slot is held
+    _wait_until_no_run_is_going(dagster_dev)
     assert_instance_config(dagster_dev, backfill, runs)
 
     # every asset check of the definitions is listed, and passed on the backfilled data
@@ -185,6 +207,86 @@ def test_the_next_runs_fetch_goes_beside_this_runs_build(dagster_dev: DagsterDev
     assert overlap(second_fetch, first_build), (
         f"run {second_id[:8]} fetched {second_fetch}, not while run {first_id[:8]} built {first_build}"
     )
+
+
+@pytest.mark.ui
+def test_the_daemon_ticks_the_daily_schedule_and_its_run_succeeds(
+    dagster_dev: DagsterDev, backfill: Backfill, refresh_at: datetime
+) -> None:
+    """Schedules are one of the three ways this project is used: the daemon itself ticks
+    `daily_refresh` at DE_REFRESH_AT (set a few minutes after the start), launches the run
+    of yesterday and its lookback, and the run succeeds; the UI lists the tick and the run."""
+    deadline = time.monotonic() + SCHEDULE_TIMEOUT_SECONDS
+    while True:
+        ticks = _schedule_ticks(dagster_dev)
+        runs = dagster_dev.graphql(SCHEDULED_RUNS_QUERY)["runsOrError"]["results"]
+        finished = [run for run in runs if run["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
+        if finished:
+            break
+        assert time.monotonic() < deadline, (
+            f"no run of daily_refresh ended {SCHEDULE_TIMEOUT_SECONDS}s after the tick time {refresh_at:%H:%M} UTC "
+            f"(ticks: {ticks}; runs: {runs})\n{dagster_dev.log_tail(30)}"
+        )
+        time.sleep(5)
+    (run,) = finished
+    assert run["status"] == "SUCCESS", (run, dagster_dev.log_tail(40))
+    tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+    yesterday = refresh_at.date() - timedelta(days=1)
+    assert tags["dagster/asset_partition_range_end"] == str(yesterday), tags
+    assert any(tick["status"] == "SUCCESS" and run["runId"] in tick["runIds"] for tick in _schedule_ticks(dagster_dev))
+
+
+def _wait_until_no_run_is_going(dagster_dev: DagsterDev, timeout: float = 6 * 60) -> None:
+    deadline = time.monotonic() + timeout
+    while dagster_dev.graphql(RUNS_GOING_QUERY)["runsOrError"]["results"]:
+        assert time.monotonic() < deadline, f"runs still going after {timeout:.0f}s\n{dagster_dev.log_tail(30)}"
+        time.sleep(3)
+
+
+RUNS_GOING_QUERY = """
+query RunsGoing {
+  runsOrError(filter: {statuses: [QUEUED, NOT_STARTED, STARTING, STARTED, CANCELING]}) {
+    ... on Runs { results { runId } }
+  }
+}
+"""
+
+
+def _schedule_ticks(dagster_dev: DagsterDev) -> list[dict[str, Any]]:
+    entries = dagster_dev.graphql(SCHEDULE_TICKS_QUERY)["workspaceOrError"]["locationEntries"]
+    return [
+        tick
+        for entry in entries
+        for repo in entry["locationOrLoadError"]["repositories"]
+        for schedule in repo["schedules"]
+        if schedule["name"] == "daily_refresh"
+        for tick in schedule["scheduleState"]["ticks"]
+    ]
+
+
+SCHEDULED_RUNS_QUERY = """
+query ScheduledRuns {
+  runsOrError(filter: {tags: [{key: "dagster/schedule_name", value: "daily_refresh"}]}) {
+    ... on Runs { results { runId status tags { key value } } }
+  }
+}
+"""
+
+SCHEDULE_TICKS_QUERY = """
+query ScheduleTicks {
+  workspaceOrError {
+    ... on Workspace {
+      locationEntries {
+        locationOrLoadError {
+          ... on RepositoryLocation {
+            repositories { schedules { name scheduleState { ticks(limit: 10) { status runIds timestamp } } } }
+          }
+        }
+      }
+    }
+  }
+}
+"""
 
 
 def _assert_warehouse(path: Path, backfill: Backfill) -> None:
