@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
@@ -24,6 +25,7 @@ from de_pipeline.api.deadline import DeadlineAdapter, Watchdog
 from de_pipeline.api.errors import (
     ApiAuthError,
     ApiBadRequestError,
+    ApiEpochUnitError,
     ApiError,
     ApiNotFoundError,
     ApiRedirectError,
@@ -52,6 +54,12 @@ SAME_PAGE_LIMIT = 3  # a server that ignores `offset` answers the same page fore
 PREVIEW_CHARS = 120  # how much of a body that is not JSON an error shows
 # simdjson's errors for a number beyond 64 bits or a double; JSON allows any number
 SIMDJSON_NUMBER_ERRORS = ("NUMBER_ERROR", "BIGINT_ERROR")
+# A ts as parse_records.sql reads it from a string: digits, maybe a fraction of zeros
+TS_TEXT = re.compile(r"-?[0-9]+(?:\.0+)?")
+# A window whose sampled records lie mostly outside it (at least this many: one stray record
+# is a rejection, not a mismatch), or all 1000 times off it, was read in another unit
+MIN_OUTSIDE_SAMPLES = 2
+EPOCH_FACTOR = 1000  # seconds to milliseconds
 
 _log = logging.getLogger(__name__)
 
@@ -101,6 +109,64 @@ class ClientStats:
         """The counters of several clients (the workers of one fetch), summed."""
         parts = list(parts)
         return cls(**{f.name: sum(getattr(part, f.name) for part in parts) for f in fields(cls)})
+
+
+@dataclass
+class _WindowSample:
+    """The ts of a few records of each page of one window (a page's first, middle and last:
+    no per-record work), held against the window. Most of them outside it, or all of them
+    1000 times off it, means the server read start/end in another unit than DE_EPOCH_UNIT
+    sends them, or writes ts in another unit: the day would be stored empty, its records
+    rejected one by one."""
+
+    window: Window
+    sampled: int = 0
+    outside: int = 0
+    earlier: int = 0  # outside, and ts * 1000 inside the window: ts in seconds, or the window read as ms
+    later: int = 0  # outside, and ts / 1000 inside the window: the window read as seconds
+
+    def add(self, ts_values: Iterable[int | None]) -> None:
+        window = self.window
+        for ts in ts_values:
+            if ts is None:
+                continue  # not a ts at all: parse_records.sql rejects the record, whatever the window
+            self.sampled += 1
+            if window.start_ms <= ts < window.end_ms:
+                continue
+            self.outside += 1
+            self.earlier += window.start_ms <= ts * EPOCH_FACTOR < window.end_ms
+            self.later += window.start_ms <= ts // EPOCH_FACTOR < window.end_ms
+
+    def mismatch(self, epoch_unit: str) -> str | None:
+        """What the samples say, as the problem of an error; None when they look right."""
+        off = max(self.earlier, self.later)
+        mostly_outside = self.outside >= MIN_OUTSIDE_SAMPLES and 2 * self.outside > self.sampled
+        if not (mostly_outside or (self.sampled and off == self.sampled)):
+            return None
+        unit = "seconds" if epoch_unit == "s" else "milliseconds"
+        if 2 * off <= self.sampled:
+            hint = "does the server ignore start/end, or read them in another unit?"
+        elif self.earlier > self.later:  # the same records either way: both causes are named
+            hint = (
+                "about 1000 times earlier: "
+                + (
+                    "the server reads start/end as milliseconds (set DE_EPOCH_UNIT=ms), or "
+                    if epoch_unit == "s"
+                    else ""
+                )
+                + "it writes ts in seconds, not milliseconds"
+            )
+        else:
+            hint = (
+                "about 1000 times later: "
+                + ("the server reads start/end as seconds (set DE_EPOCH_UNIT=s), or " if epoch_unit == "ms" else "")
+                + "it writes ts in microseconds, not milliseconds"
+            )
+        return (
+            f"{self.outside} of the {self.sampled} records sampled have a ts outside the window asked for "
+            f"({hint}); DE_EPOCH_UNIT={epoch_unit} sends start/end in {unit}. `de-pipeline check` "
+            "compares the settings with the server"
+        )
 
 
 class DigitalEngagementClient:
@@ -180,6 +246,7 @@ class DigitalEngagementClient:
         progress = 0.0  # how far through the window the last page reached, for the limiter
         previous_body = b""
         same_body_count = 0
+        sample = _WindowSample(window)
         while True:
             fields = self._window_fields(window, offset)
             query_text = "".join(f" {name}={value}" for name, value in (query or {}).items())
@@ -189,9 +256,12 @@ class DigitalEngagementClient:
                 body = self._request(method, path, describe, progress, params=query, json_body=fields)
             else:
                 body = self._request(method, path, describe, progress, params=(query or {}) | fields)
-            body, rows, last_ts, repaired = self._checked_array(body, describe)
+            body, rows, ts_sampled, repaired = self._checked_array(body, describe)
             if rows == 0:
+                if mismatch := sample.mismatch(self.settings.epoch_unit):
+                    raise ApiEpochUnitError(describe, mismatch)
                 return
+            sample.add(ts_sampled)
             if number == self.settings.max_pages_per_window:
                 raise ApiResponseError(
                     describe,
@@ -213,6 +283,7 @@ class DigitalEngagementClient:
             _log.debug("%s: page %d, %d rows", describe, number, rows)  # not the run's event log
             yield Page(body, rows, window, offset, number, repaired)
             offset += rows
+            last_ts = ts_sampled[-1]
             progress = window.progress(last_ts) if last_ts is not None else progress
 
     def _window_fields(self, window: Window, offset: int) -> dict[str, int]:
@@ -224,9 +295,9 @@ class DigitalEngagementClient:
             start, end = window.start_ms, window.end_ms
         return {"start": start, "end": end, "limit": self.settings.page_size, "offset": offset}
 
-    def _checked_array(self, body: bytes, describe: str) -> tuple[bytes, int, int | None, bool]:
-        """The body as valid UTF-8, its number of elements, its last element's integer `ts`
-        (None if it has none), and whether it was repaired; an error if not a JSON array."""
+    def _checked_array(self, body: bytes, describe: str) -> tuple[bytes, int, tuple[int | None, ...], bool]:
+        """The body as valid UTF-8, its number of elements, the `ts` of a few of them
+        (_array_elements), and whether it was repaired; an error if not a JSON array."""
         try:
             return body, *self._count_elements(body, describe), False
         except _NotUtf8:
@@ -244,9 +315,9 @@ class DigitalEngagementClient:
         body = body.decode("utf-8", "replace").encode("utf-8")
         return body, *self._count_elements(body, describe), True
 
-    def _count_elements(self, body: bytes, describe: str) -> tuple[int, int | None]:
+    def _count_elements(self, body: bytes, describe: str) -> tuple[int, tuple[int | None, ...]]:
         """Validate the whole body (UTF-8 and JSON) and count the array's elements, without
-        building Python objects: the count, and the last element's integer `ts`.
+        building Python objects: the count, and the `ts` of a few elements (_array_elements).
         _NotUtf8 if the body is not UTF-8."""
         try:
             document = self._json.parse(body)
@@ -440,15 +511,27 @@ class DigitalEngagementClient:
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def _array_elements(document: Any, describe: str) -> tuple[int, int | None]:
-    """The number of elements of a parsed array (simdjson's or Python's), and its last
-    element's integer `ts`; an error if the document is not an array."""
+def _array_elements(document: Any, describe: str) -> tuple[int, tuple[int | None, ...]]:
+    """The number of elements of a parsed array (simdjson's or Python's), and the epoch
+    milliseconds of its first, middle and last elements, the last one last (None where an
+    element has no readable `ts`; none for an empty array); an error if it is not an array."""
     if not isinstance(document, simdjson.Array | list):
         kind = "dict" if isinstance(document, simdjson.Object | dict) else type(document).__name__
         raise ApiResponseError(describe, f"the body is a JSON {kind}, not an array of messages")
-    last = document[-1] if len(document) else None
-    ts = last.get("ts") if isinstance(last, simdjson.Object | dict) else None
-    return len(document), ts if type(ts) is int else None
+    count = len(document)
+    picked = sorted({0, count // 2, count - 1}) if count else []
+    return count, tuple(_ts_of(document[index]) for index in picked)
+
+
+def _ts_of(element: Any) -> int | None:
+    """An element's `ts` as parse_records.sql reads it: an integer, a number whose fraction
+    is zeros, or a string of either; None for anything else."""
+    ts = element.get("ts") if isinstance(element, simdjson.Object | dict) else None
+    if type(ts) is float and ts.is_integer():
+        return int(ts)
+    if type(ts) is str and TS_TEXT.fullmatch(ts):
+        return int(ts.split(".")[0])
+    return ts if type(ts) is int else None
 
 
 def _with_any_number(body: bytes) -> Any:

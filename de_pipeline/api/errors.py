@@ -42,6 +42,11 @@ class ApiResponseError(ApiError):
     """A 200 whose body is not a JSON array."""
 
 
+class ApiEpochUnitError(ApiResponseError):
+    """The records of a window lie mostly outside it: start/end, or ts, in another unit than
+    DE_EPOCH_UNIT assumes."""
+
+
 class ApiRedirectError(ApiError):
     """A redirect the client does not follow: to another origin, or one too many."""
 
