@@ -11,7 +11,7 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -29,10 +29,12 @@ from de_pipeline.api import (
     Window,
 )
 from de_pipeline.api.client import Logger
+from de_pipeline.api.settings import transport_overrides
 from de_pipeline.api.windows import window_parts
-from de_pipeline.env import SettingsError
+from de_pipeline.env import Env, SettingsError
 from de_pipeline.warehouse.archive import ArchivedDay, ArchiveWriter, archived
 from de_pipeline.warehouse.days import DayBounds, calendar_days
+from de_pipeline.warehouse.empty_days import EmptyRun
 from de_pipeline.warehouse.files import owned_scratch_dir, remove_leftovers
 from de_pipeline.warehouse.provenance import claim_archive_source
 from de_pipeline.warehouse.settings import WarehouseSettings
@@ -147,6 +149,37 @@ def fetch_days(
             log.warning("%s: kept the archived copy of %d records; the retention-cut re-fetch returned only %d",
                         day.day, day.records, day.fetched)  # fmt: skip
     return result
+
+
+def empty_run_warning(
+    run: EmptyRun, account: str, source: str | None, records: int, environ: Mapping[str, str] | None = None
+) -> str:
+    """What a run that stored no message says (warehouse/empty_days.py decides when): what was
+    asked, what came back, and which settings to check."""
+    days = f"{run.days[0]} .. {run.days[-1]} ({len(run.days)} days)" if len(run.days) > 1 else str(run.days[0])
+    came = (
+        f"the API returned {records} records and every one was rejected (see rejected_messages)"
+        if records
+        else "every window came back empty"
+    )
+    if run.first_run:
+        history = "the account has no message stored on any day"
+    elif run.unexpected:
+        history = (f"its history expected messages on {', '.join(map(str, run.unexpected))} "
+                   "(the same weekday had messages in the weeks before)")  # fmt: skip
+    else:
+        history = "its history does not explain that"
+    try:
+        unit = str(transport_overrides(Env(environ))["epoch_unit"])
+    except SettingsError as error:  # a rebuild from the archive needs no API setting
+        unit = f"unreadable ({error})"
+    in_unit = {"s": " in seconds", "ms": " in milliseconds"}.get(unit, "")
+    return (
+        f"account {account}: no message was stored for {days}: {came}, and {history}. The fetch asked "
+        f"{source or 'the API'} for start/end{in_unit} (DE_EPOCH_UNIT={unit}). If these days really were "
+        "empty, ignore this; otherwise check DE_EPOCH_UNIT, DE_PROVIDER_ID, DE_PROVIDERID_IN and "
+        "DE_API_BASE_URL, and run `de-pipeline check`"
+    )
 
 
 def journey_days(start: date, end: date, timezone: str) -> list[DayBounds]:

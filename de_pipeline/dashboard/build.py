@@ -15,7 +15,7 @@ from de_pipeline.dashboard.sentiment import sentiment_by_channel, sentiment_by_s
 from de_pipeline.dashboard.settings import DashboardSettings
 from de_pipeline.dashboard.volumes import data_health, redacted_entities
 from de_pipeline.warehouse.connection import reader
-from de_pipeline.warehouse.dashboard_queries import DashboardData, dashboard_data
+from de_pipeline.warehouse.dashboard_queries import DashboardData, dashboard_data, empty_loaded_days
 from de_pipeline.warehouse.files import write_text_durably
 from de_pipeline.warehouse.settings import WarehouseSettings
 
@@ -51,9 +51,10 @@ def write_dashboard(warehouse: WarehouseSettings, settings: DashboardSettings) -
     only) and replace `settings.path` with it whole."""
     with reader(warehouse, sealed=True) as connection:
         data = dashboard_data(connection, settings.days)
+        empty_days = empty_loaded_days(connection) if data is None else []
     built = datetime.now(ZoneInfo(warehouse.timezone)).strftime(f"%Y-%m-%d %H:%M ({warehouse.timezone})")
     if data is None:
-        text = empty_page(built=built, warehouse=str(warehouse.duckdb_path))
+        text = empty_page(built=built, warehouse=str(warehouse.duckdb_path), empty_days=empty_days)
         drawn, missing = (), {}
     else:
         shown = charts(data)
