@@ -21,6 +21,7 @@ from typing import Any
 from de_pipeline.api import (
     DAY_MS,
     RETENTION_DAYS,
+    ApiEpochUnitError,
     ApiSettings,
     ApiSource,
     ClientStats,
@@ -30,7 +31,7 @@ from de_pipeline.api import (
 )
 from de_pipeline.api.client import Logger
 from de_pipeline.api.settings import transport_overrides
-from de_pipeline.api.windows import window_parts
+from de_pipeline.api.windows import TsSample, window_parts
 from de_pipeline.env import Env, SettingsError
 from de_pipeline.warehouse.archive import ArchivedDay, ArchiveWriter, archived
 from de_pipeline.warehouse.days import DayBounds, calendar_days
@@ -268,7 +269,8 @@ def _archive(
     window, paging stays sequential: the next offset depends on the rows received. A record
     belongs to the day the API answered it for. Nothing replaces an archived day until every
     day is fetched: the first failure stops the other days between pages, and the archive
-    stays as it was."""
+    stays as it was. A day whose records lie mostly outside it (a few ts of each page held
+    against the day: windows.TsSample) is such a failure, ApiEpochUnitError."""
     log = _SharedLog(log)
     local = threading.local()
     clients: list[DigitalEngagementClient] = []
@@ -284,6 +286,8 @@ def _archive(
             log.info("%s %s: in %d parts, each paged on its own", bounds.day, day_window, len(pieces))
         windows += [(bounds, part, window) for part, window in enumerate(pieces)]
     parts_of_day = Counter(bounds.day for bounds, _, _ in windows)
+    samples = {bounds.day: TsSample(Window(bounds.start_ms, bounds.end_ms)) for bounds in days}
+    parts_ended: Counter[date] = Counter()
 
     def fetch(number: int, bounds: DayBounds, part: int, window: Window) -> float:
         began = time.monotonic()
@@ -299,11 +303,17 @@ def _archive(
                 raise _Cancelled
             archive.add(bounds.day, page.body, part)
             with progress_lock:
+                samples[bounds.day].add(page.ts_sampled)
                 progress["pages"] += 1
                 progress["rows"] += page.rows
                 if progress["pages"] % PROGRESS_EVERY_PAGES == 0:
                     log.info("page %d: %d records so far", progress["pages"], progress["rows"])
         archive.end_day(bounds.day, part, parts_of_day[bounds.day])
+        with progress_lock:
+            parts_ended[bounds.day] += 1
+            whole = parts_ended[bounds.day] == parts_of_day[bounds.day]
+        if whole and (problem := samples[bounds.day].mismatch(api.epoch_unit)):
+            raise ApiEpochUnitError(f"{bounds.day} {samples[bounds.day].window}", problem)
         return time.monotonic() - began
 
     started = time.monotonic()

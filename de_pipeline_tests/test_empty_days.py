@@ -14,9 +14,8 @@ import orjson
 import pytest
 from dagster import DagsterInstance
 
-from de_pipeline.api.client import _WindowSample
 from de_pipeline.api.simulator import ScriptedResponse, SyntheticDataset
-from de_pipeline.api.windows import Window
+from de_pipeline.api.windows import TsSample, Window
 from de_pipeline.cli import main
 from de_pipeline.runner import RunFailedError, run_range
 from de_pipeline.warehouse.archive import archive_file
@@ -121,7 +120,7 @@ WINDOW = Window(1_732_406_400_000, 1_732_492_800_000)  # a day, in ms
     ],
 )
 def test_the_sample_of_a_window_tells_a_mismatch_from_strays(ts_values, unit, said):
-    sample = _WindowSample(WINDOW)
+    sample = TsSample(WINDOW)
     sample.add(ts_values)
     problem = sample.mismatch(unit)
     assert (problem is None) if said is None else (said in problem), problem

@@ -25,7 +25,6 @@ from de_pipeline.api.deadline import DeadlineAdapter, Watchdog
 from de_pipeline.api.errors import (
     ApiAuthError,
     ApiBadRequestError,
-    ApiEpochUnitError,
     ApiError,
     ApiNotFoundError,
     ApiRedirectError,
@@ -56,10 +55,6 @@ PREVIEW_CHARS = 120  # how much of a body that is not JSON an error shows
 SIMDJSON_NUMBER_ERRORS = ("NUMBER_ERROR", "BIGINT_ERROR")
 # A ts as parse_records.sql reads it from a string: digits, maybe a fraction of zeros
 TS_TEXT = re.compile(r"-?[0-9]+(?:\.0+)?")
-# A window whose sampled records lie mostly outside it (at least this many: one stray record
-# is a rejection, not a mismatch), or all 1000 times off it, was read in another unit
-MIN_OUTSIDE_SAMPLES = 2
-EPOCH_FACTOR = 1000  # seconds to milliseconds
 
 _log = logging.getLogger(__name__)
 
@@ -90,6 +85,9 @@ class Page:
     offset: int
     number: int
     repaired_utf8: bool = False
+    # the epoch milliseconds of its first, middle and last records (None: no readable ts), for
+    # windows.TsSample: the page check reads them anyway, no per-record work
+    ts_sampled: tuple[int | None, ...] = ()
 
 
 @dataclass
@@ -109,64 +107,6 @@ class ClientStats:
         """The counters of several clients (the workers of one fetch), summed."""
         parts = list(parts)
         return cls(**{f.name: sum(getattr(part, f.name) for part in parts) for f in fields(cls)})
-
-
-@dataclass
-class _WindowSample:
-    """The ts of a few records of each page of one window (a page's first, middle and last:
-    no per-record work), held against the window. Most of them outside it, or all of them
-    1000 times off it, means the server read start/end in another unit than DE_EPOCH_UNIT
-    sends them, or writes ts in another unit: the day would be stored empty, its records
-    rejected one by one."""
-
-    window: Window
-    sampled: int = 0
-    outside: int = 0
-    earlier: int = 0  # outside, and ts * 1000 inside the window: ts in seconds, or the window read as ms
-    later: int = 0  # outside, and ts / 1000 inside the window: the window read as seconds
-
-    def add(self, ts_values: Iterable[int | None]) -> None:
-        window = self.window
-        for ts in ts_values:
-            if ts is None:
-                continue  # not a ts at all: parse_records.sql rejects the record, whatever the window
-            self.sampled += 1
-            if window.start_ms <= ts < window.end_ms:
-                continue
-            self.outside += 1
-            self.earlier += window.start_ms <= ts * EPOCH_FACTOR < window.end_ms
-            self.later += window.start_ms <= ts // EPOCH_FACTOR < window.end_ms
-
-    def mismatch(self, epoch_unit: str) -> str | None:
-        """What the samples say, as the problem of an error; None when they look right."""
-        off = max(self.earlier, self.later)
-        mostly_outside = self.outside >= MIN_OUTSIDE_SAMPLES and 2 * self.outside > self.sampled
-        if not (mostly_outside or (self.sampled and off == self.sampled)):
-            return None
-        unit = "seconds" if epoch_unit == "s" else "milliseconds"
-        if 2 * off <= self.sampled:
-            hint = "does the server ignore start/end, or read them in another unit?"
-        elif self.earlier > self.later:  # the same records either way: both causes are named
-            hint = (
-                "about 1000 times earlier: "
-                + (
-                    "the server reads start/end as milliseconds (set DE_EPOCH_UNIT=ms), or "
-                    if epoch_unit == "s"
-                    else ""
-                )
-                + "it writes ts in seconds, not milliseconds"
-            )
-        else:
-            hint = (
-                "about 1000 times later: "
-                + ("the server reads start/end as seconds (set DE_EPOCH_UNIT=s), or " if epoch_unit == "ms" else "")
-                + "it writes ts in microseconds, not milliseconds"
-            )
-        return (
-            f"{self.outside} of the {self.sampled} records sampled have a ts outside the window asked for "
-            f"({hint}); DE_EPOCH_UNIT={epoch_unit} sends start/end in {unit}. `de-pipeline check` "
-            "compares the settings with the server"
-        )
 
 
 class DigitalEngagementClient:
@@ -246,7 +186,6 @@ class DigitalEngagementClient:
         progress = 0.0  # how far through the window the last page reached, for the limiter
         previous_body = b""
         same_body_count = 0
-        sample = _WindowSample(window)
         while True:
             fields = self._window_fields(window, offset)
             query_text = "".join(f" {name}={value}" for name, value in (query or {}).items())
@@ -258,10 +197,7 @@ class DigitalEngagementClient:
                 body = self._request(method, path, describe, progress, params=(query or {}) | fields)
             body, rows, ts_sampled, repaired = self._checked_array(body, describe)
             if rows == 0:
-                if mismatch := sample.mismatch(self.settings.epoch_unit):
-                    raise ApiEpochUnitError(describe, mismatch)
                 return
-            sample.add(ts_sampled)
             if number == self.settings.max_pages_per_window:
                 raise ApiResponseError(
                     describe,
@@ -281,7 +217,7 @@ class DigitalEngagementClient:
             self.stats.rows += rows
             self.stats.repaired_pages += repaired
             _log.debug("%s: page %d, %d rows", describe, number, rows)  # not the run's event log
-            yield Page(body, rows, window, offset, number, repaired)
+            yield Page(body, rows, window, offset, number, repaired, ts_sampled)
             offset += rows
             last_ts = ts_sampled[-1]
             progress = window.progress(last_ts) if last_ts is not None else progress

@@ -42,9 +42,9 @@ class ApiResponseError(ApiError):
     """A 200 whose body is not a JSON array."""
 
 
-class ApiEpochUnitError(ApiResponseError):
+class ApiEpochUnitError(ApiError):
     """The records of a window lie mostly outside it: start/end, or ts, in another unit than
-    DE_EPOCH_UNIT assumes."""
+    DE_EPOCH_UNIT assumes, or a server that ignores the window (windows.TsSample)."""
 
 
 class ApiRedirectError(ApiError):
