@@ -129,6 +129,7 @@ def test_the_sample_of_a_window_tells_a_mismatch_from_strays(ts_values, unit, sa
 # ---- a run that stores nothing ------------------------------------------------------------------
 
 
+@pytest.mark.dates
 def test_a_first_run_that_stores_nothing_warns_in_the_console_and_the_runs_events(
     start_simulator, monkeypatch, capfd, dagster_home
 ):
@@ -160,6 +161,7 @@ def test_a_first_run_that_stores_nothing_warns_in_the_console_and_the_runs_event
     assert loaded.values.tolist() == [[str(first + timedelta(days=n)), 0, 0] for n in range(3)]
 
 
+@pytest.mark.dates
 def test_an_empty_run_after_the_accounts_history_warns_and_the_check_and_dashboard_show_its_days(
     start_simulator, monkeypatch, capfd, tmp_path
 ):
@@ -207,6 +209,7 @@ def outage_day(seed: int = 7) -> date:
         day -= timedelta(days=1)
 
 
+@pytest.mark.dates
 def test_a_quiet_day_among_busy_ones_does_not_warn_and_the_check_shows_it(start_simulator, monkeypatch, capfd):
     point_at(monkeypatch, start_simulator(messages_per_day=40))
     quiet = outage_day()
