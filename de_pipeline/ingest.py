@@ -11,7 +11,7 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -21,6 +21,7 @@ from typing import Any
 from de_pipeline.api import (
     DAY_MS,
     RETENTION_DAYS,
+    ApiEpochUnitError,
     ApiSettings,
     ApiSource,
     ClientStats,
@@ -29,10 +30,12 @@ from de_pipeline.api import (
     Window,
 )
 from de_pipeline.api.client import Logger
-from de_pipeline.api.windows import window_parts
-from de_pipeline.env import SettingsError
+from de_pipeline.api.settings import transport_overrides
+from de_pipeline.api.windows import TsSample, window_parts
+from de_pipeline.env import Env, SettingsError
 from de_pipeline.warehouse.archive import ArchivedDay, ArchiveWriter, archived
 from de_pipeline.warehouse.days import DayBounds, calendar_days
+from de_pipeline.warehouse.empty_days import EmptyRun
 from de_pipeline.warehouse.files import owned_scratch_dir, remove_leftovers
 from de_pipeline.warehouse.provenance import claim_archive_source
 from de_pipeline.warehouse.settings import WarehouseSettings
@@ -149,6 +152,37 @@ def fetch_days(
     return result
 
 
+def empty_run_warning(
+    run: EmptyRun, account: str, source: str | None, records: int, environ: Mapping[str, str] | None = None
+) -> str:
+    """What a run that stored no message says (warehouse/empty_days.py decides when): what was
+    asked, what came back, and which settings to check."""
+    days = f"{run.days[0]} .. {run.days[-1]} ({len(run.days)} days)" if len(run.days) > 1 else str(run.days[0])
+    came = (
+        f"the API returned {records} records and every one was rejected (see rejected_messages)"
+        if records
+        else "every window came back empty"
+    )
+    if run.first_run:
+        history = "the account has no message stored on any day"
+    elif run.unexpected:
+        history = (f"its history expected messages on {', '.join(map(str, run.unexpected))} "
+                   "(the same weekday had messages in the weeks before)")  # fmt: skip
+    else:
+        history = "its history does not explain that"
+    try:
+        unit = str(transport_overrides(Env(environ))["epoch_unit"])
+    except SettingsError as error:  # a rebuild from the archive needs no API setting
+        unit = f"unreadable ({error})"
+    in_unit = {"s": " in seconds", "ms": " in milliseconds"}.get(unit, "")
+    return (
+        f"account {account}: no message was stored for {days}: {came}, and {history}. The fetch asked "
+        f"{source or 'the API'} for start/end{in_unit} (DE_EPOCH_UNIT={unit}). If these days really were "
+        "empty, ignore this; otherwise check DE_EPOCH_UNIT, DE_PROVIDER_ID, DE_PROVIDERID_IN and "
+        "DE_API_BASE_URL, and run `de-pipeline check`"
+    )
+
+
 def journey_days(start: date, end: date, timezone: str) -> list[DayBounds]:
     """The days (both included) to look for one journey in."""
     if end < start:
@@ -235,7 +269,8 @@ def _archive(
     window, paging stays sequential: the next offset depends on the rows received. A record
     belongs to the day the API answered it for. Nothing replaces an archived day until every
     day is fetched: the first failure stops the other days between pages, and the archive
-    stays as it was."""
+    stays as it was. A day whose records lie mostly outside it (a few ts of each page held
+    against the day: windows.TsSample) is such a failure, ApiEpochUnitError."""
     log = _SharedLog(log)
     local = threading.local()
     clients: list[DigitalEngagementClient] = []
@@ -251,6 +286,8 @@ def _archive(
             log.info("%s %s: in %d parts, each paged on its own", bounds.day, day_window, len(pieces))
         windows += [(bounds, part, window) for part, window in enumerate(pieces)]
     parts_of_day = Counter(bounds.day for bounds, _, _ in windows)
+    samples = {bounds.day: TsSample(Window(bounds.start_ms, bounds.end_ms)) for bounds in days}
+    parts_ended: Counter[date] = Counter()
 
     def fetch(number: int, bounds: DayBounds, part: int, window: Window) -> float:
         began = time.monotonic()
@@ -266,11 +303,17 @@ def _archive(
                 raise _Cancelled
             archive.add(bounds.day, page.body, part)
             with progress_lock:
+                samples[bounds.day].add(page.ts_sampled)
                 progress["pages"] += 1
                 progress["rows"] += page.rows
                 if progress["pages"] % PROGRESS_EVERY_PAGES == 0:
                     log.info("page %d: %d records so far", progress["pages"], progress["rows"])
         archive.end_day(bounds.day, part, parts_of_day[bounds.day])
+        with progress_lock:
+            parts_ended[bounds.day] += 1
+            whole = parts_ended[bounds.day] == parts_of_day[bounds.day]
+        if whole and (problem := samples[bounds.day].mismatch(api.epoch_unit)):
+            raise ApiEpochUnitError(f"{bounds.day} {samples[bounds.day].window}", problem)
         return time.monotonic() - began
 
     started = time.monotonic()

@@ -24,7 +24,7 @@ from dagster import (
 )
 
 from de_pipeline.accounts import DEFAULT_ACCOUNT
-from de_pipeline.api import ApiAuthError, ApiBadRequestError, ApiNotFoundError
+from de_pipeline.api import ApiAuthError, ApiBadRequestError, ApiEpochUnitError, ApiNotFoundError
 from de_pipeline.defs.assets import ACCOUNTS, RAW_MESSAGES
 from de_pipeline.defs.definitions import defs
 from de_pipeline.defs.partitions import DAILY, MAX_PARTITIONS_PER_RUN, range_tags
@@ -44,6 +44,7 @@ from de_pipeline.warehouse.settings import WarehouseSettings
 USER_ERRORS = (
     ApiBadRequestError,
     ApiAuthError,
+    ApiEpochUnitError,
     ApiNotFoundError,
     SettingsError,
     SourceMismatchError,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 import signal
@@ -72,18 +73,29 @@ def served(simulator: Simulator, first: date, last: date, provider: str | None =
     return dataset.messages_between(dataset.day_bounds_ms(first)[0], dataset.day_bounds_ms(last)[1])
 
 
+def epoch_ms(ts: Any) -> int | None:
+    """A record's ts as the pipeline reads it (docs/api.md, 6. Messages): an integer of 64 bits,
+    written as one, with a fraction of zeros, or as a string of either; else None (a bool is
+    no integer). A parsed float cannot show a fraction past its precision: none is served."""
+    if isinstance(ts, bool):
+        return None
+    if isinstance(ts, str) and re.fullmatch(r"-?[0-9]+(\.0+)?", ts):
+        ts = int(ts.split(".")[0])
+    elif isinstance(ts, float) and ts.is_integer():
+        ts = int(ts)
+    return int(ts) if isinstance(ts, numbers.Integral) and -(2**63) <= ts < 2**63 else None
+
+
 def usable(records: list[Any]) -> list[dict[str, Any]]:
-    """Records that are messages: JSON objects with an integer ts (bool is not an integer)."""
-    return [
-        r for r in records if isinstance(r, dict) and isinstance(r.get("ts"), int) and not isinstance(r.get("ts"), bool)
-    ]
+    """Records that are messages: JSON objects with a ts the pipeline reads (epoch_ms)."""
+    return [r for r in records if isinstance(r, dict) and epoch_ms(r.get("ts")) is not None]
 
 
 def identity(record: dict[str, Any]) -> tuple[Any, ...]:
     return (
         record.get("customersessionid") or "",
         record.get("sessionid") or "",
-        record["ts"],
+        epoch_ms(record["ts"]),
         record.get("sendertype") or "",
         record.get("sendername") or "",
         record.get("text") or "",
@@ -94,7 +106,7 @@ def unique_messages(records: list[Any]) -> pd.DataFrame:
     """One row per unique usable message, computed in pandas from the raw records."""
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
     for record in usable(records):
-        seen.setdefault(identity(record), record)
+        seen.setdefault(identity(record), record | {"ts": epoch_ms(record["ts"])})
     frame = pd.DataFrame(list(seen.values()))
     return frame
 

@@ -26,6 +26,7 @@ import requests
 from de_pipeline.api import (
     ApiAuthError,
     ApiBadRequestError,
+    ApiEpochUnitError,
     ApiError,
     ApiNotFoundError,
     ApiRedirectError,
@@ -794,10 +795,26 @@ def test_a_number_beyond_64_bits_does_not_refuse_its_page(start_simulator):
     check_offsets_follow_rows(simulator, window)
 
 
+def test_a_page_reads_the_ts_of_a_few_records_as_the_parser_does(start_simulator):
+    # the first, middle and last record: enough to tell a window read in another unit
+    simulator = start_simulator(messages_per_day=300)
+    window = days_window(simulator, *ordinary_days(simulator, 1))
+    ts = window.start_ms + 1
+    forms = [{"ts": str(ts)}, {"ts": "soon"}, {"ts": ts + 0.5}, {"ts": True}, {"ts": float(ts)}]
+    simulator.script([ScriptedResponse(200, body=orjson.dumps(forms)), ScriptedResponse(200, body=b"[]")])
+
+    with DigitalEngagementClient(settings_for(simulator)) as client:
+        (page,) = list(client.provider_pages(window))
+
+    assert page.ts_sampled == (ts, None, ts)  # records 0, 2 and 4: a fraction is no ts
+    assert all(type(value) is int for value in (page.ts_sampled[0], page.ts_sampled[2]))
+
+
 def test_api_error_is_the_base_of_every_typed_error():
     for error_type in (
         ApiAuthError,
         ApiBadRequestError,
+        ApiEpochUnitError,
         ApiNotFoundError,
         ApiResponseError,
         ApiRetriesExhausted,

@@ -7,6 +7,7 @@ from de_pipeline.api.client import ClientStats, DigitalEngagementClient, Page
 from de_pipeline.api.errors import (
     ApiAuthError,
     ApiBadRequestError,
+    ApiEpochUnitError,
     ApiError,
     ApiNotFoundError,
     ApiRedirectError,
@@ -25,6 +26,7 @@ __all__ = [
     "SIMULATOR_SOURCE",
     "ApiAuthError",
     "ApiBadRequestError",
+    "ApiEpochUnitError",
     "ApiError",
     "ApiNotFoundError",
     "ApiRedirectError",

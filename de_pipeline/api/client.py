@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
@@ -52,6 +53,8 @@ SAME_PAGE_LIMIT = 3  # a server that ignores `offset` answers the same page fore
 PREVIEW_CHARS = 120  # how much of a body that is not JSON an error shows
 # simdjson's errors for a number beyond 64 bits or a double; JSON allows any number
 SIMDJSON_NUMBER_ERRORS = ("NUMBER_ERROR", "BIGINT_ERROR")
+# A ts as parse_records.sql reads it from a string: digits, maybe a fraction of zeros
+TS_TEXT = re.compile(r"-?[0-9]+(?:\.0+)?")
 
 _log = logging.getLogger(__name__)
 
@@ -106,6 +109,9 @@ class Page:
     offset: int
     number: int
     repaired_utf8: bool = False
+    # the epoch milliseconds of its first, middle and last records (None: no readable ts), for
+    # windows.TsSample: the page check reads them anyway, no per-record work
+    ts_sampled: tuple[int | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -268,7 +274,7 @@ class DigitalEngagementClient:
                 body = self._request(method, path, describe, progress, params=named | fields)
             else:
                 body = self._request(method, path, describe, progress, json_body=fields | named)
-            body, rows, last_ts, repaired = self._checked_array(body, describe)
+            body, rows, ts_sampled, repaired = self._checked_array(body, describe)
             if rows == 0:
                 return
             if number == self.settings.max_pages_per_window:
@@ -290,8 +296,9 @@ class DigitalEngagementClient:
             self.stats.rows += rows
             self.stats.repaired_pages += repaired
             _log.debug("%s: page %d, %d rows", describe, number, rows)  # not the run's event log
-            yield Page(body, rows, window, offset, number, repaired)
+            yield Page(body, rows, window, offset, number, repaired, ts_sampled)
             offset += rows
+            last_ts = ts_sampled[-1]
             progress = window.progress(last_ts) if last_ts is not None else progress
 
     def _window_fields(self, window: Window, offset: int) -> dict[str, int]:
@@ -303,9 +310,9 @@ class DigitalEngagementClient:
             start, end = window.start_ms, window.end_ms
         return {"start": start, "end": end, "limit": self.settings.page_size, "offset": offset}
 
-    def _checked_array(self, body: bytes, describe: str) -> tuple[bytes, int, int | None, bool]:
-        """The body as valid UTF-8, its number of elements, its last element's integer `ts`
-        (None if it has none), and whether it was repaired; an error if not a JSON array."""
+    def _checked_array(self, body: bytes, describe: str) -> tuple[bytes, int, tuple[int | None, ...], bool]:
+        """The body as valid UTF-8, its number of elements, the `ts` of a few of them
+        (_array_elements), and whether it was repaired; an error if not a JSON array."""
         try:
             return body, *self._count_elements(body, describe), False
         except _NotUtf8:
@@ -323,9 +330,9 @@ class DigitalEngagementClient:
         body = body.decode("utf-8", "replace").encode("utf-8")
         return body, *self._count_elements(body, describe), True
 
-    def _count_elements(self, body: bytes, describe: str) -> tuple[int, int | None]:
+    def _count_elements(self, body: bytes, describe: str) -> tuple[int, tuple[int | None, ...]]:
         """Validate the whole body (UTF-8 and JSON) and count the array's elements, without
-        building Python objects: the count, and the last element's integer `ts`.
+        building Python objects: the count, and the `ts` of a few elements (_array_elements).
         _NotUtf8 if the body is not UTF-8."""
         try:
             document = self._json.parse(body)
@@ -541,15 +548,27 @@ class DigitalEngagementClient:
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def _array_elements(document: Any, describe: str) -> tuple[int, int | None]:
-    """The number of elements of a parsed array (simdjson's or Python's), and its last
-    element's integer `ts`; an error if the document is not an array."""
+def _array_elements(document: Any, describe: str) -> tuple[int, tuple[int | None, ...]]:
+    """The number of elements of a parsed array (simdjson's or Python's), and the epoch
+    milliseconds of its first, middle and last elements, the last one last (None where an
+    element has no readable `ts`; none for an empty array); an error if it is not an array."""
     if not isinstance(document, simdjson.Array | list):
         kind = "dict" if isinstance(document, simdjson.Object | dict) else type(document).__name__
         raise ApiResponseError(describe, f"the body is a JSON {kind}, not an array of messages")
-    last = document[-1] if len(document) else None
-    ts = last.get("ts") if isinstance(last, simdjson.Object | dict) else None
-    return len(document), ts if type(ts) is int else None
+    count = len(document)
+    picked = sorted({0, count // 2, count - 1}) if count else []
+    return count, tuple(_ts_of(document[index]) for index in picked)
+
+
+def _ts_of(element: Any) -> int | None:
+    """An element's `ts` as parse_records.sql reads it: an integer, a number whose fraction
+    is zeros, or a string of either; None for anything else."""
+    ts = element.get("ts") if isinstance(element, simdjson.Object | dict) else None
+    if type(ts) is float and ts.is_integer():
+        return int(ts)
+    if type(ts) is str and TS_TEXT.fullmatch(ts):
+        return int(ts.split(".")[0])
+    return ts if type(ts) is int else None
 
 
 def _with_any_number(body: bytes) -> Any:

@@ -42,6 +42,11 @@ class ApiResponseError(ApiError):
     """A 200 whose body is not a JSON array."""
 
 
+class ApiEpochUnitError(ApiError):
+    """The records of a window lie mostly outside it: start/end, or ts, in another unit than
+    DE_EPOCH_UNIT assumes, or a server that ignores the window (windows.TsSample)."""
+
+
 class ApiRedirectError(ApiError):
     """A redirect the client does not follow: to another origin, or one too many."""
 

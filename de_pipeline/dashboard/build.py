@@ -14,9 +14,8 @@ from de_pipeline.dashboard.page import empty_page, page
 from de_pipeline.dashboard.sentiment import sentiment_by_channel, sentiment_by_sender
 from de_pipeline.dashboard.settings import DashboardSettings
 from de_pipeline.dashboard.volumes import data_health, redacted_entities
-from de_pipeline.warehouse.archive import archived_days
 from de_pipeline.warehouse.connection import reader
-from de_pipeline.warehouse.dashboard_queries import DashboardData, dashboard_data
+from de_pipeline.warehouse.dashboard_queries import DashboardData, dashboard_data, empty_loaded_days
 from de_pipeline.warehouse.files import write_text_durably
 from de_pipeline.warehouse.settings import WarehouseSettings
 
@@ -49,14 +48,13 @@ def charts(data: DashboardData) -> list[Chart]:
 
 def write_dashboard(warehouse: WarehouseSettings, settings: DashboardSettings) -> WrittenDashboard:
     """Build the dashboard of the last `settings.days` loaded days from the warehouse (read
-    only) and replace `settings.path` with it whole. The days fetched into the raw archive
-    count as loaded, so that a fetched day without a message shows as one."""
-    fetched = archived_days(warehouse.archive_dir)
+    only) and replace `settings.path` with it whole."""
     with reader(warehouse, sealed=True) as connection:
-        data = dashboard_data(connection, settings.days, fetched=fetched)
+        data = dashboard_data(connection, settings.days)
+        empty_days = empty_loaded_days(connection) if data is None else []
     built = datetime.now(ZoneInfo(warehouse.timezone)).strftime(f"%Y-%m-%d %H:%M ({warehouse.timezone})")
     if data is None:
-        text = empty_page(built=built, warehouse=str(warehouse.duckdb_path))
+        text = empty_page(built=built, warehouse=str(warehouse.duckdb_path), empty_days=empty_days)
         drawn, missing = (), {}
     else:
         shown = charts(data)

@@ -69,13 +69,22 @@ def page(
     )
 
 
-def empty_page(*, built: str, warehouse: str) -> str:
-    """What the dashboard says before the warehouse holds any message."""
+def empty_page(*, built: str, warehouse: str, empty_days: Sequence[date] = ()) -> str:
+    """What the dashboard says before the warehouse holds any message; `empty_days`: days
+    that runs loaded and that came back without one."""
+    loaded = (
+        f"<p><strong>{len(empty_days)} day(s) were loaded and came back empty</strong> "
+        f"({empty_days[0]} … {empty_days[-1]}): if those days had messages, a setting is wrong. "
+        "Check <code>DE_EPOCH_UNIT</code>, <code>DE_PROVIDER_ID</code>, <code>DE_PROVIDERID_IN</code> and "
+        "<code>DE_API_BASE_URL</code>, and run <code>de-pipeline check</code>.</p>"
+        if empty_days
+        else ""
+    )
     return _document(
         "Contact centre: no data yet",
         '<div class="empty"><h1>No data yet</h1>'
         f"<p>The warehouse <code>{escape(warehouse)}</code> holds no messages yet (built {escape(built)}).</p>"
-        "<p>Load some days, then build the dashboard again:</p>"
+        f"{loaded}<p>Load some days, then build the dashboard again:</p>"
         "<pre>de-pipeline demo                      # 14 days from the embedded simulator\n"
         "de-pipeline backfill --start YYYY-MM-DD --end YYYY-MM-DD\n"
         "de-pipeline dashboard --open</pre></div>",

@@ -52,12 +52,17 @@ def redacted_entities(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
 
 
 def data_health(frame: pd.DataFrame, last_day: date) -> Chart:
-    """Messages stored and records rejected per day; days without messages in red."""
+    """Messages stored and records rejected per day; days without messages in red, and a
+    cross on those that came back empty where the account's history expected messages."""
     name = "data_health"
     title = f"Data health: messages stored and records rejected per day; the last loaded day is {last_day}"
-    source = "messages, rejected_messages"
-    days = iso_days(frame)  # every day of the window: its query makes a row of each
-    empty_days = [d for d, n in zip(days, frame["messages"]) if n == 0]
+    source = "messages, rejected_messages, loaded_days"
+    days = iso_days(frame)
+    unexpected = [d for d, n in zip(days, frame["unexpected_empty"]) if n > 0]
+    empty = [(d, bool(loaded)) for d, n, loaded in zip(days, frame["messages"], frame["loaded"]) if n == 0]
+    quiet_days = [d for d, loaded in empty if loaded and d not in unexpected]
+    not_loaded = [d for d, loaded in empty if not loaded]
+    empty_days = [d for d, _ in empty]  # a bar of 0 is not seen: each gets a red mark
     figure = make_subplots(
         rows=2,
         cols=1,
@@ -77,7 +82,7 @@ def data_health(frame: pd.DataFrame, last_day: date) -> Chart:
         row=1,
         col=1,
     )
-    if empty_days:  # a bar of 0 is not seen: a red mark on the axis is
+    if empty_days:
         figure.add_trace(
             go.Scatter(
                 x=empty_days,
@@ -87,6 +92,19 @@ def data_health(frame: pd.DataFrame, last_day: date) -> Chart:
                 marker={"color": RED, "size": 10, "symbol": "square"},
                 hovertemplate="no messages",
                 cliponaxis=False,
+            ),
+            row=1,
+            col=1,
+        )
+    if unexpected:
+        figure.add_trace(
+            go.Scatter(
+                x=unexpected,
+                y=[0] * len(unexpected),
+                name="empty, though expected",
+                mode="markers",
+                marker={"color": PALETTE[3], "symbol": "x", "size": 12},
+                hovertemplate="came back empty; its weekday usually has messages",
             ),
             row=1,
             col=1,
@@ -108,8 +126,20 @@ def data_health(frame: pd.DataFrame, last_day: date) -> Chart:
         "Duplicates dropped while loading are not stored in the warehouse: each messages partition's "
         "metadata in Dagster has them (duplicates_dropped)."
     ]
-    if empty_days:
-        shown = ", ".join(empty_days[:10]) + (" …" if len(empty_days) > 10 else "")
-        notes.append(f"{len(empty_days)} day(s) without any message (an outage, or not loaded): {shown}.")
+    if unexpected:
+        notes.append(
+            f"{len(unexpected)} day(s) came back empty although the account's history expected messages "
+            f"(its weekday had messages in most of the weeks before; marked ×): {_listed(unexpected)}. "
+            "An outage, or a setting: run `de-pipeline check`."
+        )
+    if quiet_days:
+        notes.append(f"{len(quiet_days)} day(s) loaded without any message, like their weekday before, or "
+                     f"without a history to tell: {_listed(quiet_days)}.")  # fmt: skip
+    if not_loaded:
+        notes.append(f"{len(not_loaded)} day(s) not loaded: {_listed(not_loaded)}.")
     figure = laid_out(figure, 400, hovermode="x unified", legend=False, days=list(frame["day"].dt.date))
     return Chart(name, title, source, figure, tuple(notes), wide=True)
+
+
+def _listed(days: list[str]) -> str:
+    return ", ".join(days[:10]) + (" …" if len(days) > 10 else "")

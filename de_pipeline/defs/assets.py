@@ -25,11 +25,12 @@ from de_pipeline.api import Window
 from de_pipeline.defs.catalog import asset_catalog, owned, preview_table
 from de_pipeline.defs.partitions import BACKFILL_POLICY, DAILY, day_bounds
 from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
-from de_pipeline.ingest import fetch_days
+from de_pipeline.ingest import empty_run_warning, fetch_days
 from de_pipeline.warehouse.aggregates import refresh_aggregate
 from de_pipeline.warehouse.checks import MESSAGE_CHECKS, CheckOutcome, message_checks, reconcile
 from de_pipeline.warehouse.connection import writer
 from de_pipeline.warehouse.days import DayBounds, day_bounds_table
+from de_pipeline.warehouse.empty_days import unexplained_empty_run
 from de_pipeline.warehouse.messages import load_messages
 from de_pipeline.warehouse.provenance import archive_source, claim_warehouse_source
 from de_pipeline.warehouse.settings import WarehouseSettings
@@ -187,7 +188,9 @@ def messages_asset(account: Account, raw: AssetsDefinition) -> AssetsDefinition:
                     where=str(settings.duckdb_path),
                 )
             load = load_messages(connection, days, settings)
+            day_bounds_table(connection, days)  # the load left its last step's days in it
             checks = message_checks(connection, days[0].day, days[-1].day, settings)
+            empty = unexplained_empty_run(connection, settings.provider, days[0].day, days[-1].day)
             total_rows = _total_rows(connection, MESSAGES)
         for day in load.days:
             context.add_asset_metadata(
@@ -210,6 +213,9 @@ def messages_asset(account: Account, raw: AssetsDefinition) -> AssetsDefinition:
             load.total("duplicates"),
             load.total("rejected"),
         )
+        if empty is not None:  # a setting may be wrong: the tables would be built empty in silence
+            records = load.total("archived")
+            context.log.warning(empty_run_warning(empty, account.name, source, records, account.environ()))
         return MaterializeResult(
             # the run's totals; each partition also gets its own day's numbers (above)
             metadata={

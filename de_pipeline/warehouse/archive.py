@@ -54,19 +54,6 @@ def archive_day(path: str | Path) -> date:
     raise ValueError(f"{path} is not a raw archive file (<archive>/day=YYYY-MM-DD/data.parquet)")
 
 
-def archived_days(archive_dir: Path) -> list[date]:
-    """Every day the raw archive holds, in order, those of the accounts' archives in it
-    (`<archive>/<account>/day=...`) too; a fetched day without a record has its empty file.
-    Not the scratch folders of a fetch (`.<kind>-...`)."""
-    days = set()
-    for path in (*archive_dir.glob("day=*/data.parquet"), *archive_dir.glob("[!.]*/day=*/data.parquet")):
-        try:
-            days.add(archive_day(path))
-        except ValueError:  # not a day's folder (day=notes): not the archive's
-            continue
-    return sorted(days)
-
-
 def archived(archive_dir: Path, days: Iterable[date]) -> list[date]:
     """Those of `days` that the archive holds."""
     return [day for day in days if archive_file(archive_dir, day).exists()]

@@ -12,6 +12,7 @@ from typing import Any
 
 import duckdb
 
+from de_pipeline.warehouse.empty_days import COMPARABLE_WEEKS, DAY_HISTORY, UNEXPECTED
 from de_pipeline.warehouse.schema import named_parameters
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import DailyTable
@@ -78,6 +79,16 @@ MESSAGE_CHECKS = (
         "round(coalesce(count(*) FILTER (WHERE conversation_id IS NULL) / nullif(count(*), 0), 0), 6) AS share, "
         "$threshold AS threshold FROM messages WHERE provider = $provider AND day BETWEEN $first_day AND $last_day",
         "share <= threshold",
+        blocking=False,
+    ),
+    MessageCheck(
+        "no_unexpected_empty_days",
+        f"no day came back empty where the account's history expected messages (its weekday had "
+        f"messages in most of the {COMPARABLE_WEEKS} weeks before: empty_days.py)",
+        "SELECT count(*) AS unexpected_empty_days, "
+        "coalesce(string_agg(CAST(day AS VARCHAR), ', ' ORDER BY day), 'none') AS days "
+        f"FROM ({DAY_HISTORY}) WHERE provider = $provider AND {UNEXPECTED}",
+        "unexpected_empty_days = 0",
         blocking=False,
     ),
     MessageCheck(

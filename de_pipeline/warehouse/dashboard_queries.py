@@ -7,12 +7,13 @@ DuckDB only: dashboard/ turns the frames into charts.
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 import duckdb
 import pandas as pd
+
+from de_pipeline.warehouse.empty_days import DAY_HISTORY, UNEXPECTED, ensure_loaded_days
 
 # Customer messages per day and channel: the mean sentiment of those that have one, and
 # the share of all of them that are negative (as the demo's headline computes it).
@@ -110,9 +111,11 @@ WITH per_agent AS (
 SELECT * FROM busiest ORDER BY avg_customer_sentiment NULLS LAST, agent
 """
 
-# Every day of the window, also those without messages: messages stored, and records
-# rejected by the day they arrived in (duplicates are not stored in the warehouse).
-DATA_HEALTH = """
+# Every day of the window, also those without messages: messages stored, records rejected
+# by the day they arrived in (duplicates are not stored in the warehouse), whether a run
+# loaded it, and the accounts for which it came back empty although their history expected
+# messages (empty_days.py).
+DATA_HEALTH = f"""
 WITH days AS (
     SELECT CAST(range AS DATE) AS day
     FROM range(CAST($first_day AS TIMESTAMP), CAST($last_day AS TIMESTAMP) + INTERVAL 1 DAY, INTERVAL 1 DAY)
@@ -121,9 +124,12 @@ WITH days AS (
 ), rejected AS (
     SELECT archive_day AS day, count(*) AS rejected FROM rejected_messages
     WHERE archive_day BETWEEN $first_day AND $last_day GROUP BY archive_day
+), judged AS (
+    SELECT day, count(*) FILTER (WHERE {UNEXPECTED}) AS unexpected_empty FROM ({DAY_HISTORY}) GROUP BY day
 )
-SELECT day, coalesce(messages, 0) AS messages, coalesce(rejected, 0) AS rejected
-FROM days LEFT JOIN stored USING (day) LEFT JOIN rejected USING (day)
+SELECT day, coalesce(messages, 0) AS messages, coalesce(rejected, 0) AS rejected,
+       judged.day IS NOT NULL AS loaded, coalesce(unexpected_empty, 0) AS unexpected_empty
+FROM days LEFT JOIN stored USING (day) LEFT JOIN rejected USING (day) LEFT JOIN judged USING (day)
 ORDER BY day
 """
 
@@ -174,18 +180,33 @@ class DashboardData:
         return [self.first_day + timedelta(days=n) for n in range((self.last_day - self.first_day).days + 1)]
 
 
-def dashboard_data(
-    connection: duckdb.DuckDBPyConnection, days: int, *, fetched: Collection[date] = ()
-) -> DashboardData | None:
-    """The `days` days up to the last loaded day (the latest day in messages or in `fetched`,
-    the days the raw archive holds: a fetched day may hold no message), from the first loaded
-    day if that is later; None when the warehouse holds no message yet."""
-    stored_from, stored_to = connection.execute("SELECT min(day), max(day) FROM messages").fetchone()
-    if stored_to is None:
+def dashboard_data(connection: duckdb.DuckDBPyConnection, days: int) -> DashboardData | None:
+    """The `days` days up to the last loaded day (the latest day a run loaded, with messages
+    or without), from the first loaded day if that is later; None when the warehouse holds
+    no message yet."""
+    ensure_loaded_days(connection)
+    loaded_from, last_day, any_message = connection.execute(LOADED_SPAN).fetchone()
+    if not any_message:
         return None
-    loaded_from, last_day = min([stored_from, *fetched]), max([stored_to, *fetched])
     first_day = max(loaded_from, last_day - timedelta(days=days - 1))
     params = {"first_day": first_day, "last_day": last_day}
     frames = {name: connection.execute(query, params).df() for name, query in QUERIES.items()}
     source = connection.execute("SELECT any_value(value) FROM warehouse_meta WHERE key = 'source'").fetchone()[0]
     return DashboardData(first_day, last_day, frames, source)
+
+
+def empty_loaded_days(connection: duckdb.DuckDBPyConnection) -> list[date]:
+    """The days runs loaded, when none of them held a message (what a page without data says)."""
+    ensure_loaded_days(connection)
+    return [day for (day,) in connection.execute("SELECT DISTINCT day FROM loaded_days ORDER BY day").fetchall()]
+
+
+# The first and last day loaded (with messages or without), and whether any message is stored
+LOADED_SPAN = """
+SELECT min(day), max(day), bool_or(has_messages) FROM (
+    SELECT min(day) AS day, true AS has_messages FROM messages
+    UNION ALL SELECT max(day), true FROM messages
+    UNION ALL SELECT min(day), false FROM loaded_days
+    UNION ALL SELECT max(day), false FROM loaded_days
+) WHERE day IS NOT NULL
+"""

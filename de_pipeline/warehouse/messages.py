@@ -81,7 +81,7 @@ def load_messages(
     connection: duckdb.DuckDBPyConnection, days: list[DayBounds], settings: WarehouseSettings
 ) -> MessagesLoad:
     """Replace the days' rows of the account `settings.provider` in one transaction: all of
-    the new rows, or none of them.
+    the new rows, or none of them; and record each day in `loaded_days`.
 
     Inside it, the days are parsed and stored a step at a time (days.in_steps: one day), so
     DuckDB holds one day's records, whatever the length of the run: parsing and
@@ -96,13 +96,19 @@ def load_messages(
     with transaction(connection):
         connection.execute(f"DELETE FROM messages WHERE {OF_THE_DAYS}", span)
         connection.execute(f"DELETE FROM rejected_messages WHERE {ARCHIVED_ON_THE_DAYS}", span)
+        connection.execute(f"DELETE FROM loaded_days WHERE {OF_THE_DAYS}", span)
         for first, last in in_steps(span["first_day"], span["last_day"]):
             step = [bounds for bounds in days if first <= bounds.day <= last]
             parse_records(connection, [files[bounds.day] for bounds in step], step, settings)
             run_sql(connection, "messages", span)
             run_sql(connection, "rejected_messages", span)
             step_span = {**span, "first_day": first, "last_day": last}
-            per_day.extend(MessagesDay(*row) for row in connection.execute(DAY_COUNTS, step_span).fetchall())
+            step_days = [MessagesDay(*row) for row in connection.execute(DAY_COUNTS, step_span).fetchall()]
+            connection.executemany(
+                "INSERT INTO loaded_days (provider, day, messages, rejected) VALUES (?, ?, ?, ?)",
+                [(settings.provider, d.day, d.stored, d.rejected) for d in step_days],
+            )
+            per_day.extend(step_days)
             connection.execute("DROP TABLE parsed")
         reasons = dict(
             connection.execute(

@@ -136,6 +136,24 @@ REJECTED_MESSAGES = Table(
     day_column="archive_day",
 )
 
+LOADED_DAYS = Table(
+    name="loaded_days",
+    title="one row per day loaded into messages",
+    description=(
+        "Each day of an account loaded from the raw archive into messages. A day here without "
+        "messages came back empty (or every record was rejected): the check no_unexpected_empty_days "
+        "and the dashboard's data health tell a quiet day from one the account's history expected "
+        "messages on. The records the API returned are in each messages partition's metadata."
+    ),
+    columns=(
+        PROVIDER,
+        DAY,
+        Column("messages", "BIGINT NOT NULL", "messages the load stored"),
+        Column("rejected", "BIGINT NOT NULL", "records the load put in rejected_messages"),
+    ),
+    example="SELECT day, messages, rejected FROM loaded_days WHERE messages = 0 ORDER BY day DESC;",
+)
+
 SENTIMENT_TRENDS = DailyTable(
     name="sentiment_trends",
     title="one row per day, sessionchannel, sendertype, chattype",
@@ -339,6 +357,7 @@ FROM agent_performance GROUP BY agent ORDER BY segments DESC;""",
 TABLES: tuple[Table, ...] = (
     MESSAGES,
     REJECTED_MESSAGES,
+    LOADED_DAYS,
     SENTIMENT_TRENDS,
     INTENT_CONFIDENCE,
     REDACTION_ENTITY_COUNTS,

@@ -282,7 +282,8 @@ class _DayGenerator:
         )
         bad = [
             (self.start_ms + 1000, orjson.dumps(f"not a message ({self.day})")),
-            (self.start_ms + 2000, orjson.dumps({"text": "ts is a string", "ts": str(self.start_ms + 2000)})),
+            # a string of digits is read as the integer: a date string is what must be rejected
+            (self.start_ms + 2000, orjson.dumps({"text": "ts is a date string", "ts": _iso(self.start_ms + 2000)})),
             (self.start_ms + 3000, orjson.dumps({"text": f"ts is missing ({self.day})", "sessionid": "1.1"})),
         ]
         return [_Journey(odd.csid, odd.records), _Journey(last.csid, last.records), _Journey("", bad)]
@@ -456,7 +457,7 @@ class _JourneyBuilder:
             text = self.lengthened(text, sendertype)
         message: dict[str, Any] = {
             "text": text,
-            "timestamp": datetime.fromtimestamp(ts / 1000, UTC).isoformat(" ", "milliseconds")[:23] + " UTC",
+            "timestamp": _iso(ts).replace("T", " ") + " UTC",
             "ts": ts,
             "sendertype": sendertype,
             "sessionid": sessionid,
@@ -494,6 +495,11 @@ class _JourneyBuilder:
 
 def _weighted(rng: Random, weights: dict[str, float]) -> str:
     return rng.choices(tuple(weights), weights=tuple(weights.values()))[0]
+
+
+def _iso(ts_ms: int) -> str:
+    """An epoch-milliseconds moment as UTC ISO 8601 text, to the millisecond."""
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat("T", "milliseconds")[:23]
 
 
 def _clamp(value: float) -> float:

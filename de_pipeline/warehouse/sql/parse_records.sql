@@ -10,17 +10,22 @@
 -- gave every record that day, and the join to day_bounds dropped them all.
 --
 -- Rules (docs/api.md, "6. Messages"; the README's "What lands in rejected_messages"):
---   rejected: not a JSON object; ts missing or not a JSON integer that fits a BIGINT; ts
---             outside the day's window (the API answered it for a window it does not belong
---             to), also a ts outside the timestamps DuckDB holds (its `day` stays NULL); sentiment
+--   rejected: not a JSON object; ts missing, or not an integer that fits a BIGINT, written as
+--             a JSON integer, a number whose fraction is zeros (1732406400123.0) or a string of
+--             such digits ("1732406400123"): 1.5, 1.7e12 and "soon" are rejected; ts outside
+--             the day's window (the API answered it for a window it does not belong to), also
+--             a ts outside the timestamps DuckDB holds (its `day` stays NULL); sentiment
 --             or score not a number or not finite (1e400, "NaN", "Infinity"); sentiment
 --             outside [-1, 1] (the dashboard's scale: 1e308 made the sums of sentiment_trends
---             infinite); score outside [0, 1]; topmatches present but not a list. No record
---             raises: one bad record must not block its run's days.
+--             infinite); score outside [0, 1], the reason saying how (negative, a percentage
+--             up to 100, above 100); topmatches present but not a list. No record raises:
+--             one bad record must not block its run's days.
 --   coerced:  numeric strings in sentiment/score become numbers; optional text fields and
 --             topic that are "" become NULL; any other JSON in a text field is kept as its
---             JSON text; sessionchannelinfo keeps any JSON value; unknown fields go to
---             extra_fields.
+--             JSON text; a sessionid or customersessionid sent as a JSON number keeps its
+--             digits as written (12.10 is segment 10 of conversation 12, not 12.1);
+--             sessionchannelinfo keeps any JSON value; unknown fields go to extra_fields.
+-- The reasons are a fixed set of strings: the run's metadata and the README group by them.
 
 -- The identity of a message: each field with its length in bytes before it, so that no two
 -- different messages give the same text (joined by a separator, sender "a<US>b" with text
@@ -31,15 +36,32 @@ CREATE OR REPLACE TEMP MACRO message_key(customersessionid, sessionid, ts_ms, se
     md5(key_field(customersessionid) || key_field(sessionid) || key_field(CAST(ts_ms AS VARCHAR))
         || key_field(sendertype) || key_field(sendername) || key_field(text));
 
+-- A top-level number of the record as the API wrote it. DuckDB's JSON functions re-write a
+-- number (12.10 becomes 12.1: a sessionid's segment 10 became 1), so the raw text is searched
+-- for the field: its key where an object starts or after a comma (inside a string a quote is
+-- escaped, so no text can imitate a key), a nested field of the same name told apart by its
+-- value. NULL unless that leaves one literal. Only called for numbers with a fraction or an
+-- exponent, which are rare: the search costs a pass over the record's text.
+CREATE OR REPLACE TEMP MACRO numbers_written(raw, name, value) AS list_distinct(list_filter(
+    regexp_extract_all(raw, '[{,]\s*"' || name || '"\s*:\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)', 1),
+    lambda literal: TRY_CAST(literal AS DOUBLE) = TRY_CAST(value AS DOUBLE)));
+CREATE OR REPLACE TEMP MACRO number_as_written(raw, name, value) AS
+    CASE WHEN len(numbers_written(raw, name, value)) = 1 THEN numbers_written(raw, name, value)[1] END;
+-- A JSON value as text: a string's content, a number as written (see above), any other JSON
+-- as its JSON text.
+CREATE OR REPLACE TEMP MACRO text_of(raw, name, value) AS
+    CASE WHEN json_type(value) = 'DOUBLE' THEN coalesce(number_as_written(raw, name, value), value ->> '$')
+         ELSE value ->> '$' END;
+
 CREATE OR REPLACE TEMP TABLE parsed AS
 WITH archived AS (
     SELECT
         files.day AS archive_day,
-        coalesce(r.raw, 'null') AS raw,  -- a JSON null element is archived as SQL NULL
+        coalesce(r.raw, 'null') AS raw,  -- archives written before read_json_objects hold a null as NULL
         r.fetched_at,
         json_transform(r.raw, '{
-            "ts": "JSON", "timestamp": "VARCHAR", "text": "VARCHAR", "sessionid": "VARCHAR",
-            "customersessionid": "VARCHAR", "sendertype": "VARCHAR", "sendername": "VARCHAR",
+            "ts": "JSON", "timestamp": "VARCHAR", "text": "VARCHAR", "sessionid": "JSON",
+            "customersessionid": "JSON", "sendertype": "VARCHAR", "sendername": "VARCHAR",
             "senderemail": "VARCHAR", "sentiment": "JSON", "workflow": "VARCHAR",
             "workflownodeid": "VARCHAR", "topic": "VARCHAR", "score": "JSON",
             "topmatches": "JSON", "lang": "VARCHAR", "sessionchannel": "VARCHAR",
@@ -52,8 +74,16 @@ typed AS (
         *,
         starts_with(raw, '{') AS is_object,
         json_type(f.ts) AS ts_type,
-        CASE WHEN json_type(f.ts) IN ('BIGINT', 'UBIGINT')
-             THEN TRY_CAST(CAST(f.ts AS VARCHAR) AS BIGINT) END AS ts_ms,
+        -- an integer, as a JSON integer, a number with a fraction of zeros, or a string
+        CASE WHEN json_type(f.ts) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'VARCHAR')
+                 AND regexp_full_match(text_of(raw, 'ts', f.ts), '-?\d+(\.0+)?')
+             THEN TRY_CAST(split_part(text_of(raw, 'ts', f.ts), '.', 1) AS BIGINT) END AS ts_ms,
+        text_of(raw, 'sessionid', f.sessionid) AS sessionid,
+        -- a number whose digits as written cannot be told (a nested field of the same name and
+        -- value written otherwise) is kept, not split: 12.1 may have been 12.10
+        json_type(f.sessionid) = 'DOUBLE' AND number_as_written(raw, 'sessionid', f.sessionid) IS NULL
+            AS sessionid_unsure,
+        text_of(raw, 'customersessionid', f.customersessionid) AS customersessionid,
         json_type(f.sentiment) AS sentiment_type,
         TRY_CAST(f.sentiment ->> '$' AS DOUBLE) AS sentiment,
         json_type(f.score) AS score_type,
@@ -78,7 +108,10 @@ classified AS (
             WHEN score_type NOT IN ('NULL', 'BIGINT', 'UBIGINT', 'DOUBLE', 'VARCHAR')
                 OR (score_type = 'VARCHAR' AND score IS NULL)
                 THEN 'score is not a number'
-            WHEN score < 0 OR score > 1 OR NOT isfinite(score) THEN 'score is outside [0, 1]'
+            WHEN NOT isfinite(score) THEN 'score is not finite'
+            WHEN score < 0 THEN 'score is outside [0, 1] (negative)'
+            WHEN score > 1 AND score <= 100 THEN 'score is outside [0, 1] (looks like a percentage)'
+            WHEN score > 100 THEN 'score is outside [0, 1] (above 100)'
             WHEN topmatches_type NOT IN ('NULL', 'ARRAY') THEN 'topmatches is not a list'
         END AS reason
     FROM typed
@@ -93,17 +126,17 @@ SELECT
          ELSE try(CAST(timezone($timezone, epoch_ms(c.ts_ms)::TIMESTAMPTZ) AS DATE)) END AS day,
     CASE WHEN c.reason IS NULL THEN NULL ELSE c.raw END AS raw,
     hash(c.raw) AS raw_hash,
-    message_key(c.f.customersessionid, c.f.sessionid, c.ts_ms, c.f.sendertype, c.f.sendername, c.f.text)
+    message_key(c.customersessionid, c.sessionid, c.ts_ms, c.f.sendertype, c.f.sendername, c.f.text)
         AS message_key,
-    c.f.sessionid AS sessionid,
-    CASE WHEN regexp_full_match(c.f.sessionid, '\d+\.\d+')
-             AND TRY_CAST(split_part(c.f.sessionid, '.', 1) AS BIGINT) IS NOT NULL
-             AND TRY_CAST(split_part(c.f.sessionid, '.', 2) AS INTEGER) IS NOT NULL
+    c.sessionid,
+    CASE WHEN NOT c.sessionid_unsure AND regexp_full_match(c.sessionid, '\d+\.\d+')
+             AND TRY_CAST(split_part(c.sessionid, '.', 1) AS BIGINT) IS NOT NULL
+             AND TRY_CAST(split_part(c.sessionid, '.', 2) AS INTEGER) IS NOT NULL
          THEN struct_pack(
-             conversation := CAST(split_part(c.f.sessionid, '.', 1) AS BIGINT),
-             segment := CAST(split_part(c.f.sessionid, '.', 2) AS INTEGER))
+             conversation := CAST(split_part(c.sessionid, '.', 1) AS BIGINT),
+             segment := CAST(split_part(c.sessionid, '.', 2) AS INTEGER))
     END AS session_parts,
-    c.f.customersessionid AS customersessionid,
+    c.customersessionid,
     NULLIF(c.f.sendertype, '') AS sendertype,
     NULLIF(c.f.sendername, '') AS sendername,
     NULLIF(c.f.senderemail, '') AS senderemail,
