@@ -15,7 +15,7 @@ from de_pipeline.defs.definitions import defs
 from de_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from de_pipeline.defs.schedules import daily_refresh
 from de_pipeline.env import SettingsError
-from de_pipeline.warehouse.tables import TABLE_NAMES
+from de_pipeline.warehouse.tables import DAILY_TABLES
 
 
 def evaluate(moment: datetime) -> tuple[str, str]:
@@ -40,7 +40,7 @@ def test_schedule_runs_every_asset_daily_and_is_on_by_default():
     assert schedule.cron_schedule == "0 1 * * *"
     assert schedule.default_status.value == "RUNNING"
     job = defs.resolve_job_def(schedule.job_name)
-    tables = set(TABLE_NAMES) - {"rejected_messages"}  # written by the messages asset
+    tables = {"messages", *(t.name for t in DAILY_TABLES)}  # rejected_messages, loaded_days: by messages
     expected = {"raw_messages", *tables, "dashboard"}  # the dashboard after the tables, in the same run
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == expected
 

@@ -57,11 +57,12 @@ def every_day(frame: pd.DataFrame, days: Sequence[date], by: str | None = None) 
     """`frame` with a row for each of `days`, per value of its column `by` in the frame's
     order: a day without a row gets NaN, which a chart draws as a gap (a line never bridges
     a day without data, and the axis shows every day)."""
-    index = pd.DatetimeIndex(pd.to_datetime(list(days)), name="day")
+    every = pd.DataFrame({"day": pd.to_datetime(list(days))})
     frame = frame.assign(day=pd.to_datetime(frame["day"]))
-    groups = frame.groupby(by, sort=False, dropna=False) if by else [(None, frame)]
-    parts = [rows.set_index("day").reindex(index).assign(**({by: key} if by else {})) for key, rows in groups]
-    return pd.concat(parts).reset_index() if parts else frame
+    if by is None:
+        return every.merge(frame, on="day", how="left")
+    # a merge, not a reindex: several accounts give a series two rows on one day
+    return frame[[by]].drop_duplicates().merge(every, how="cross").merge(frame, on=[by, "day"], how="left")
 
 
 def note_if_empty(
