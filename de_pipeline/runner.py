@@ -73,7 +73,9 @@ class RunChunk:
 
 def last_complete_day() -> date:
     """Yesterday in DE_TIMEZONE: the last daily partition."""
-    return date.fromisoformat(DAILY.get_last_partition_key())
+    key = DAILY.get_last_partition_key()
+    assert key is not None  # CalendarSettings keeps DE_START_DATE before today: yesterday is a partition
+    return date.fromisoformat(key)
 
 
 def run_chunks(first: date, last: date) -> list[RunChunk]:
@@ -320,7 +322,7 @@ def failure_message(result: ExecuteInProcessResult) -> str:
         if event.is_step_failure:
             return f"{event.step_key}: {error_line(event)}"
     for event in result.all_events:
-        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
-            data = event.event_specific_data
+        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.asset_check_evaluation_data.passed:
+            data = event.asset_check_evaluation_data
             return f"blocking check {data.check_name} on {data.asset_key.to_user_string()} failed"
     return "the run did not succeed (see the Dagster logs above)"

@@ -65,7 +65,8 @@ def alert_on_run_failure(context: RunFailureSensorContext) -> None:
         else tags.get("dagster/partition", "no partition")
     )
     error = error_line(failures[0]) if failures else (context.failure_event.message or "")
-    post_alert(ALERTS, failure_text(run.run_id, job_label(run), [e.step_key for e in failures], days, error, _key()))
+    steps = [e.step_key for e in failures if e.step_key is not None]
+    post_alert(ALERTS, failure_text(run.run_id, job_label(run), steps, days, error, _key()))
 
 
 def _key() -> str:

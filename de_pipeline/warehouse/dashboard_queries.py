@@ -14,6 +14,8 @@ from datetime import date, timedelta
 import duckdb
 import pandas as pd
 
+from de_pipeline.warehouse.schema import one_row
+
 # Customer messages per day and channel: the mean sentiment of those that have one, and
 # the share of all of them that are negative (as the demo's headline computes it).
 SENTIMENT_BY_CHANNEL = """
@@ -180,12 +182,12 @@ def dashboard_data(
     """The `days` days up to the last loaded day (the latest day in messages or in `fetched`,
     the days the raw archive holds: a fetched day may hold no message), from the first loaded
     day if that is later; None when the warehouse holds no message yet."""
-    stored_from, stored_to = connection.execute("SELECT min(day), max(day) FROM messages").fetchone()
+    stored_from, stored_to = one_row(connection.execute("SELECT min(day), max(day) FROM messages"))
     if stored_to is None:
         return None
     loaded_from, last_day = min([stored_from, *fetched]), max([stored_to, *fetched])
     first_day = max(loaded_from, last_day - timedelta(days=days - 1))
     params = {"first_day": first_day, "last_day": last_day}
     frames = {name: connection.execute(query, params).df() for name, query in QUERIES.items()}
-    source = connection.execute("SELECT any_value(value) FROM warehouse_meta WHERE key = 'source'").fetchone()[0]
+    source = one_row(connection.execute("SELECT any_value(value) FROM warehouse_meta WHERE key = 'source'"))[0]
     return DashboardData(first_day, last_day, frames, source)
