@@ -23,6 +23,7 @@ import duckdb
 
 from de_pipeline.warehouse.connection import WarehouseBusyError, session_defaults, writer
 from de_pipeline.warehouse.files import replace_durably
+from de_pipeline.warehouse.schema import one_row
 from de_pipeline.warehouse.settings import WarehouseSettings
 
 PUBLISHED_TABLE = "_published"
@@ -101,7 +102,7 @@ def _stamp(path: Path, settings: WarehouseSettings, trigger: str) -> tuple[datet
             f"COMMENT ON TABLE {PUBLISHED_TABLE} IS 'when this readers'' copy was published, "
             "the days of messages it holds, and the run it followed'"
         )
-        first_day, last_day = connection.execute(f"SELECT first_day, last_day FROM {PUBLISHED_TABLE}").fetchone()
+        first_day, last_day = one_row(connection.execute(f"SELECT first_day, last_day FROM {PUBLISHED_TABLE}"))
         connection.execute("CHECKPOINT")
     finally:
         connection.close()
