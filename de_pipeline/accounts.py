@@ -35,8 +35,9 @@ import yaml
 from de_pipeline.api import ApiSource, resolve_source
 from de_pipeline.api.settings import checked_base_url
 from de_pipeline.env import Env, SettingsError
-from de_pipeline.warehouse.settings import DEFAULT_PROVIDER as DEFAULT_ACCOUNT
-from de_pipeline.warehouse.settings import WarehouseSettings, timezone_from_env
+from de_pipeline.warehouse.settings import DEFAULT_PROVIDER, WarehouseSettings, timezone_from_env
+
+DEFAULT_ACCOUNT = DEFAULT_PROVIDER  # the single account of DE_PROVIDER_ID
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")  # fullmatch: `$` would let a trailing newline through
 _FIELDS = {"name", "provider_id", "api_key_env", "base_url", "timezone", "max_requests_per_second"}
@@ -146,7 +147,8 @@ class _NoAliasLoader(yaml.SafeLoader):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
             raise _AliasFound(event.start_mark.line + 1)
-        return super().compose_node(parent, index)
+        # types-PyYAML declares `index` an int; PyYAML passes None, or a mapping key's node, too
+        return super().compose_node(parent, index)  # type: ignore[arg-type]
 
 
 def _load_yaml(path: Path, where: str) -> object:

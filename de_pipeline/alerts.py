@@ -123,7 +123,7 @@ def _post(url: str, text: str, seconds: float) -> str | None:
     status: int | None = None
     failure = ""
     # no previews: a URL in an error would make the chat service fetch it
-    message = {"text": text, "unfurl_links": False, "unfurl_media": False}
+    message: dict[str, str | bool] = {"text": text, "unfurl_links": False, "unfurl_media": False}
     try:
         with watchdog:
             # only the status is read: a huge or dripping body costs nothing

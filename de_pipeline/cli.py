@@ -7,10 +7,10 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -293,7 +293,8 @@ def _shown(frame: pd.DataFrame) -> pd.DataFrame:
     for position, dtype in enumerate(frame.dtypes):
         if pd.api.types.is_string_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):  # text, or objects
             column = frame.iloc[:, position]
-            shown.isetitem(position, column.map(lambda value: _visible(value) if isinstance(value, str) else value))
+            escaped = column.map(lambda value: _visible(value) if isinstance(value, str) else value)
+            shown.isetitem(position, escaped)  # type: ignore[arg-type]  # a Series: pandas-stubs leaves it out
     return shown
 
 
@@ -350,7 +351,7 @@ def session_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def transcript_text(csid: str, first: date, last: date, transcript, timezone: str) -> str:
+def transcript_text(csid: str, first: date, last: date, transcript: pd.DataFrame, timezone: str) -> str:
     """The journey grouped by segment, each line with its time, sender type and name. Chat
     text is the vendor's: control characters in any field are shown escaped (see `_visible`)."""
     csid = _visible(csid)
@@ -358,7 +359,8 @@ def transcript_text(csid: str, first: date, last: date, transcript, timezone: st
         return f"journey {csid}: no messages between {first} and {last} (unknown id, or outside the window)"
     lines = [f"journey {csid}: {len(transcript)} messages, {transcript.sessionid.nunique()} segments ({timezone})"]
     current = None
-    for row in transcript.itertuples():
+    rows: Iterable[Any] = transcript.itertuples()  # pandas-stubs types each field as any scalar
+    for row in rows:
         if row.sessionid != current:
             current = row.sessionid
             lines.append(

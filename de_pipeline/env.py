@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, MutableMapping
 from datetime import date
 from pathlib import Path
+from typing import overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # A size as DuckDB writes its memory limit: KB, MB, GB, TB are powers of 1000; KiB, MiB,
@@ -72,7 +73,15 @@ class Env:
             return None
         return value.strip()
 
+    @overload
+    def text(self, name: str) -> str | None: ...
+    @overload
+    def text(self, name: str, default: str) -> str: ...
+    @overload
+    def text(self, name: str, default: str | None) -> str | None: ...
+
     def text(self, name: str, default: str | None = None) -> str | None:
+        """The value, or `default` when unset (never None when a default is given)."""
         value = self.raw(name)
         return default if value is None else value
 

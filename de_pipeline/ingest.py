@@ -132,8 +132,8 @@ def fetch_days(
             "nothing, and an empty day would be stored as if it were real. Start the range later."
         )
     claim_archive_source(settings.archive_dir, source.label, allow_change=allow_source_change)
-    for day in result.kept_from_archive:
-        log.info("%s is past the vendor's retention: keeping its archived copy", day)
+    for kept in result.kept_from_archive:
+        log.info("%s is past the vendor's retention: keeping its archived copy", kept)
     for bounds in split.partial:
         log.warning("%s is cut by the vendor's %d-day retention: its earliest messages are gone, the day is partial",
                     bounds.day, RETENTION_DAYS)  # fmt: skip

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
-from de_pipeline.defs.runs import job_label
+from de_pipeline.runs import job_label
 
 HOST_TAG = "de-pipeline/host"
 PID_TAG = "de-pipeline/pid"
@@ -92,10 +92,10 @@ def free_stale_slots(instance: DagsterInstance) -> list[str]:
             )
     if instance.event_log_storage.supports_global_concurrency_limits:
         for run_id in sorted(instance.event_log_storage.get_concurrency_run_ids()):
-            run = instance.get_run_by_id(run_id)
-            if run is None or run.is_finished:
+            holder = instance.get_run_by_id(run_id)
+            if holder is None or holder.is_finished:
                 instance.event_log_storage.free_concurrency_slots_for_run(run_id)
-                status = "deleted" if run is None else run.status.value.lower()
+                status = "deleted" if holder is None else holder.status.value.lower()
                 said.append(f"freed the pool slots of run {run_id[:8]} ({status})")
     return said
 
@@ -211,8 +211,9 @@ def _run_process(instance: DagsterInstance, run: DagsterRun) -> tuple[int | None
     for record in records:
         event = record.event_log_entry.dagster_event
         metadata = event.engine_event_data.metadata if event and event.engine_event_data else {}
-        if "pid" in metadata:
-            return int(metadata["pid"].value), None
+        pid = metadata["pid"].value if "pid" in metadata else None
+        if isinstance(pid, str | int):  # Dagster writes it as text
+            return int(pid), None
     return None, None
 
 

@@ -28,11 +28,11 @@ from de_pipeline.api import ApiAuthError, ApiBadRequestError, ApiEpochUnitError,
 from de_pipeline.defs.assets import ACCOUNTS, RAW_MESSAGES
 from de_pipeline.defs.definitions import defs
 from de_pipeline.defs.partitions import DAILY, MAX_PARTITIONS_PER_RUN, range_tags
-from de_pipeline.defs.runs import error_line
 from de_pipeline.env import SettingsError
 from de_pipeline.ingest import RetentionError
 from de_pipeline.instance import InstanceRepairError, open_instance, reconfigures_logging
 from de_pipeline.pool_slots import PoolWatch, free_stale_slots, process_tags
+from de_pipeline.runs import error_line
 from de_pipeline.warehouse.archive import ArchiveMissingError, StagingLimitError
 from de_pipeline.warehouse.connection import MemoryBudgetError
 from de_pipeline.warehouse.provenance import SourceMismatchError
@@ -74,7 +74,9 @@ class RunChunk:
 
 def last_complete_day() -> date:
     """Yesterday in DE_TIMEZONE: the last daily partition."""
-    return date.fromisoformat(DAILY.get_last_partition_key())
+    key = DAILY.get_last_partition_key()
+    assert key is not None  # CalendarSettings keeps DE_START_DATE before today: yesterday is a partition
+    return date.fromisoformat(key)
 
 
 def run_chunks(first: date, last: date) -> list[RunChunk]:
@@ -321,7 +323,7 @@ def failure_message(result: ExecuteInProcessResult) -> str:
         if event.is_step_failure:
             return f"{event.step_key}: {error_line(event)}"
     for event in result.all_events:
-        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
-            data = event.event_specific_data
+        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.asset_check_evaluation_data.passed:
+            data = event.asset_check_evaluation_data
             return f"blocking check {data.check_name} on {data.asset_key.to_user_string()} failed"
     return "the run did not succeed (see the Dagster logs above)"

@@ -22,7 +22,9 @@ class Dialect(DuckDBEngineDialect):
     driver = "de_pipeline"
     supports_statement_cache = False
 
-    def _columns_query(self, schema: Any, has_filter_names: Any, scope: Any, kind: Any) -> Any:
+    # SQLAlchemy's internals, overridden with their own signatures; its stubs type them
+    # differently in each version (and duckdb-engine's again), so mypy cannot match them
+    def _columns_query(self, schema: Any, has_filter_names: Any, scope: Any, kind: Any) -> Any:  # type: ignore[override]
         """SQLAlchemy's query of the columns, with NULL as every column's collation."""
         query = super()._columns_query(schema, has_filter_names, scope, kind)
         columns = (null().label("collation") if c.key == "collation" else c for c in query.selected_columns)
@@ -30,7 +32,9 @@ class Dialect(DuckDBEngineDialect):
 
     if hasattr(postgresql, "_NamedTypeLoader"):  # SQLAlchemy 2.1
 
-        def get_multi_columns(self, connection: Any, schema: Any = None, filter_names: Any = None, **kw: Any) -> Any:
+        def get_multi_columns(  # type: ignore[override]
+            self, connection: Any, schema: Any = None, filter_names: Any = None, **kw: Any
+        ) -> Any:
             """SQLAlchemy 2.1's own, with the rows read before the named types are looked up
             (duckdb-engine shares one cursor per connection)."""
             scope, kind = kw.pop("scope", None), kw.pop("kind", None)
@@ -39,6 +43,6 @@ class Dialect(DuckDBEngineDialect):
             rows = list(connection.execute(query, params).mappings())
             return self._get_columns_info(rows, postgresql._NamedTypeLoader(self, connection, kw), schema).items()
 
-    def get_multi_table_options(self, connection: Any, **kw: Any) -> Any:
+    def get_multi_table_options(self, connection: Any, **kw: Any) -> Any:  # type: ignore[override]
         """None: DuckDB has no PostgreSQL table options (inheritance, tablespace, access method)."""
         return ()

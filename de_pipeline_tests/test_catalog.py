@@ -248,7 +248,7 @@ def test_a_ui_runs_hidden_job_is_named_by_what_launched_it():
     copy's `_published` and the CLI's lines say what it was instead."""
     from dagster import DagsterRun
 
-    from de_pipeline.defs.runs import job_label
+    from de_pipeline.runs import job_label
 
     assert job_label(DagsterRun(job_name="__ASSET_JOB", tags={"dagster/backfill": "xyzabc"})) == "backfill xyzabc"
     assert job_label(DagsterRun(job_name="__ASSET_JOB_0")) == "materialised in the UI"

@@ -56,7 +56,7 @@ class Capture:
 def write_capture(result: ProbeResult, directory: Path, configured: Mapping[str, str], labels: Iterable[str]) -> Path:
     """Write the probe's questions and answers to DIRECTORY/capture.json; returns the file."""
     labels = tuple(labels)
-    answers = []
+    answers: list[dict[str, object]] = []
     for exchange in result.exchanges:
         answer = exchange.answer
         if answer is None:

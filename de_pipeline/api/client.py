@@ -492,7 +492,7 @@ class DigitalEngagementClient:
                     "host and port of DE_API_BASE_URL: if the API moved, set it there",
                 )
             url, params = target, None  # the new URL holds the query already
-        raise ApiRedirectError(describe, f"more than {MAX_REDIRECTS} redirects; the last to {scrub(target, key)}")
+        raise ApiRedirectError(describe, f"more than {MAX_REDIRECTS} redirects; the last to {scrub(url, key)}")
 
     def _body(self, response: requests.Response, describe: str) -> bytes:
         """The body, decoded (gzip and the like): a page's up to DE_MAX_PAGE_BYTES, an error

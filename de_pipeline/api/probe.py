@@ -420,11 +420,11 @@ class _Prober:
         if csid is None:
             self._note("customer-session call", "not probed", "no message with a customersessionid", ok=False)
             return
-        tried = []
+        tried: list[str] = []
         for method, template in _session_forms(form):
             path, named = customer_session_target(template, csid)
-            fields = _window_fields(window, form.epoch_unit) | {"limit": PAGE_ASKED, "offset": 0}
-            fields = named | fields if method == "GET" else fields | named
+            asked = _window_fields(window, form.epoch_unit) | {"limit": PAGE_ASKED, "offset": 0}
+            fields = {**named, **asked} if method == "GET" else {**asked, **named}
             exchange = self._ask(form, method, path, fields, f"customer session: {method} {template}")
             rows = exchange.rows
             label = f"{method} {template}" + (" (id in the query)" if method == "GET" and named else "")
@@ -456,7 +456,7 @@ class _Prober:
         if self.session_form is not None:
             values["DE_CUSTOMER_SESSION_METHOD"], values["DE_CUSTOMER_SESSION_PATH"] = self.session_form
         if not self.result.simulated:
-            values = {"DE_API_BASE_URL": form.base_url, "DE_PROVIDER_ID": form.provider_id} | values
+            values = {"DE_API_BASE_URL": form.base_url, "DE_PROVIDER_ID": form.provider_id, **values}
         defaults = {name: spec.default for name, spec in ApiSettings.__dataclass_fields__.items()}
         for name, value in values.items():
             if value is None:
@@ -555,7 +555,8 @@ def _json_type(value: Any) -> str:
         return "string"
     if isinstance(value, bool):
         return "boolean"
-    return {list: "array", dict: "object"}.get(type(value), type(value).__name__)
+    containers: dict[type, str] = {list: "array", dict: "object"}
+    return containers.get(type(value), type(value).__name__)
 
 
 def ts_ms(value: Any) -> int | None:

@@ -55,7 +55,8 @@ def write_dashboard(warehouse: WarehouseSettings, settings: DashboardSettings) -
     built = datetime.now(ZoneInfo(warehouse.timezone)).strftime(f"%Y-%m-%d %H:%M ({warehouse.timezone})")
     if data is None:
         text = empty_page(built=built, warehouse=str(warehouse.duckdb_path), empty_days=empty_days)
-        drawn, missing = (), {}
+        drawn: tuple[str, ...] = ()
+        missing: dict[str, str] = {}
     else:
         shown = charts(data)
         text = page(

@@ -4,7 +4,7 @@ how labels from the vendor's data are shown."""
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -67,7 +67,7 @@ def every_day(frame: pd.DataFrame, days: Sequence[date], by: str | None = None) 
 
 def note_if_empty(
     figure: go.Figure,
-    values: Sequence[object],
+    values: Iterable[object],
     note: str,
     *,
     row: int | None = None,
@@ -106,7 +106,7 @@ def as_text(value: object) -> str:
     return html.escape(str(value), quote=False)
 
 
-def as_texts(values: Sequence[object]) -> list[str]:
+def as_texts(values: Iterable[object]) -> list[str]:
     """Each value as_text."""
     return [as_text(value) for value in values]
 

@@ -89,7 +89,13 @@ def topic_confidence(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
             ),
             **place,
         )
-        note_if_empty(figure, rows["p50_score"], "No confidence score for this topic in these days.", **place)
+        note_if_empty(
+            figure,
+            rows["p50_score"],
+            "No confidence score for this topic in these days.",
+            row=place["row"],
+            col=place["col"],
+        )
     figure.update_yaxes(range=[0, 1])
     return Chart(name, title, source, laid_out(figure, 170 + 190 * rows_needed, days=days), wide=True)
 

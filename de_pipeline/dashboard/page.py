@@ -55,7 +55,8 @@ def page(
     figures = "".join(
         f'<script type="application/json" class="figure" data-chart="{chart.name}">'
         f"{_script_safe(chart.figure.to_json())}</script>\n"
-        for chart in drawn
+        for chart in charts
+        if chart.figure is not None
     )
     scripts = f"<script>{get_plotlyjs()}</script>\n{figures}<script>{RENDER}</script>" if drawn else ""
     origin = f" · source: {escape(source)}" if source else ""

@@ -73,7 +73,7 @@ def sentiment_by_channel(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
     note_if_empty(figure, frame["avg_sentiment"], "No customer message with a sentiment in these days.", row=1, col=1)
     figure.update_yaxes(tickformat=".0%", row=2, col=1)
     channels = frame["channel"].unique()
-    notes = ()
+    notes: tuple[str, ...] = ()
     if len(channels) == 1:
         notes = (f"Only one channel in these days ({channels[0]}): nothing to compare it with.",)
     return Chart(name, title, source, laid_out(figure, 520, hovermode="x unified", days=days), notes, wide=True)

@@ -7,7 +7,9 @@ metadata. A run covers at most 7 days (one legal API window).
 # No `from __future__ import annotations`: Dagster reads the context and config annotations.
 
 from dataclasses import dataclass
+from typing import TypeVar
 
+import duckdb
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -22,7 +24,7 @@ from dagster import (
 
 from de_pipeline.accounts import Account, accounts_from_env
 from de_pipeline.api import Window
-from de_pipeline.defs.catalog import asset_catalog, owned, preview_table
+from de_pipeline.defs.catalog import OwnedArguments, TableAssetArguments, asset_catalog, owned, preview_table
 from de_pipeline.defs.partitions import BACKFILL_POLICY, DAILY, day_bounds
 from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
 from de_pipeline.ingest import empty_run_warning, fetch_days
@@ -33,6 +35,7 @@ from de_pipeline.warehouse.days import DayBounds, day_bounds_table
 from de_pipeline.warehouse.empty_days import unexplained_empty_run
 from de_pipeline.warehouse.messages import load_messages
 from de_pipeline.warehouse.provenance import archive_source, claim_warehouse_source
+from de_pipeline.warehouse.schema import one_row
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.summary import daily_metrics, top_rows
 from de_pipeline.warehouse.tables import DAILY_TABLES, MESSAGES, DailyTable, Table
@@ -40,19 +43,20 @@ from de_pipeline.warehouse.tables import DAILY_TABLES, MESSAGES, DailyTable, Tab
 API_POOL = "digital_engagement_api"
 WAREHOUSE_POOL = "duckdb_warehouse"  # DuckDB allows one writing process: limit 1
 PREVIEW_ROWS = 10
+_Arguments = TypeVar("_Arguments", bound=OwnedArguments)  # owned() or asset_catalog()
 
 
 def _window_text(days: list[DayBounds]) -> str:
     return f"{days[0].day} .. {days[-1].day} ({Window(days[0].start_ms, days[-1].end_ms)})"
 
 
-def _table_metadata(table: Table, settings: WarehouseSettings, total_rows: int) -> dict[str, object]:
+def _table_metadata(table: Table, settings: WarehouseSettings, total_rows: int) -> dict[str, str | int]:
     """Where the table lives (database.schema.table, as lineage tools read it) and its rows."""
     return {"dagster/table_name": f"{settings.duckdb_path.stem}.main.{table.name}", "dagster/row_count": total_rows}
 
 
-def _total_rows(connection, table: Table) -> int:
-    return connection.execute(f"SELECT count(*) FROM {table.name}").fetchone()[0]
+def _total_rows(connection: duckdb.DuckDBPyConnection, table: Table) -> int:
+    return one_row(connection.execute(f"SELECT count(*) FROM {table.name}"))[0]
 
 
 @dataclass(frozen=True)
@@ -88,9 +92,13 @@ def account_key(account: Account, name: str) -> AssetKey:
     return AssetKey([name] if account.is_default else [account.name, name])
 
 
-def _grouped(account: Account, arguments: dict[str, object]) -> dict[str, object]:
+def _grouped(account: Account, arguments: _Arguments) -> _Arguments:
     """An account of DE_PROVIDERS_FILE is a group of its own in the UI (materialise or backfill it alone)."""
-    return arguments if account.is_default else arguments | {"group_name": account.name}
+    if account.is_default:
+        return arguments
+    regrouped = arguments.copy()
+    regrouped["group_name"] = account.name
+    return regrouped
 
 
 def raw_messages_asset(account: Account) -> AssetsDefinition:
@@ -150,7 +158,7 @@ def _check_result(outcome: CheckOutcome, asset_key: AssetKey) -> AssetCheckResul
 
 def _table_asset(
     account: Account, key: AssetKey, table: Table, upstream: AssetsDefinition, checks: list[AssetCheckSpec]
-) -> dict[str, object]:
+) -> TableAssetArguments:
     """The @asset arguments of a warehouse table: partitioned like the rest, one writer at a
     time (the warehouse pool), in the catalog with its columns."""
     return {

@@ -7,10 +7,16 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from dagster import (
+    AssetCheckSpec,
+    AssetKey,
+    AssetsDefinition,
+    BackfillPolicy,
+    FreshnessPolicy,
     MetadataValue,
+    PartitionsDefinition,
     TableColumn,
     TableMetadataValue,
     TableRecord,
@@ -54,7 +60,35 @@ CATALOG = CatalogSettings.from_env()
 # every table's freshness policy: defs/freshness.py
 
 
-def owned() -> dict[str, object]:
+class OwnedArguments(TypedDict):
+    """The @asset arguments of `owned`."""
+
+    group_name: str
+    owners: list[str]
+    tags: dict[str, str]
+
+
+class CatalogArguments(OwnedArguments):
+    """The @asset arguments of `asset_catalog`."""
+
+    description: str
+    metadata: dict[str, TableSchema]
+    freshness_policy: FreshnessPolicy
+
+
+class TableAssetArguments(CatalogArguments):
+    """The @asset arguments of a warehouse table's asset (defs/assets.py)."""
+
+    key: AssetKey
+    partitions_def: PartitionsDefinition
+    backfill_policy: BackfillPolicy
+    pool: str
+    kinds: set[str]
+    deps: list[AssetsDefinition]
+    check_specs: list[AssetCheckSpec]
+
+
+def owned() -> OwnedArguments:
     """The @asset arguments every asset of the pipeline shares: its group, owners and tags."""
     return {"group_name": GROUP, "owners": list(CATALOG.owners), "tags": dict(CATALOG.tags or {})}
 
@@ -64,9 +98,10 @@ def column_schema(table: Table) -> TableSchema:
     return TableSchema(columns=[TableColumn(c.name, c.base_type, description=c.description) for c in table.columns])
 
 
-def asset_catalog(table: Table) -> dict[str, object]:
+def asset_catalog(table: Table) -> CatalogArguments:
     """The @asset arguments that put a registry table in the catalog."""
-    return owned() | {
+    return {
+        **owned(),
         "description": table.description,
         "metadata": {"dagster/column_schema": column_schema(table)},
         "freshness_policy": FRESHNESS,

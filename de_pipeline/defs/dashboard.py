@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from de_pipeline.dashboard.build import WrittenDashboard
 
 
-def build_dashboard(settings: WarehouseSettings) -> dict[str, object]:
+def build_dashboard(settings: WarehouseSettings) -> dict[str, MetadataValue]:
     """Write the dashboard (DE_DASHBOARD_PATH); its materialisation metadata."""
     # pandas and plotly load here, in the step that draws, not in every process that loads
     # the definitions (each run's steps, the backfill's weeks): about 40 MiB, 75 with pyarrow
@@ -32,17 +32,17 @@ def build_dashboard(settings: WarehouseSettings) -> dict[str, object]:
     return dashboard_metadata(write_dashboard(settings, DashboardSettings.from_env(settings)))
 
 
-def dashboard_metadata(written: "WrittenDashboard") -> dict[str, object]:
+def dashboard_metadata(written: "WrittenDashboard") -> dict[str, MetadataValue]:
     """What the UI shows of a written dashboard: the file (path and link), its days, its charts."""
     path = written.path.resolve()
     return {
         "path": MetadataValue.path(str(path)),
         "url": MetadataValue.url(path.as_uri()),
-        "days": f"{written.first_day} .. {written.last_day}" if written.last_day else "no data yet",
-        "last_loaded_day": str(written.last_day or "none"),
-        "charts_drawn": len(written.drawn),
+        "days": MetadataValue.text(f"{written.first_day} .. {written.last_day}" if written.last_day else "no data yet"),
+        "last_loaded_day": MetadataValue.text(str(written.last_day or "none")),
+        "charts_drawn": MetadataValue.int(len(written.drawn)),
         "charts_missing": MetadataValue.json(written.missing),
-        "size_bytes": written.size_bytes,
+        "size_bytes": MetadataValue.int(written.size_bytes),
     }
 
 

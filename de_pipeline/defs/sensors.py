@@ -19,9 +19,9 @@ from dagster import (
 from de_pipeline.alerts import AlertSettings, failure_text, post_alert
 from de_pipeline.api import ApiSettings
 from de_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
-from de_pipeline.defs.runs import error_line, job_label
 from de_pipeline.env import SettingsError
 from de_pipeline.pool_slots import free_stale_slots
+from de_pipeline.runs import error_line, job_label
 from de_pipeline.warehouse.publish import publish_for_readers
 from de_pipeline.warehouse.settings import WarehouseSettings
 
@@ -65,7 +65,8 @@ def alert_on_run_failure(context: RunFailureSensorContext) -> None:
         else tags.get("dagster/partition", "no partition")
     )
     error = error_line(failures[0]) if failures else (context.failure_event.message or "")
-    post_alert(ALERTS, failure_text(run.run_id, job_label(run), [e.step_key for e in failures], days, error, _key()))
+    steps = [e.step_key for e in failures if e.step_key is not None]
+    post_alert(ALERTS, failure_text(run.run_id, job_label(run), steps, days, error, _key()))
 
 
 def _key() -> str:

@@ -10,7 +10,7 @@ import duckdb
 
 from de_pipeline.warehouse.connection import transaction
 from de_pipeline.warehouse.days import in_steps
-from de_pipeline.warehouse.schema import run_sql
+from de_pipeline.warehouse.schema import one_row, run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import OF_THE_DAYS, DailyTable
 
@@ -42,10 +42,12 @@ def refresh_aggregate(
             run_sql(connection, table.prelude, params)
         for step in day_steps(table, first_day, last_day):
             run_sql(connection, table.name, {**params, **step})
-        return connection.execute(
-            f"SELECT count(*) FROM {table.name} WHERE {OF_THE_DAYS}",
-            {"provider": settings.provider, "first_day": first_day, "last_day": last_day},
-        ).fetchone()[0]
+        return one_row(
+            connection.execute(
+                f"SELECT count(*) FROM {table.name} WHERE {OF_THE_DAYS}",
+                {"provider": settings.provider, "first_day": first_day, "last_day": last_day},
+            )
+        )[0]
 
 
 def day_steps(table: DailyTable, first_day: date, last_day: date) -> Iterator[dict[str, Any]]:

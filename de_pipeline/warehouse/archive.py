@@ -25,7 +25,7 @@ import duckdb
 from de_pipeline.env import format_size
 from de_pipeline.warehouse.connection import memory_budget, session_defaults
 from de_pipeline.warehouse.files import free_disk_bytes, fsync_directory, owned_scratch_dir, replace_durably
-from de_pipeline.warehouse.schema import run_sql
+from de_pipeline.warehouse.schema import one_row, run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
 
 
@@ -223,7 +223,7 @@ class ArchiveWriter:
 
     def _records(self, path: Path) -> int:
         """How many records an archive file holds (from its Parquet footer)."""
-        return self._connection.execute("SELECT count(*) FROM read_parquet($path)", {"path": str(path)}).fetchone()[0]
+        return one_row(self._connection.execute("SELECT count(*) FROM read_parquet($path)", {"path": str(path)}))[0]
 
     def _write_day(self, day: date, pages: list[str]) -> tuple[date, Path, int]:
         path = self._directory / f"{day.isoformat()}.parquet"

@@ -13,7 +13,7 @@ from typing import Any
 import duckdb
 
 from de_pipeline.warehouse.empty_days import COMPARABLE_WEEKS, DAY_HISTORY, UNEXPECTED
-from de_pipeline.warehouse.schema import named_parameters
+from de_pipeline.warehouse.schema import named_parameters, one_row
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import DailyTable
 
@@ -117,7 +117,7 @@ def message_checks(
         cursor = connection.execute(
             f"SELECT *, ({check.passes}) AS passed FROM ({check.query})", named_parameters(check.query, params)
         )
-        *values, passed = cursor.fetchone()
+        *values, passed = one_row(cursor)
         metadata = dict(zip([c[0] for c in cursor.description][:-1], values))
         outcomes.append(CheckOutcome(check.name, bool(passed), check.description, check.blocking, metadata))
     return outcomes
@@ -136,6 +136,7 @@ ORDER BY b.day
 def reconcile(connection: duckdb.DuckDBPyConnection, table: DailyTable, settings: WarehouseSettings) -> CheckOutcome:
     """Does `table` account for everything of the range's days it is built from? Needs day_bounds."""
     spec = table.reconcile
+    assert spec is not None  # DailyTable requires one
     query = RECONCILE.format(counted=spec.counted, table=table.name, where=spec.where, expected=spec.expected)
     rows = connection.execute(
         query, named_parameters(query, {"provider": settings.provider, "placeholder_regex": settings.placeholder_regex})

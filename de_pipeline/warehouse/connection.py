@@ -17,11 +17,11 @@ import duckdb
 
 from de_pipeline.warehouse.files import private_spill_dir
 from de_pipeline.warehouse.schema import ensure_schema
-from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.settings import DuckDBConfig, WarehouseSettings
 
 # DuckDB still opens the database file itself, and its temp folder (reader_spill_config):
 # with external access off it lets queries use that folder too, whatever allowed_directories says
-SEALED_CONFIG: dict[str, object] = {"enable_external_access": False}
+SEALED_CONFIG: DuckDBConfig = {"enable_external_access": False}
 
 
 class WarehouseBusyError(RuntimeError):
@@ -57,7 +57,7 @@ def memory_budget(settings: WarehouseSettings, *, reading: bool = False) -> Iter
 
 
 @contextmanager
-def reader_spill_config(settings: WarehouseSettings) -> Iterator[dict[str, object]]:
+def reader_spill_config(settings: WarehouseSettings) -> Iterator[DuckDBConfig]:
     """The DuckDB settings of a reader's spilling: a private folder of this process, removed
     afterwards (not `<database>.tmp` beside a shared file, where a query's spill stayed
     after a kill), holding at most DE_READER_SPILL_LIMIT; with `0`, no folder at all."""
@@ -66,7 +66,7 @@ def reader_spill_config(settings: WarehouseSettings) -> Iterator[dict[str, objec
         yield _spill_config(folder, limit)
 
 
-def _spill_config(folder: Path | None, limit: str | None) -> dict[str, object]:
+def _spill_config(folder: Path | None, limit: str | None) -> DuckDBConfig:
     if folder is None or limit is None:
         return {"temp_directory": ""}  # DuckDB fails a query past the memory budget instead
     return {"temp_directory": str(folder), "max_temp_directory_size": limit}
@@ -122,7 +122,7 @@ def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDB
 
 
 def _connect(
-    settings: WarehouseSettings, *, read_only: bool, extra_config: dict[str, object] | None = None
+    settings: WarehouseSettings, *, read_only: bool, extra_config: DuckDBConfig | None = None
 ) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + settings.lock_timeout_seconds
     delay = 0.05

@@ -14,6 +14,7 @@ import duckdb
 import pandas as pd
 
 from de_pipeline.warehouse.empty_days import DAY_HISTORY, UNEXPECTED, ensure_loaded_days
+from de_pipeline.warehouse.schema import one_row
 
 # Customer messages per day and channel: the mean sentiment of those that have one, and
 # the share of all of them that are negative (as the demo's headline computes it).
@@ -185,13 +186,13 @@ def dashboard_data(connection: duckdb.DuckDBPyConnection, days: int) -> Dashboar
     or without), from the first loaded day if that is later; None when the warehouse holds
     no message yet."""
     ensure_loaded_days(connection)
-    loaded_from, last_day, any_message = connection.execute(LOADED_SPAN).fetchone()
+    loaded_from, last_day, any_message = one_row(connection.execute(LOADED_SPAN))
     if not any_message:
         return None
     first_day = max(loaded_from, last_day - timedelta(days=days - 1))
     params = {"first_day": first_day, "last_day": last_day}
     frames = {name: connection.execute(query, params).df() for name, query in QUERIES.items()}
-    source = connection.execute("SELECT any_value(value) FROM warehouse_meta WHERE key = 'source'").fetchone()[0]
+    source = one_row(connection.execute("SELECT any_value(value) FROM warehouse_meta WHERE key = 'source'"))[0]
     return DashboardData(first_day, last_day, frames, source)
 
 

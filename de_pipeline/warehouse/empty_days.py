@@ -30,6 +30,8 @@ from datetime import date
 
 import duckdb
 
+from de_pipeline.warehouse.schema import one_row
+
 COMPARABLE_WEEKS = 4
 _BACK = 7 * COMPARABLE_WEEKS  # days before $first_day that the comparable days reach
 
@@ -87,9 +89,9 @@ def unexplained_empty_run(
     days = connection.execute(RUN_DAYS, params).fetchall()
     if not days or any(messages for _, messages, _, _ in days):
         return None
-    last_with_messages, last_loaded, any_message = connection.execute(
-        BEFORE_THE_RUN, {"provider": provider, "first_day": first_day}
-    ).fetchone()
+    last_with_messages, last_loaded, any_message = one_row(
+        connection.execute(BEFORE_THE_RUN, {"provider": provider, "first_day": first_day})
+    )
     unexpected = [day for day, _, is_unexpected, _ in days if is_unexpected]
     run = EmptyRun([day for day, *_ in days], first_run=not any_message, unexpected=unexpected)
     if run.first_run:
@@ -103,7 +105,7 @@ def unexplained_empty_run(
 def ensure_loaded_days(connection: duckdb.DuckDBPyConnection) -> None:
     """A warehouse from before `loaded_days` (read only, not yet written by a run) reads as
     one with none: an empty temp view of its name."""
-    if not connection.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'loaded_days'").fetchone()[0]:
+    if not one_row(connection.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'loaded_days'"))[0]:
         connection.execute(
             "CREATE OR REPLACE TEMP VIEW loaded_days AS "
             "SELECT CAST(NULL AS VARCHAR) AS provider, CAST(NULL AS DATE) AS day LIMIT 0"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from de_pipeline.warehouse.connection import reader
 from de_pipeline.warehouse.files import replace_durably
+from de_pipeline.warehouse.schema import one_row
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import UnknownTableError, table
 
@@ -65,7 +66,6 @@ def export_table(
                 {"day": day, "target": str(partial)},
             )
             replace_durably(partial, path)
-            rows += connection.execute(
-                f"SELECT count(*) FROM {name} WHERE {day_column} = $day", {"day": day}
-            ).fetchone()[0]
+            counted = connection.execute(f"SELECT count(*) FROM {name} WHERE {day_column} = $day", {"day": day})
+            rows += one_row(counted)[0]
     return Exported(rows, len(days), target)

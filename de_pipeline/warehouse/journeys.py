@@ -12,7 +12,7 @@ import duckdb
 from de_pipeline.warehouse.connection import reader, reader_spill_config, session_defaults, transaction
 from de_pipeline.warehouse.days import DayBounds
 from de_pipeline.warehouse.messages import parse_records
-from de_pipeline.warehouse.schema import ensure_schema, run_sql
+from de_pipeline.warehouse.schema import ensure_schema, one_row, run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
 
 if TYPE_CHECKING:  # DuckDB's .df() loads pandas when a journey is compared, not with the job's definitions
@@ -82,7 +82,7 @@ def _compare(
     extra = connection.execute(
         "SELECT * EXCLUDE (ts_ms) FROM stored ANTI JOIN live USING (message_key) ORDER BY ts_ms"
     ).df()
-    stored = connection.execute("SELECT count(*) FROM stored").fetchone()[0]
+    stored = one_row(connection.execute("SELECT count(*) FROM stored"))[0]
     return JourneyComparison(transcript, missing, extra, stored)
 
 
@@ -107,16 +107,16 @@ def replace_journey(
     window = _journey_window(customersessionid, days, settings)
     with transaction(connection):
         parse_records(connection, files, days, settings)
-        fetched, rejected = connection.execute(
-            "SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL) FROM parsed"
-        ).fetchone()
+        fetched, rejected = one_row(
+            connection.execute("SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL) FROM parsed")
+        )
         # only this journey's messages, even if the server answered more
         connection.execute(
             "DELETE FROM parsed WHERE customersessionid IS DISTINCT FROM $csid", {"csid": customersessionid}
         )
-        before = connection.execute(f"DELETE FROM messages WHERE {OF_THE_JOURNEY}", window).fetchone()[0]
+        before = one_row(connection.execute(f"DELETE FROM messages WHERE {OF_THE_JOURNEY}", window))[0]
         run_sql(connection, "messages", window)
-        stored = connection.execute(f"SELECT count(*) FROM messages WHERE {OF_THE_JOURNEY}", window).fetchone()[0]
+        stored = one_row(connection.execute(f"SELECT count(*) FROM messages WHERE {OF_THE_JOURNEY}", window))[0]
         connection.execute("DROP TABLE parsed")
     return JourneyReplacement(fetched=fetched, before=before, stored=stored, rejected=rejected)
 

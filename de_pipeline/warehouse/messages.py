@@ -10,7 +10,7 @@ import duckdb
 from de_pipeline.warehouse.archive import archive_day, archive_files
 from de_pipeline.warehouse.connection import transaction
 from de_pipeline.warehouse.days import DayBounds, day_bounds_table, in_steps
-from de_pipeline.warehouse.schema import run_sql
+from de_pipeline.warehouse.schema import one_row, run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import OF_THE_DAYS
 
@@ -64,11 +64,13 @@ def parse_records(
         {"files": files, "days": [archive_day(file) for file in files]},
     )
     run_sql(connection, "parse_records", {"files": files, "timezone": settings.timezone})
-    parsed, held = connection.execute(
-        "SELECT (SELECT count(*) FROM parsed), "
-        "(SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata($files::VARCHAR[]))",
-        {"files": files},
-    ).fetchone()
+    parsed, held = one_row(
+        connection.execute(
+            "SELECT (SELECT count(*) FROM parsed), "
+            "(SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata($files::VARCHAR[]))",
+            {"files": files},
+        )
+    )
     if parsed != held:
         raise ArchiveParseError(
             f"parsed {parsed:,} of the {held:,} records in the raw archive files {', '.join(files)} "
@@ -92,12 +94,12 @@ def load_messages(
     dates = [bounds.day for bounds in days]
     files = dict(zip(dates, archive_files(settings.archive_dir, dates), strict=True))
     span = {"provider": settings.provider, "first_day": days[0].day, "last_day": days[-1].day}
-    per_day = []
+    per_day: list[MessagesDay] = []
     with transaction(connection):
         connection.execute(f"DELETE FROM messages WHERE {OF_THE_DAYS}", span)
         connection.execute(f"DELETE FROM rejected_messages WHERE {ARCHIVED_ON_THE_DAYS}", span)
         connection.execute(f"DELETE FROM loaded_days WHERE {OF_THE_DAYS}", span)
-        for first, last in in_steps(span["first_day"], span["last_day"]):
+        for first, last in in_steps(days[0].day, days[-1].day):
             step = [bounds for bounds in days if first <= bounds.day <= last]
             parse_records(connection, [files[bounds.day] for bounds in step], step, settings)
             run_sql(connection, "messages", span)

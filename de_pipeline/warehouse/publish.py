@@ -28,7 +28,7 @@ import duckdb
 
 from de_pipeline.warehouse.connection import WarehouseBusyError, session_defaults, writer
 from de_pipeline.warehouse.files import replace_durably
-from de_pipeline.warehouse.schema import run_sql
+from de_pipeline.warehouse.schema import one_row, run_sql
 from de_pipeline.warehouse.settings import READERS_STORAGE_VERSION, WarehouseSettings
 
 PUBLISHED_TABLE = "_published"
@@ -106,9 +106,11 @@ def copy_database_file(source: Path, target: Path) -> None:
 
 def storage_version(connection: duckdb.DuckDBPyConnection) -> str | None:
     """The storage format of the connection's database file, as DuckDB tags it (`v1.4.0+`)."""
-    (version,) = connection.execute(
-        "SELECT tags['storage_version'] FROM duckdb_databases() WHERE database_name = current_database()"
-    ).fetchone()
+    (version,) = one_row(
+        connection.execute(
+            "SELECT tags['storage_version'] FROM duckdb_databases() WHERE database_name = current_database()"
+        )
+    )
     return version
 
 
@@ -122,7 +124,7 @@ def readable_by_older_duckdb(connection: duckdb.DuckDBPyConnection) -> bool:
 def convert_database(connection: duckdb.DuckDBPyConnection, target: Path) -> None:
     """Write the connection's database to a new file `target` in READERS_STORAGE_VERSION's
     format: every table, view, comment and type, compacted."""
-    (source,) = connection.execute("SELECT current_database()").fetchone()
+    (source,) = one_row(connection.execute("SELECT current_database()"))
     quoted_path = str(target).replace("'", "''")
     connection.execute(f"ATTACH '{quoted_path}' AS readers_copy (STORAGE_VERSION '{READERS_STORAGE_VERSION}')")
     try:
@@ -152,7 +154,7 @@ def _stamp(path: Path, settings: WarehouseSettings, trigger: str) -> tuple[datet
             "the days of messages it holds, and the run it followed'"
         )
         run_sql(connection, "readers_copy")
-        first_day, last_day = connection.execute(f"SELECT first_day, last_day FROM {PUBLISHED_TABLE}").fetchone()
+        first_day, last_day = one_row(connection.execute(f"SELECT first_day, last_day FROM {PUBLISHED_TABLE}"))
         connection.execute("CHECKPOINT")
     finally:
         connection.close()

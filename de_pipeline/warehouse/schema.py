@@ -41,6 +41,14 @@ def run_sql(
     return result
 
 
+def one_row(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...]:
+    """The row of a query that always returns exactly one (an aggregate, a DELETE's count)."""
+    row = result.fetchone()
+    if row is None:
+        raise RuntimeError("the query returned no row")
+    return row
+
+
 def named_parameters(statement: str, params: dict[str, Any], *, where: str = "the query") -> dict[str, Any] | None:
     """The `$parameters` that `statement` names, from `params` (DuckDB refuses unused ones)."""
     names = set(_PARAMETER.findall(_COMMENT.sub("", statement)))

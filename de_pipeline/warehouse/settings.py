@@ -7,10 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeAlias
 
 import duckdb
 
 from de_pipeline.env import DAY_SECONDS, Env, SettingsError
+
+# The settings of a DuckDB connection, as duckdb.connect(config=...) takes them
+DuckDBConfig: TypeAlias = dict[str, str | bool | int | float | list[str]]
 
 DEFAULT_DUCKDB_PATH = "data/de_pipeline.duckdb"
 DEFAULT_PROVIDER = "default"  # the `provider` of the single account of DE_PROVIDER_ID
@@ -114,7 +118,7 @@ class WarehouseSettings:
         return outputs
 
     @property
-    def duckdb_config(self) -> dict[str, str]:
+    def duckdb_config(self) -> DuckDBConfig:
         """Database settings for every DuckDB connection the pipeline opens (the same for
         each: DuckDB refuses a second connection to a file with other settings)."""
         return {"memory_limit": self.memory_limit, "storage_compatibility_version": READERS_STORAGE_VERSION}

@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 
+from de_pipeline.warehouse.schema import one_row
 from de_pipeline.warehouse.tables import OF_THE_DAYS, TABLES, DailyTable
 
 HEADLINES = {
@@ -48,9 +49,9 @@ def table_sizes(connection: duckdb.DuckDBPyConnection) -> list[tuple[str, int, s
     """(table, rows, first day, last day) for each table."""
     sizes = []
     for table in TABLES:
-        rows, first, last = connection.execute(
-            f"SELECT count(*), min({table.day_column}), max({table.day_column}) FROM {table.name}"
-        ).fetchone()
+        rows, first, last = one_row(
+            connection.execute(f"SELECT count(*), min({table.day_column}), max({table.day_column}) FROM {table.name}")
+        )
         sizes.append((table.name, rows, str(first or "-"), str(last or "-")))
     return sizes
 

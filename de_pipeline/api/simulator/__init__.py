@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from typing import TypedDict
 
-from de_pipeline.api.settings import AUTH_FORMS, checked_path, transport_overrides
+from de_pipeline.api.settings import AUTH_FORMS, TransportOverrides, checked_path, transport_overrides
 from de_pipeline.api.simulator.dataset import SyntheticDataset
 from de_pipeline.api.simulator.server import (
     LoopbackServer,
@@ -57,18 +58,29 @@ def simulator_config_from_env(environ: Mapping[str, str] | None = None, *, timez
     )
 
 
-def _served_forms(env: Env, transport: Mapping[str, object]) -> dict[str, object]:
+class _ServedForms(TypedDict):
+    epoch_unit: str
+    auth_in: str
+    providerid_in: str
+    partner_id: str | None
+    customer_session_method: str
+    customer_session_path: str
+    sessionid_type: str
+    ts_type: str
+
+
+def _served_forms(env: Env, transport: TransportOverrides) -> _ServedForms:
     """The request forms and field types the simulator serves (DE_SIM_*): by default those the
     client sends, so that they agree; another one to try `de-pipeline check` against it."""
-    path = str(transport["customer_session_path"])
+    path = transport["customer_session_path"]
     path = checked_path(env, "DE_SIM_CUSTOMER_SESSION_PATH", path, customer_session=True)
     return {
-        "epoch_unit": env.choice("DE_SIM_EPOCH_UNIT", str(transport["epoch_unit"]), ("s", "ms")),
-        "auth_in": env.choice("DE_SIM_AUTH_IN", str(transport["auth_in"]), AUTH_FORMS),
+        "epoch_unit": env.choice("DE_SIM_EPOCH_UNIT", transport["epoch_unit"], ("s", "ms")),
+        "auth_in": env.choice("DE_SIM_AUTH_IN", transport["auth_in"], AUTH_FORMS),
         "providerid_in": env.choice("DE_SIM_PROVIDERID_IN", "any", ("any", "header", "query")),
         "partner_id": env.raw("DE_SIM_PARTNER_ID"),
         "customer_session_method": env.choice(
-            "DE_SIM_CUSTOMER_SESSION_METHOD", str(transport["customer_session_method"]).lower(), ("get", "post")
+            "DE_SIM_CUSTOMER_SESSION_METHOD", transport["customer_session_method"].lower(), ("get", "post")
         ).upper(),
         "customer_session_path": path,
         "sessionid_type": env.choice("DE_SIM_SESSIONID_TYPE", "string", ("string", "number")),

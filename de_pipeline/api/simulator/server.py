@@ -18,6 +18,7 @@ Pages are joined from pre-serialised messages, so the server is never the bottle
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import sys
@@ -28,7 +29,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
@@ -42,6 +43,9 @@ from de_pipeline.api.settings import (
     RETENTION_DAYS,
 )
 from de_pipeline.api.simulator.dataset import SyntheticDataset
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 # Hostile mode answers requests in this repeating order ("ok" = serve the page).
 HOSTILE_CYCLE = (
@@ -142,6 +146,7 @@ class LoopbackServer:
         if self._server is None:
             raise RuntimeError("the simulator is not running")
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # getsockname() gives an IP socket's host as text
         return f"http://{host}:{port}"
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -407,19 +412,21 @@ def _error(message: str) -> bytes:
     return orjson.dumps({"error": message})
 
 
-class _Drip:
-    """A writer that sends one byte at a time, `seconds` apart: a slow or hostile server."""
+class _Drip(io.BufferedIOBase):
+    """A writer that sends one byte at a time, `seconds` apart: a slow or hostile server. It
+    stands in for the handler's `wfile`, of which the handler only calls write()."""
 
     def __init__(self, stream: Any, seconds: float) -> None:
         self._stream = stream
         self._seconds = seconds
 
-    def write(self, data: bytes) -> int:
-        for index in range(len(data)):
-            self._stream.write(data[index : index + 1])
+    def write(self, data: ReadableBuffer, /) -> int:
+        payload = bytes(data)
+        for index in range(len(payload)):
+            self._stream.write(payload[index : index + 1])
             self._stream.flush()
             time.sleep(self._seconds)
-        return len(data)
+        return len(payload)
 
 
 class _Server(ThreadingHTTPServer):

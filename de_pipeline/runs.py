@@ -20,6 +20,8 @@ def job_label(run: DagsterRun) -> str:
 def error_line(step_failure: DagsterEvent) -> str:
     """The first line of a failed step's own error (under Dagster's wrapper)."""
     error = step_failure.step_failure_data.error
+    if error is None:  # Dagster records one with every step failure it reports
+        return step_failure.message or "the step failed"
     while error.cause is not None and "Error occurred while executing" in error.message:
         error = error.cause
-    return error.message.strip().splitlines()[0] if error.message.strip() else error.cls_name
+    return error.message.strip().splitlines()[0] if error.message.strip() else (error.cls_name or "no error message")

@@ -1,0 +1,28 @@
+# Developer tasks, run in the environment of README command 2 (the `test` extra installed).
+# CI (.ci/run) runs the same commands itself, so that it needs no make.
+
+.PHONY: check test test-quick bench constraints
+
+# lint, format, types, and the layers' imports (contracts in pyproject.toml): seconds
+check:
+	ruff check .
+	ruff format --check .
+	mypy
+	lint-imports
+
+# the whole suite: 18 to 21 minutes on 2 cores
+test:
+	pytest
+
+# without the tests that start Dagster's webserver or a browser, kill processes, or set the clock
+test-quick:
+	pytest -m "not slow and not ui and not browser and not dates"
+
+# the ingest benchmark in its default mode (14 days of 50,000 messages; dlt too with the `bench` extra)
+bench:
+	python benchmarks/ingest.py
+
+# re-pin constraints.txt (every extra, Python 3.11) to the newest releases pyproject.toml's
+# ranges allow; needs uv (`pip install uv`)
+constraints:
+	uv pip compile --quiet pyproject.toml --all-extras --python-version 3.11 --upgrade --custom-compile-command "make constraints" -o constraints.txt
