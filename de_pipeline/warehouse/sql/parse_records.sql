@@ -9,7 +9,7 @@
 -- `day=` folder of the path, so an archive under a parent folder named like day=2020-01-01
 -- gave every record that day, and the join to day_bounds dropped them all.
 --
--- Rules (docs/api.md, "6. Messages"; the README's "What lands in rejected_messages"):
+-- Rules (docs/api.md, "6. Messages"; docs/tables.md, "What lands in rejected_messages"):
 --   rejected: not a JSON object; ts missing or not a JSON integer that fits a BIGINT; ts
 --             outside the day's window (the API answered it for a window it does not belong
 --             to), also a ts outside the timestamps DuckDB holds (its `day` stays NULL); sentiment
