@@ -124,7 +124,7 @@ def read_providers_file(path: Path, *, allow_insecure_http: bool = False) -> tup
     document = _load_yaml(path, where)
     entries = document.get("accounts") if isinstance(document, dict) else None
     if not isinstance(entries, list) or not entries:
-        raise SettingsError(f"{where}: expected `accounts:` with a list of accounts (see the README, Many accounts)")
+        raise SettingsError(f"{where}: expected `accounts:` with a list of accounts (see docs/accounts.md)")
     accounts = tuple(_account(entry, n, where, allow_insecure_http) for n, entry in enumerate(entries, 1))
     names = [account.name for account in accounts]
     for name in dict.fromkeys(names):

@@ -1,6 +1,6 @@
 """What BI clients see of the readers' copy: DuckDB 1.4 and 1.5 (which BI drivers often
-bundle) open it, SQLAlchemy (duckdb-engine) lists its tables and columns, the README's
-engine sees each new publish, and Apache Superset charts it. The slow tests install what
+bundle) open it, SQLAlchemy (duckdb-engine) lists its tables and columns, the docs'
+engine (docs/readers-copy.md) sees each new publish, and Apache Superset charts it. The slow tests install what
 they need with pip, once, in the temp folder, and skip when pip cannot."""
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ except Exception as exc:
 print(json.dumps({"sqlalchemy": sqlalchemy.__version__, **found}))
 """
 ROOT = Path(__file__).resolve().parents[1]
+READERS_COPY_PAGE = "docs/readers-copy.md"  # its SQLAlchemy recipe is run as written
 
 
 @pytest.fixture
@@ -235,17 +236,17 @@ def test_sqlalchemy_through_stock_duckdb_engine_reflects_the_copy_up_to_sqlalche
     found = reflect(copy_url("duckdb"))
     if tuple(int(part) for part in found["sqlalchemy"].split(".")[:2]) < (2, 1):
         assert_reflects_every_table(found, published)
-    else:  # duckdb-engine 0.17's own limit; once a release lifts it, README's advice changes
+    else:  # duckdb-engine 0.17's own limit; once a release lifts it, the docs' advice changes
         assert "pg_collation" in found.get("error", ""), found
 
 
-def readme_engine(copy: Path) -> object:
-    """The SQLAlchemy engine of the README's recipe, on `copy`; with SQLAlchemy 2.1 through
-    our dialect, as the README says."""
+def documented_engine(copy: Path) -> object:
+    """The SQLAlchemy engine of the recipe in READERS_COPY_PAGE, on `copy`; with SQLAlchemy 2.1
+    through our dialect, as the page says."""
     from sqlalchemy import __version__ as sqlalchemy_version
     from sqlalchemy.dialects import registry
 
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / READERS_COPY_PAGE).read_text(), re.DOTALL)
     (recipe,) = [block for block in blocks if "create_engine(" in block]
     placed = recipe.replace("/srv/de-pipeline/data/de_pipeline-readers.duckdb", str(copy))
     assert placed != recipe
@@ -254,15 +255,15 @@ def readme_engine(copy: Path) -> object:
     for name, target in our_dialects().items():
         registry.register(name, *target.split(":"))
     namespace: dict[str, object] = {}
-    exec(placed, namespace)  # lists the columns and reads _published, as the README shows
+    exec(placed, namespace)  # lists the columns and reads _published, as the page shows
     return namespace["engine"]
 
 
-@pytest.mark.parametrize("pooled", [False, True], ids=["as-the-readme-writes-it", "with-sqlalchemys-default-pool"])
-def test_the_readmes_engine_sees_each_new_publish_and_a_pooled_one_does_not(duckdb_engine, published, pooled):
+@pytest.mark.parametrize("pooled", [False, True], ids=["as-the-docs-write-it", "with-sqlalchemys-default-pool"])
+def test_the_documented_engine_sees_each_new_publish_and_a_pooled_one_does_not(duckdb_engine, published, pooled):
     from sqlalchemy import create_engine
 
-    engine = readme_engine(published)
+    engine = documented_engine(published)
     if pooled:  # the same URL with the default pool: it keeps the first copy it opened
         engine = create_engine(engine.url)
     stamp = "SELECT published_at FROM _published"

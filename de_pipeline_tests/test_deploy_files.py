@@ -109,7 +109,7 @@ def test_compose_services_share_the_instance_and_only_the_code_server_has_the_ke
 
 def test_compose_publishes_the_ui_on_loopback_only_and_pins_its_images() -> None:
     services = _yaml(DEPLOY_DIR / "docker-compose.yaml")["services"]
-    # the UI has no login: on the host's loopback, for an authenticating proxy (README)
+    # the UI has no login: on the host's loopback, for an authenticating proxy (docs/deploying.md)
     assert services["webserver"]["ports"] == ["127.0.0.1:3000:3000"]
     published = {name: service["ports"] for name, service in services.items() if "ports" in service}
     assert set(published) == {"webserver"}, published

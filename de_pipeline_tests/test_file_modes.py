@@ -46,5 +46,5 @@ def test_shared_files_follow_the_umask(umask, start_simulator, monkeypatch, tmp_
     assert mode(settings.archive_dir / ARCHIVE_SOURCE_FILE) == readable
     assert mode(archive_file(settings.archive_dir, day)) == readable
     assert [mode(path) for path in exported.directory.glob("day=*/data.csv")] == [readable]
-    # the readers' copy is read-only on disk as well (README, "Readers' copy"): 0444 or 0400
+    # the readers' copy is read-only on disk as well (docs/readers-copy.md): 0444 or 0400
     assert mode(settings.reader_copy_path) == readable & ~0o222

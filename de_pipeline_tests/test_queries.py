@@ -1,4 +1,5 @@
-"""Every SQL example in docs/queries.md and the README runs on a readers' copy of simulated data."""
+"""Every SQL example of the docs (each docs/*.md page that has them, and the README) runs on a
+readers' copy of simulated data."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from de_pipeline.api.simulator import Simulator, SimulatorConfig
 from de_pipeline.runner import run_range
 from de_pipeline.warehouse.publish import publish_reader_copy
 from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.tables import TABLES
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import recent_days
 
@@ -21,9 +23,14 @@ SQL_BLOCK = re.compile(r"```sql\n(.*?)```", re.DOTALL)
 MAY_BE_EMPTY = {"rejected_messages", "loaded_days WHERE messages = 0"}  # a clean simulation has none
 
 
+def documents() -> list[str]:
+    """The README and every page of the docs site, as paths from the repository's root."""
+    return ["README.md", *sorted(str(page.relative_to(ROOT)) for page in (ROOT / "docs").glob("*.md"))]
+
+
 def examples() -> list[tuple[str, str]]:
     found = []
-    for document in ("docs/queries.md", "README.md"):
+    for document in documents():
         for number, block in enumerate(SQL_BLOCK.findall((ROOT / document).read_text()), 1):
             found.append((f"{document}#{number}", block.strip()))
     return found
@@ -47,8 +54,11 @@ def warehouse(tmp_path_factory):
     monkeypatch.undo()
 
 
-def test_there_are_a_dozen_documented_queries():
-    assert len([name for name, _ in examples() if name.startswith("docs/")]) >= 12
+def test_there_are_a_dozen_documented_queries_and_every_table_has_its_example():
+    names = [name for name, _ in examples()]
+    assert len([name for name in names if name.startswith("docs/queries.md#")]) >= 12
+    # the registry's examples, generated into the tables page, and its view example
+    assert len([name for name in names if name.startswith("docs/tables.md#")]) > len(TABLES)
 
 
 @pytest.mark.parametrize(("name", "sql"), examples(), ids=[name for name, _ in examples()])

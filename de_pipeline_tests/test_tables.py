@@ -1,4 +1,4 @@
-"""The table registry: every entry has its SQL, the README documents it, the warehouse and
+"""The table registry: every entry has its SQL, docs/tables.md documents it, the warehouse and
 the Dagster catalog agree with it."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import duckdb
 import pytest
 
 from de_pipeline.warehouse.schema import ensure_schema
-from de_pipeline.warehouse.tables import DAILY_TABLES, TABLES, DailyTable, Reconcile, with_table_docs
+from de_pipeline.warehouse.tables import DAILY_TABLES, TABLE_DOCS, TABLES, DailyTable, Reconcile, with_table_docs
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS_PAGE = Path(__file__).resolve().parents[1] / TABLE_DOCS
 SQL = resources.files("de_pipeline.warehouse") / "sql"
 
 
@@ -65,13 +65,13 @@ def test_the_warehouse_has_exactly_the_registry_columns_with_their_descriptions(
             assert normalised == declared, entry.name
 
 
-def test_the_readme_documents_every_table_as_the_registry_does():
-    text = README.read_text()
+def test_the_tables_page_documents_every_table_as_the_registry_does():
+    text = DOCS_PAGE.read_text()
     assert with_table_docs(text) == text, (
-        "README.md's table docs differ from the registry: run `python -m de_pipeline.warehouse.tables README.md`"
+        f"{TABLE_DOCS}'s table docs differ from the registry: run `python -m de_pipeline.warehouse.tables {TABLE_DOCS}`"
     )
     for entry in TABLES:
-        assert f"### `{entry.name}`" in text
+        assert f"## `{entry.name}`" in text
 
 
 def test_the_catalog_shows_every_tables_columns():

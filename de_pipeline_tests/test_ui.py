@@ -108,7 +108,7 @@ def dagster_dev(tmp_path_factory: pytest.TempPathFactory, refresh_at: datetime) 
         "DE_REFRESH_AT": f"{refresh_at:%H:%M}",
         "DE_FRESH_BY": "23:59",
     }
-    # as the README has it: days built by the CLI first, then `de-pipeline ui`, both on the
+    # as docs/ui.md has it: days built by the CLI first, then `de-pipeline ui`, both on the
     # project's own home (beside the warehouse: the home made above, DAGSTER_HOME unset)
     env.pop("DAGSTER_HOME")
     built = subprocess.run(
@@ -386,21 +386,21 @@ def test_asset_pages_in_browser(dagster_dev: DagsterDev, backfill: Backfill) -> 
             page.screenshot(path=SCREENSHOT_DIR / "ui-messages-partition-yesterday.png")
 
             # the catalog documents the table: its columns with their descriptions
-            # (README: docs/images/messages-columns.png)
+            # (docs/ui.md: docs/images/messages-columns.png)
             page.goto(f"{dagster_dev.url}/assets/messages?view=overview", wait_until="domcontentloaded")
             expect(page.get_by_text("message_key", exact=True).first).to_be_visible(timeout=30_000)
             expect(page.get_by_text("the redacted text, placeholders as sent").first).to_be_visible()
             page.wait_for_timeout(1000)
             page.screenshot(path=SCREENSHOT_DIR / "ui-messages-columns.png", full_page=True)
 
-            # the asset graph, every asset in it (README: docs/images/asset-graph.png)
+            # the asset graph, every asset in it (docs/ui.md: docs/images/asset-graph.png)
             page.goto(f"{dagster_dev.url}/asset-groups", wait_until="domcontentloaded")
             for asset in backfill.assets:
                 expect(page.get_by_text(asset, exact=True).first).to_be_visible()
             page.wait_for_timeout(1500)  # let the layout settle
             page.screenshot(path=SCREENSHOT_DIR / "ui-asset-graph.png")
 
-            # the partition backfill's own page (README: docs/images/partition-backfill.png)
+            # the partition backfill's own page (docs/ui.md: docs/images/partition-backfill.png)
             page.goto(f"{dagster_dev.url}/runs/b/{backfill.id}", wait_until="domcontentloaded")
             expect(page.get_by_text(backfill.id).first).to_be_visible()
             page.wait_for_timeout(1500)

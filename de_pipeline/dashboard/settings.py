@@ -11,7 +11,7 @@ from de_pipeline.warehouse.settings import WarehouseSettings, refuse_nested_outp
 
 DEFAULT_FILE_NAME = "dashboard.html"  # beside the warehouse: data/dashboard.html by default
 DEFAULT_DAYS = 90
-MAX_DAYS = 3660  # ten years of days keep the file far below 15 MB (README: Dashboard)
+MAX_DAYS = 3660  # ten years of days keep the file far below 15 MB (docs/dashboard.md)
 
 
 @dataclass(frozen=True)

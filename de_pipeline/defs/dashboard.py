@@ -4,7 +4,7 @@ Unpartitioned: it is one file over the last DE_DASHBOARD_DAYS loaded days, so th
 one latest materialisation with a link to the file, not a partition per day. Dagster 1.13
 runs an unpartitioned asset inside a partitioned job's run, after its upstream steps: the
 `all_assets` and `rebuild_from_archive` jobs (so the daily schedule) end with it, and an
-asset backfill of the whole graph runs it once, after the last partition (README: Dashboard).
+asset backfill of the whole graph runs it once, after the last partition (docs/dashboard.md).
 """
 
 # No `from __future__ import annotations`: Dagster reads the context annotation.

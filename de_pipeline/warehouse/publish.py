@@ -51,7 +51,7 @@ class Published:
         days = f"{self.first_day} .. {self.last_day}" if self.last_day else "no days yet"
         how = (
             f", converted to DuckDB {READERS_STORAGE_VERSION}'s storage format table by table: "
-            "the warehouse is in DuckDB 2's (see the README's Readers' copy)"
+            "the warehouse is in DuckDB 2's (see docs/readers-copy.md)"
             if self.converted
             else ""
         )

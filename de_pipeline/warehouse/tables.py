@@ -1,7 +1,7 @@
 """The warehouse's tables, one registry entry each. Everything else is derived from here:
 the DDL (with each column's description as a DuckDB comment), the Dagster assets, their
 checks, column schemas and plotted metrics, the export allowlist, the demo's summary, the
-README's table docs and the tests' list of tables.
+table docs (docs/tables.md) and the tests' list of tables.
 
 A daily table is computed in SQL from its upstream table by `sql/<name>.sql`, one day per
 step inside one transaction per run (aggregates.py). CONTRIBUTING.md shows how to add one.
@@ -38,7 +38,7 @@ class Reconcile:
 class Table:
     name: str
     title: str  # what one row is, e.g. "one row per unique message"
-    description: str  # for a newcomer: the Dagster catalog and the README
+    description: str  # for a newcomer: the Dagster catalog and docs/tables.md
     columns: tuple[Column, ...]
     example: str  # a query that shows what the table answers (run by test_queries.py)
     day_column: str = "day"  # the calendar day in DE_TIMEZONE that partitions it
@@ -396,36 +396,39 @@ def column_comment_sql(table_name: str, column: Column) -> str:
     return f"COMMENT ON COLUMN {table_name}.{column.name} IS '{_quoted(column.description)}';"
 
 
+TABLE_DOCS = "docs/tables.md"  # the page whose table docs markdown() writes, between the markers below
+
+
 def markdown() -> str:
-    """The README's table docs: each table's title, description, columns and example."""
+    """The table docs of TABLE_DOCS: each table's title, description, columns and example."""
     parts = []
     for entry in TABLES:
         columns = "\n".join(f"| `{c.name}` | {c.base_type} | {c.description} |" for c in entry.columns)
         parts.append(
-            f"### `{entry.name}`: {entry.title}\n{entry.description}\n\n"
+            f"## `{entry.name}`: {entry.title}\n{entry.description}\n\n"
             f"| column | type | meaning |\n|---|---|---|\n{columns}\n\n```sql\n{entry.example}\n```\n"
         )
     return "\n".join(parts)
 
 
-README_START = "<!-- tables: generated from de_pipeline/warehouse/tables.py"
-README_END = "<!-- /tables -->"
+DOCS_START = "<!-- tables: generated from de_pipeline/warehouse/tables.py"
+DOCS_END = "<!-- /tables -->"
 
 
-def with_table_docs(readme: str) -> str:
-    """`readme` with the text between its table markers replaced by markdown()."""
-    start = readme.index("\n", readme.index(README_START)) + 1
-    end = readme.index(README_END)
-    return readme[:start] + markdown() + readme[end:]
+def with_table_docs(page: str) -> str:
+    """`page` with the text between its table markers replaced by markdown()."""
+    start = page.index("\n", page.index(DOCS_START)) + 1
+    end = page.index(DOCS_END)
+    return page[:start] + markdown() + page[end:]
 
 
 def _quoted(text: str) -> str:
     return text.replace("'", "''")
 
 
-if __name__ == "__main__":  # python -m de_pipeline.warehouse.tables README.md
+if __name__ == "__main__":  # python -m de_pipeline.warehouse.tables docs/tables.md
     import sys
     from pathlib import Path
 
-    readme = Path(sys.argv[1])
-    readme.write_text(with_table_docs(readme.read_text()))
+    page = Path(sys.argv[1] if len(sys.argv) > 1 else TABLE_DOCS)
+    page.write_text(with_table_docs(page.read_text()))

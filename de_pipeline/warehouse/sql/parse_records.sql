@@ -9,7 +9,7 @@
 -- `day=` folder of the path, so an archive under a parent folder named like day=2020-01-01
 -- gave every record that day, and the join to day_bounds dropped them all.
 --
--- Rules (docs/api.md, "6. Messages"; the README's "What lands in rejected_messages"):
+-- Rules (docs/api.md, "6. Messages"; docs/tables.md, "What lands in rejected_messages"):
 --   rejected: not a JSON object; ts missing, or not an integer that fits a BIGINT, written as
 --             a JSON integer, a number whose fraction is zeros (1732406400123.0) or a string of
 --             such digits ("1732406400123"): 1.5, 1.7e12 and "soon" are rejected; ts outside
