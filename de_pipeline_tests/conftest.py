@@ -18,6 +18,17 @@ TEST_KEY = "test-key-5f0c9d-never-print-me"
 for _name in [n for n in os.environ if n.startswith(("DE_", "DAGSTER_HOME"))]:
     del os.environ[_name]
 TEST_PROVIDER = "provider-under-test"
+# Each test file runs on one worker (pytest-xdist, --dist loadfile), in the order collected:
+# the longest files go first, so that none of them starts last and decides when the suite ends.
+LONGEST_FIRST = ("test_dates.py", "test_ui.py", "test_instance.py", "test_bi_clients.py", "test_deploy_postgres.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file's tests keep their order
 
 
 @pytest.fixture(autouse=True)

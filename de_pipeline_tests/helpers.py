@@ -170,7 +170,9 @@ def kill_when_staged(process: subprocess.Popen, archive_dir: Path, pages: int, t
     """SIGKILL `process` once its fetch has staged `pages` pages in `archive_dir` (bounded wait)."""
     deadline = time.monotonic() + timeout
     try:
-        while len(list(archive_dir.glob(".staging-*/page-*.json"))) < pages:
+        # staged-*.json as they arrive, page-*.json once their day is in: a fast writer turns
+        # a day's pages into its Parquet file before 20 of them stand as page-*.json at once
+        while len(list(archive_dir.glob(".staging-*/*.json"))) < pages:
             assert process.poll() is None, process.communicate()[1][-3000:]
             assert time.monotonic() < deadline, f"the fetch never staged {pages} pages"
             time.sleep(0.02)
