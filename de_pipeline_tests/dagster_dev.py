@@ -281,9 +281,15 @@ class DagsterGraphQL:
 
     def graphql(self, query: str, variables: Mapping[str, Any] | None = None, timeout: float = 60) -> dict[str, Any]:
         """POST a query to /graphql; its `data`, or DagsterDevError naming the errors."""
-        response = self._session.post(
-            f"{self.url}/graphql", json={"query": query, "variables": dict(variables or {})}, timeout=timeout
-        )
+        request = {"query": query, "variables": dict(variables or {})}
+        try:
+            response = self._session.post(f"{self.url}/graphql", json=request, timeout=timeout)
+        except requests.ConnectionError as exc:
+            if "RemoteDisconnected" not in str(exc):
+                raise
+            # the webserver closes a kept-alive connection after 5 idle seconds; a request
+            # sent on it as it closes is refused unread, so sending it again is safe
+            response = self._session.post(f"{self.url}/graphql", json=request, timeout=timeout)
         try:
             body = response.json()
         except ValueError:
