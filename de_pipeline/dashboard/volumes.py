@@ -82,33 +82,14 @@ def data_health(frame: pd.DataFrame, last_day: date) -> Chart:
         row=1,
         col=1,
     )
-    if empty_days:
-        figure.add_trace(
-            go.Scatter(
-                x=empty_days,
-                y=[0] * len(empty_days),
-                name="no messages",
-                mode="markers",
-                marker={"color": RED, "size": 10, "symbol": "square"},
-                hovertemplate="no messages",
-                cliponaxis=False,
-            ),
-            row=1,
-            col=1,
-        )
-    if unexpected:
-        figure.add_trace(
-            go.Scatter(
-                x=unexpected,
-                y=[0] * len(unexpected),
-                name="empty, though expected",
-                mode="markers",
-                marker={"color": PALETTE[3], "symbol": "x", "size": 12},
-                hovertemplate="came back empty; its weekday usually has messages",
-            ),
-            row=1,
-            col=1,
-        )
+    _mark_at_zero(figure, empty_days, "no messages", {"color": RED, "size": 10, "symbol": "square"}, "no messages")
+    _mark_at_zero(
+        figure,
+        unexpected,
+        "empty, though expected",
+        {"color": PALETTE[3], "symbol": "x", "size": 12},
+        "came back empty; its weekday usually has messages",
+    )
     figure.add_trace(
         go.Bar(
             x=days,
@@ -139,6 +120,24 @@ def data_health(frame: pd.DataFrame, last_day: date) -> Chart:
         notes.append(f"{len(not_loaded)} day(s) not loaded: {_listed(not_loaded)}.")
     figure = laid_out(figure, 400, hovermode="x unified", legend=False, days=list(frame["day"].dt.date))
     return Chart(name, title, source, figure, tuple(notes), wide=True)
+
+
+def _mark_at_zero(figure: go.Figure, days: list[str], name: str, marker: dict[str, object], hover: str) -> None:
+    """A marker at 0 on each of `days` in the upper plot (a bar of 0 is not seen)."""
+    if days:
+        figure.add_trace(
+            go.Scatter(
+                x=days,
+                y=[0] * len(days),
+                name=name,
+                mode="markers",
+                marker=marker,
+                hovertemplate=hover,
+                cliponaxis=False,
+            ),
+            row=1,
+            col=1,
+        )
 
 
 def _listed(days: list[str]) -> str:
