@@ -209,10 +209,3 @@ def test_a_home_without_the_pools_stops_the_run_with_one_line(dagster_home, caps
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0, err
     assert f"copy {INSTANCE_CONFIG} to {dagster_home / 'dagster.yaml'}" in err, err
-
-
-def test_the_local_instance_starts_queued_runs_within_a_second(dagster_home):
-    """A UI backfill's runs wait in the run queue; Dagster looks at it every 5 s by default."""
-    with open_instance() as instance:
-        assert instance.run_coordinator.dequeue_interval_seconds == 1
-        assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 4
