@@ -176,16 +176,17 @@ def _parser() -> argparse.ArgumentParser:
 def ui_command(args: argparse.Namespace) -> int:
     """`dagster dev` with DAGSTER_HOME set to the home of the CLI's runs: the UI shows what
     `demo` and `backfill` did, and keeps its history across restarts."""
-    from de_pipeline.instance import dagster_home, open_instance
+    from de_pipeline.instance import dagster_home, open_instance, prepare_home
 
-    home = dagster_home()
+    home = prepare_home(dagster_home())
+    os.environ["DAGSTER_HOME"] = str(home)  # whatever DE_RUN_HISTORY says: the UI keeps its history
     with open_instance():  # made (or repaired) under its lock, the pools checked, before Dagster starts
         pass
     command = [sys.executable, "-m", "dagster", "dev", "-m", "de_pipeline.defs.definitions", "-p", str(args.port)]
     print(f"de-pipeline ui: DAGSTER_HOME={home}; running {' '.join(command[1:])}", file=sys.stderr, flush=True)
     # `dagster dev` warns that `dg dev` supersedes it: a note for Dagster's users, not ours
     quiet = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), "ignore:Function `dev_command` is superseded"]))
-    os.execve(sys.executable, command, dict(os.environ, DAGSTER_HOME=str(home), PYTHONWARNINGS=quiet))
+    os.execve(sys.executable, command, dict(os.environ, PYTHONWARNINGS=quiet))
     return 0  # not reached: dagster dev replaces this process
 
 
