@@ -209,3 +209,15 @@ def test_a_home_without_the_pools_stops_the_run_with_one_line(dagster_home, caps
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0, err
     assert f"copy {INSTANCE_CONFIG} to {dagster_home / 'dagster.yaml'}" in err, err
+
+
+def test_the_local_instance_starts_the_next_run_before_the_pool_frees(dagster_home):
+    """A UI backfill's runs wait in the run queue, which keeps back a run whose first step's
+    pool is full; one run more than the slots leaves it, so the next run's fetch waits in its
+    own process and goes as soon as the run before has fetched (test_ui measures the overlap)."""
+    with open_instance() as instance:
+        run_queue = instance.get_concurrency_config().run_queue_config
+        assert run_queue.should_block_op_concurrency_limited_runs
+        assert run_queue.op_concurrency_slot_buffer == 1
+        assert run_queue.max_concurrent_runs == 4
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
