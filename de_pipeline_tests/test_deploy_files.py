@@ -22,7 +22,7 @@ DEPLOY_DIR = REPO_ROOT / "deploy"
 MODULE = "de_pipeline.defs.definitions"
 DAGSTER_SERVICES = ("code-server", "webserver", "daemon")
 # What the local and the deployed instance share (deploy/dagster.yaml adds storage and launcher).
-SHARED_SETTINGS = ("concurrency", "run_monitoring", "freshness")
+SHARED_SETTINGS = ("concurrency", "run_monitoring", "freshness", "run_coordinator")
 PINNED = re.compile(r"^[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}$")  # name:tag@digest
 
 
@@ -184,6 +184,7 @@ def _instance_config_from_helm(values: dict[str, Any]) -> dict[str, Any]:
             "pools": {
                 "default_limit": concurrency["pools"]["defaultLimit"],
                 "granularity": concurrency["pools"]["granularity"],
+                "op_granularity_run_buffer": concurrency["pools"]["opGranularityRunBuffer"],
             },
             "runs": {"max_concurrent_runs": concurrency["runs"]["maxConcurrentRuns"]},
         },
@@ -220,6 +221,7 @@ def test_helm_values_make_the_deployed_instance(tmp_path, monkeypatch) -> None:
         assert {k: v for k, v in validated[key].items() if k != "config"} == {
             k: v for k, v in deployed[key].items() if k != "config"
         }, key
+    assert rendered["run_coordinator"] == deployed["run_coordinator"]  # the queue read every second
     # the chart always writes a start timeout; 180 s is Dagster's default
     assert rendered["run_monitoring"] == {"start_timeout_seconds": 180, **deployed["run_monitoring"]}
     assert values["postgresql"]["postgresqlScheme"] == deployed["storage"]["postgres"]["postgres_db"]["scheme"]
