@@ -327,9 +327,10 @@ def session_command(args: argparse.Namespace) -> int:
     from de_pipeline.accounts import account_named
     from de_pipeline.ingest import fetched_journey, journey_days
     from de_pipeline.warehouse.journeys import compare_journey
+    from de_pipeline.warehouse.settings import WarehouseSettings
 
     account = account_named(args.account)
-    settings = account.warehouse_settings()
+    settings = account.warehouse_settings(WarehouseSettings.from_env())
     end = args.end or date.today()
     days = journey_days(args.start or end - timedelta(days=6), end, settings.timezone)
     csid = args.customersessionid
@@ -409,9 +410,11 @@ class CheckFailedError(Exception):
 def check_command(args: argparse.Namespace) -> int:
     from de_pipeline.accounts import account_named
     from de_pipeline.connection_check import check_connection, render, usage_lines, write_env_file
+    from de_pipeline.warehouse.settings import WarehouseSettings
 
     account = account_named(args.account)
-    report = check_connection(account.api_source(), account.warehouse_settings(), record=args.record)
+    warehouse = account.warehouse_settings(WarehouseSettings.from_env())
+    report = check_connection(account.api_source(), warehouse, record=args.record)
     print(render(report), flush=True)
     if args.record is not None:
         print(

@@ -26,6 +26,7 @@ from de_pipeline.alerts import AlertSettings, failure_text
 from de_pipeline.defs.catalog import CatalogSettings
 from de_pipeline.defs.definitions import defs
 from de_pipeline.defs.partitions import CALENDAR
+from de_pipeline.defs.resources import DigitalEngagementApi
 from de_pipeline.env import SettingsError
 from de_pipeline.instance import open_instance
 from de_pipeline.runner import run_instance, run_range
@@ -214,6 +215,7 @@ def test_a_failed_run_posts_one_short_alert_without_the_key(start_simulator, mon
             dagster_instance=instance,
             dagster_run=instance.get_run_by_id(result.run_id),
             dagster_event=result.get_run_failure_event(),
+            resources={"api": DigitalEngagementApi()},
         ).for_run_failure()
         sensors.alert_on_run_failure(context)
     (post,) = posts

@@ -16,7 +16,7 @@ from de_pipeline.api.errors import (
     ApiStatusError,
 )
 from de_pipeline.api.settings import DAY_MS, MAX_WINDOW_MS, RETENTION_DAYS, ApiSettings
-from de_pipeline.api.source import SIMULATOR_SOURCE, ApiSource, resolve_source
+from de_pipeline.api.source import SIMULATOR_SOURCE, ApiSource
 from de_pipeline.api.windows import Window, split_window
 
 __all__ = [
@@ -39,6 +39,5 @@ __all__ = [
     "DigitalEngagementClient",
     "Page",
     "Window",
-    "resolve_source",
     "split_window",
 ]

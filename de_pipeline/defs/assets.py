@@ -223,7 +223,7 @@ def messages_asset(account: Account, raw: AssetsDefinition) -> AssetsDefinition:
         )
         if empty is not None:  # a setting may be wrong: the tables would be built empty in silence
             records = load.total("archived")
-            context.log.warning(empty_run_warning(empty, account.name, source, records, account.environ()))
+            context.log.warning(empty_run_warning(empty, account.name, source, records))
         return MaterializeResult(
             # the run's totals; each partition also gets its own day's numbers (above)
             metadata={
