@@ -207,7 +207,7 @@ class SimulatorProcess:
 def simulator_child(per_day: int, long_texts: bool, latency_ms: int = 0, rate_limit: int = 0) -> None:
     """Serve the simulator until stdin closes. Prints its endpoint as one JSON line, and
     [requests answered, 429s sent for the rate limit] for each line read."""
-    from de_pipeline.api.simulator import Simulator, SimulatorConfig
+    from de_pipeline.simulator import Simulator, SimulatorConfig
 
     config = SimulatorConfig(
         seed=SEED,

@@ -33,8 +33,8 @@ import yaml
 
 from de_pipeline.api import ApiSettings, ApiSource
 from de_pipeline.api.settings import base_url_from_env, checked_base_url
-from de_pipeline.api.simulator import simulated_source, simulator_config_from_env
 from de_pipeline.env import Env, SettingsError
+from de_pipeline.simulator import simulated_source, simulator_config_from_env
 from de_pipeline.warehouse.settings import DEFAULT_PROVIDER, WarehouseSettings, timezone_from_env
 
 DEFAULT_ACCOUNT = DEFAULT_PROVIDER  # the single account of DE_PROVIDER_ID

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from de_pipeline.api.simulator import LoopbackServer
+    from de_pipeline.simulator import LoopbackServer
 
 ERROR_EXIT = 1
 
@@ -431,7 +431,7 @@ def check_command(args: argparse.Namespace) -> int:
 
 
 def simulate_command(args: argparse.Namespace) -> int:
-    from de_pipeline.api.simulator import Simulator, simulator_config_from_env
+    from de_pipeline.simulator import Simulator, simulator_config_from_env
     from de_pipeline.warehouse.settings import timezone_from_env
 
     if args.replay is not None:
@@ -453,7 +453,7 @@ def simulate_command(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     from de_pipeline.api.capture import read_capture
-    from de_pipeline.api.simulator.replay import Replay
+    from de_pipeline.simulator.replay import Replay
 
     capture = read_capture(args.replay)
     replay = Replay(capture)

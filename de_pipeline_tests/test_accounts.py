@@ -15,8 +15,8 @@ import pytest
 
 from de_pipeline.accounts import Account, accounts_from_env, read_providers_file
 from de_pipeline.api import ApiSettings
-from de_pipeline.api.simulator import embedded_simulator, simulator_config_from_env
 from de_pipeline.env import SettingsError
+from de_pipeline.simulator import embedded_simulator, simulator_config_from_env
 from de_pipeline.warehouse.schema import ensure_schema
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import DAILY_TABLES

@@ -290,7 +290,7 @@ query ScheduleTicks {
 
 
 def _assert_warehouse(path: Path, backfill: Backfill) -> None:
-    from de_pipeline.api.simulator import SyntheticDataset
+    from de_pipeline.simulator import SyntheticDataset
     from de_pipeline.warehouse.tables import DAILY_TABLES
 
     # the days of the CLI's run and of the backfill that the embedded simulator (default seed)

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 from de_pipeline.api.settings import ApiSettings
 
-SIMULATOR_SOURCE = "embedded simulator"
-
 
 @dataclass(frozen=True)
 class ApiSource:

@@ -1,4 +1,8 @@
-"""The embedded simulator of the Digital Engagement data API."""
+"""The embedded simulator of the Digital Engagement data API: a loopback HTTP server that
+speaks the client's dialect (api/), with synthetic data. The pipeline starts it where an
+account has no base URL (accounts.Account.api_source, the one place that chooses it).
+
+It may import api/; api/ never imports it."""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ from dataclasses import replace
 from typing import TypedDict
 
 from de_pipeline.api.settings import AUTH_FORMS, ApiSettings, checked_path
-from de_pipeline.api.simulator.dataset import SyntheticDataset
-from de_pipeline.api.simulator.server import (
+from de_pipeline.api.source import ApiSource
+from de_pipeline.env import Env
+from de_pipeline.simulator.dataset import SyntheticDataset
+from de_pipeline.simulator.server import (
     LoopbackServer,
     RequestRecord,
     ScriptedResponse,
@@ -17,10 +23,9 @@ from de_pipeline.api.simulator.server import (
     SimulatorConfig,
     provider_seed,
 )
-from de_pipeline.api.source import SIMULATOR_SOURCE, ApiSource
-from de_pipeline.env import Env
 
 __all__ = [
+    "SIMULATOR_SOURCE",
     "LoopbackServer",
     "RequestRecord",
     "ScriptedResponse",
@@ -31,6 +36,8 @@ __all__ = [
     "simulated_source",
     "simulator_config_from_env",
 ]
+
+SIMULATOR_SOURCE = "embedded simulator"  # the source the warehouse records for its data
 
 _embedded: dict[SimulatorConfig, Simulator] = {}
 _embedded_lock = threading.Lock()

@@ -42,7 +42,7 @@ from de_pipeline.api.settings import (
     PROVIDER_PATH,
     RETENTION_DAYS,
 )
-from de_pipeline.api.simulator.dataset import SyntheticDataset
+from de_pipeline.simulator.dataset import SyntheticDataset
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
