@@ -176,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
 def ui_command(args: argparse.Namespace) -> int:
     """`dagster dev` with DAGSTER_HOME set to the home of the CLI's runs: the UI shows what
     `demo` and `backfill` did, and keeps its history across restarts."""
-    from de_pipeline.instance import dagster_home, open_instance, prepare_home
+    from de_pipeline.orchestration.instance import dagster_home, open_instance, prepare_home
 
     home = prepare_home(dagster_home())
     os.environ["DAGSTER_HOME"] = str(home)  # whatever DE_RUN_HISTORY says: the UI keeps its history
@@ -201,7 +201,7 @@ def demo_command(args: argparse.Namespace) -> int:
         folder = WarehouseSettings.from_env().duckdb_path.parent
         os.environ["DE_PROVIDERS_FILE"] = str(write_demo_providers_file(folder, args.providers))
         print(f"demo: {args.providers} simulated accounts, from {os.environ['DE_PROVIDERS_FILE']}")
-    from de_pipeline.runner import last_complete_day
+    from de_pipeline.defs.runner import last_complete_day
 
     last = last_complete_day()
     return _materialise(last - timedelta(days=args.days - 1), last, "all_assets")
@@ -213,7 +213,7 @@ def backfill_command(args: argparse.Namespace) -> int:
 
 def _materialise(first: date, last: date, job_name: str) -> int:
     from de_pipeline.dashboard.settings import DashboardSettings
-    from de_pipeline.runner import run_range
+    from de_pipeline.defs.runner import run_range
     from de_pipeline.warehouse.connection import reader
     from de_pipeline.warehouse.settings import WarehouseSettings
     from de_pipeline.warehouse.summary import headlines, table_sizes

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from de_pipeline.runner import run_range
+from de_pipeline.defs.runner import run_range
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import query, recent_days, served, unique_messages
 

@@ -18,8 +18,8 @@ import requests
 from de_pipeline.api import ApiSettings, DigitalEngagementClient, Window
 from de_pipeline.api.limiter import JITTER_MARGIN, RateLimiter, shared_limiter
 from de_pipeline.cli import main
+from de_pipeline.defs.runner import run_range
 from de_pipeline.env import SettingsError
-from de_pipeline.runner import run_range
 from de_pipeline.simulator import ScriptedResponse, Simulator, simulator_config_from_env
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.settings import WarehouseSettings

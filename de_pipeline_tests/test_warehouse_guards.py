@@ -23,9 +23,9 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 from de_pipeline.api import DAY_MS, RETENTION_DAYS
 from de_pipeline.cli import main
 from de_pipeline.dashboard.settings import DashboardSettings
+from de_pipeline.defs.runner import run_range
 from de_pipeline.env import SettingsError
-from de_pipeline.instance import INSTANCE_CONFIG
-from de_pipeline.runner import run_range
+from de_pipeline.orchestration.instance import INSTANCE_CONFIG
 from de_pipeline.simulator import ScriptedResponse, Simulator, SimulatorConfig, SyntheticDataset
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.connection import reader

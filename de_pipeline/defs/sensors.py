@@ -1,4 +1,4 @@
-"""Sensors: free the pool slots of runs whose process is gone (see pool_slots.py), post an
+"""Sensors: free the pool slots of runs whose process is gone (see orchestration/pool_slots.py), post an
 alert when a run fails (see alerts.py), and publish the readers' copy when a run succeeds
 (see warehouse/publish.py)."""
 
@@ -20,8 +20,8 @@ from de_pipeline.alerts import AlertSettings, failure_text, post_alert
 from de_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
 from de_pipeline.env import SettingsError
-from de_pipeline.pool_slots import free_stale_slots
-from de_pipeline.runs import error_line, job_label
+from de_pipeline.orchestration.pool_slots import free_stale_slots
+from de_pipeline.orchestration.runs import error_line, job_label
 from de_pipeline.warehouse.publish import publish_for_readers
 
 ALERTS = AlertSettings.from_env()

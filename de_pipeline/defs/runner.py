@@ -30,9 +30,9 @@ from de_pipeline.defs.definitions import defs
 from de_pipeline.defs.partitions import DAILY, MAX_PARTITIONS_PER_RUN, range_tags
 from de_pipeline.env import SettingsError
 from de_pipeline.ingest import RetentionError
-from de_pipeline.instance import InstanceRepairError, open_instance, reconfigures_logging
-from de_pipeline.pool_slots import PoolWatch, free_stale_slots, process_tags
-from de_pipeline.runs import error_line
+from de_pipeline.orchestration.instance import InstanceRepairError, open_instance, reconfigures_logging
+from de_pipeline.orchestration.pool_slots import PoolWatch, free_stale_slots, process_tags
+from de_pipeline.orchestration.runs import error_line
 from de_pipeline.warehouse.archive import ArchiveMissingError, StagingLimitError
 from de_pipeline.warehouse.connection import MemoryBudgetError
 from de_pipeline.warehouse.provenance import SourceMismatchError
