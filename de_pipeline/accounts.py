@@ -1,4 +1,4 @@
-"""The accounts (providers) whose data the warehouse holds.
+"""The accounts whose data the warehouse holds (an account's name is the `provider` column).
 
 One account by default: DE_PROVIDER_ID and DE_API_KEY (or the embedded simulator), named
 `default`. Several with DE_PROVIDERS_FILE, a YAML file such as:
@@ -35,9 +35,7 @@ from de_pipeline.api import ApiSettings, ApiSource
 from de_pipeline.api.settings import base_url_from_env, checked_base_url
 from de_pipeline.env import Env, SettingsError
 from de_pipeline.simulator import simulated_source, simulator_config_from_env
-from de_pipeline.warehouse.settings import DEFAULT_PROVIDER, WarehouseSettings, timezone_from_env
-
-DEFAULT_ACCOUNT = DEFAULT_PROVIDER  # the single account of DE_PROVIDER_ID
+from de_pipeline.warehouse.settings import DEFAULT_ACCOUNT, WarehouseSettings, timezone_from_env
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")  # fullmatch: `$` would let a trailing newline through
 _FIELDS = {"name", "provider_id", "api_key_env", "base_url", "timezone", "max_requests_per_second"}
@@ -69,7 +67,7 @@ class Account:
             return process
         return replace(
             process,
-            provider=self.name,
+            account=self.name,
             archive_dir=process.archive_dir / self.name,
             timezone=self.timezone or process.timezone,
         )

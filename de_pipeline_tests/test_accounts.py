@@ -208,7 +208,7 @@ def test_an_accounts_settings_are_a_copy_of_the_process_settings_with_its_fields
     )
     acme = Account("acme", "4711", "DE_API_KEY_ACME", timezone="Europe/Berlin")
     assert acme.warehouse_settings(process) == replace(
-        process, provider="acme", archive_dir=process.archive_dir / "acme", timezone="Europe/Berlin"
+        process, account="acme", archive_dir=process.archive_dir / "acme", timezone="Europe/Berlin"
     )
     assert Account("default").warehouse_settings(process) is process
     environ = {"DE_API_BASE_URL": "https://api.example.com", "DE_API_KEY_ACME": "k", "DE_PAGE_SIZE": "250"}

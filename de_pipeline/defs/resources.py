@@ -17,9 +17,9 @@ import os
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
-from de_pipeline.accounts import DEFAULT_ACCOUNT, Account
+from de_pipeline.accounts import Account
 from de_pipeline.api import ApiSettings, ApiSource
-from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.settings import DEFAULT_ACCOUNT, WarehouseSettings
 
 DEFAULT = Account(DEFAULT_ACCOUNT)
 

@@ -23,7 +23,6 @@ from dagster import (
     logger,
 )
 
-from de_pipeline.accounts import DEFAULT_ACCOUNT
 from de_pipeline.api import ApiAuthError, ApiBadRequestError, ApiEpochUnitError, ApiNotFoundError
 from de_pipeline.defs.assets import ACCOUNTS, RAW_MESSAGES
 from de_pipeline.defs.definitions import defs
@@ -37,7 +36,7 @@ from de_pipeline.warehouse.archive import ArchiveMissingError, StagingLimitError
 from de_pipeline.warehouse.connection import MemoryBudgetError
 from de_pipeline.warehouse.provenance import SourceMismatchError
 from de_pipeline.warehouse.publish import publish_for_readers
-from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.settings import DEFAULT_ACCOUNT, WarehouseSettings
 
 # Errors a user fixes by changing a setting, a key or the range: the console shows their
 # one line, not Dagster's stack trace (the run's event log keeps it; DE_DEBUG=1 prints it).
