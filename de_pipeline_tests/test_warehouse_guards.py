@@ -1,4 +1,4 @@
-"""Issue #13, section 4: the archive keeps a day's complete copy when the vendor's retention
+"""The archive keeps a day's complete copy when the vendor's retention
 cuts it, `de-pipeline sql` reads the warehouse and nothing else (and spills only into a
 private, bounded folder of its own), killed runs leave no
 scratch folders for good, the redaction pattern is checked by the engine that runs it, and
