@@ -30,7 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("de-pipeline: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # every error the user can cause ends as one line
-        if os.environ.get("DE_DEBUG"):
+        from de_pipeline.env import debugging
+
+        if debugging():
             raise
         print(f"de-pipeline {args.name}: {_one_line(exc)}", file=sys.stderr)
         return ERROR_EXIT

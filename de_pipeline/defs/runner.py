@@ -4,7 +4,6 @@ beside the build of the one before (CLI, benchmark, tests)."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 import uuid
@@ -27,7 +26,7 @@ from de_pipeline.api import ApiAuthError, ApiBadRequestError, ApiEpochUnitError,
 from de_pipeline.defs.assets import ACCOUNTS, RAW_MESSAGES
 from de_pipeline.defs.definitions import defs
 from de_pipeline.defs.partitions import DAILY, MAX_PARTITIONS_PER_RUN, range_tags
-from de_pipeline.env import SettingsError
+from de_pipeline.env import SettingsError, debugging
 from de_pipeline.ingest import RetentionError
 from de_pipeline.orchestration.instance import InstanceRepairError, open_instance, reconfigures_logging
 from de_pipeline.orchestration.pool_slots import PoolWatch, free_stale_slots, process_tags
@@ -299,7 +298,7 @@ class _UserErrorsInOneLine(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        if "\n" in text and not os.environ.get("DE_DEBUG") and any(n in text for n in self._names):
+        if "\n" in text and not debugging() and any(n in text for n in self._names):
             return text.split("\n", 1)[0] + " (details in the run's event log; DE_DEBUG=1 prints them)"
         return text
 
