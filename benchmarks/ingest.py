@@ -207,7 +207,7 @@ class SimulatorProcess:
 def simulator_child(per_day: int, long_texts: bool, latency_ms: int = 0, rate_limit: int = 0) -> None:
     """Serve the simulator until stdin closes. Prints its endpoint as one JSON line, and
     [requests answered, 429s sent for the rate limit] for each line read."""
-    from de_pipeline.api.simulator import Simulator, SimulatorConfig
+    from de_pipeline.simulator import Simulator, SimulatorConfig
 
     config = SimulatorConfig(
         seed=SEED,
@@ -542,7 +542,7 @@ def pipeline_child(spec: Spec, profile: str | None = None) -> RunResult:
     started = time.perf_counter()
     import duckdb
 
-    from de_pipeline.runner import run_range
+    from de_pipeline.defs.runner import run_range
 
     import_s = time.perf_counter() - started
     stopwatch = Stopwatch()
@@ -675,7 +675,7 @@ def aggregates_child(spec: Spec, repeats: int, group: str = "aggregates") -> Run
     from dagster import AssetKey, DagsterInstance
 
     from de_pipeline.defs.definitions import defs
-    from de_pipeline.runner import RunFailedError, failure_message
+    from de_pipeline.defs.runner import RunFailedError, failure_message
 
     import_s = time.perf_counter() - started
     job = defs.resolve_job_def("all_assets")

@@ -1,4 +1,4 @@
-"""The accounts (providers) whose data the warehouse holds.
+"""The accounts whose data the warehouse holds (an account's name is the `provider` column).
 
 One account by default: DE_PROVIDER_ID and DE_API_KEY (or the embedded simulator), named
 `default`. Several with DE_PROVIDERS_FILE, a YAML file such as:
@@ -11,10 +11,10 @@ One account by default: DE_PROVIDER_ID and DE_API_KEY (or the embedded simulator
         timezone: Europe/Berlin      # optional; else DE_TIMEZONE
         max_requests_per_second: 10  # optional; else DE_MAX_REQUESTS_PER_SECOND
 
-Each account is read through the same DE_* settings as a single one: `environ()` lays the
-account's fields over the process environment, so the API, simulator and warehouse settings
-check them in their one place. A key is looked up when the account's run needs it, so a
-missing key fails that account's partitions, not the code location.
+The process's DE_* settings are parsed and checked once, in their one place; an account's
+settings are a copy of them with its fields replaced (`dataclasses.replace`). A key is looked
+up when the account's run needs it, so a missing key fails that account's partitions, not the
+code location.
 
 The file holds no secret, and whoever edits it must not be able to send one elsewhere: its
 `api_key_env` may only name a variable `DE_API_KEY_<NAME>` (never the database password), its
@@ -24,7 +24,6 @@ hundred bytes up into gigabytes, are refused, as is a file over 1 MiB.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -32,12 +31,11 @@ from pathlib import Path
 
 import yaml
 
-from de_pipeline.api import ApiSource, resolve_source
-from de_pipeline.api.settings import checked_base_url
+from de_pipeline.api import ApiSettings, ApiSource
+from de_pipeline.api.settings import base_url_from_env, checked_base_url
 from de_pipeline.env import Env, SettingsError
-from de_pipeline.warehouse.settings import DEFAULT_PROVIDER, WarehouseSettings, timezone_from_env
-
-DEFAULT_ACCOUNT = DEFAULT_PROVIDER  # the single account of DE_PROVIDER_ID
+from de_pipeline.simulator import simulated_source, simulator_config_from_env
+from de_pipeline.warehouse.settings import DEFAULT_ACCOUNT, WarehouseSettings, timezone_from_env
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")  # fullmatch: `$` would let a trailing newline through
 _FIELDS = {"name", "provider_id", "api_key_env", "base_url", "timezone", "max_requests_per_second"}
@@ -61,37 +59,54 @@ class Account:
     def is_default(self) -> bool:
         return self.name == DEFAULT_ACCOUNT
 
-    def environ(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The DE_* settings of this account: `base` (os.environ) with its fields laid over.
-        Its raw archive is a folder of its own under DE_ARCHIVE_DIR."""
-        env = dict(os.environ if base is None else base)
+    def warehouse_settings(self, process: WarehouseSettings) -> WarehouseSettings:
+        """The warehouse as this account's runs write it: a copy of the process's settings
+        (`process`, parsed once) with its rows, its archive folder (under DE_ARCHIVE_DIR) and
+        its days (its time zone)."""
         if self.is_default:
-            return env
-        archive_root = WarehouseSettings.from_env(env).archive_dir
-        env.pop("DE_API_KEY", None)
-        env["DE_PROVIDER_ID"] = self.provider_id or ""
-        env["DE_ARCHIVE_DIR"] = str(archive_root / self.name)
-        if self.base_url:
-            env["DE_API_BASE_URL"] = self.base_url
-        if self.timezone:
-            env["DE_TIMEZONE"] = self.timezone
+            return process
+        return replace(
+            process,
+            account=self.name,
+            archive_dir=process.archive_dir / self.name,
+            timezone=self.timezone or process.timezone,
+        )
+
+    def api_source(self, environ: Mapping[str, str] | None = None) -> ApiSource:
+        """Its API: the vendor's when DE_API_BASE_URL (or its `base_url`) is set, otherwise the
+        embedded simulator serving its provider id, started now. The one place that chooses the
+        simulator. The process's settings are parsed once; the account's are a copy with its
+        own fields (base URL, key, provider id, rate) replaced."""
+        env = Env(environ)
+        if self.is_default:
+            settings = ApiSettings.from_env(environ)
+            if settings is not None:
+                return ApiSource.real(settings)
+            return self._simulated(environ, ApiSettings.shared_from_env(environ))
+        shared = ApiSettings.shared_from_env(environ)
         if self.max_requests_per_second:
-            env["DE_MAX_REQUESTS_PER_SECOND"] = str(self.max_requests_per_second)
-        if Env(env).raw("DE_API_BASE_URL"):  # the real API: the key from its variable
-            if not self.api_key_env:
-                raise SettingsError(f"account {self.name!r}: api_key_env is needed to call {env['DE_API_BASE_URL']}")
-            why = f"it holds the API key of account {self.name!r} (DE_PROVIDERS_FILE={env.get('DE_PROVIDERS_FILE')})"
-            env["DE_API_KEY"] = Env(env).required(self.api_key_env, why)
-        return env
+            shared = replace(shared, max_requests_per_second=self.max_requests_per_second)
+        base_url = self.base_url or base_url_from_env(env)
+        if base_url is None:
+            return self._simulated(environ, shared)
+        return ApiSource.real(
+            replace(shared, base_url=base_url, api_key=self._api_key(env, base_url), provider_id=self.provider_id or "")
+        )
 
-    def warehouse_settings(self, base: Mapping[str, str] | None = None) -> WarehouseSettings:
-        """The warehouse as this account's runs write it: its rows, its archive, its days."""
-        return replace(WarehouseSettings.from_env(self.environ(base)), provider=self.name)
+    def _api_key(self, env: Env, base_url: str) -> str:
+        """Its key, from its variable: looked up when its run needs it, so that a missing key
+        fails its partitions, not the code location."""
+        if not self.api_key_env:
+            raise SettingsError(f"account {self.name!r}: api_key_env is needed to call {base_url}")
+        why = f"it holds the API key of account {self.name!r} (DE_PROVIDERS_FILE={env.raw('DE_PROVIDERS_FILE')})"
+        return env.required(self.api_key_env, why)
 
-    def api_source(self, base: Mapping[str, str] | None = None) -> ApiSource:
-        """Its API (or the simulator, serving its provider id)."""
-        environ = self.environ(base)
-        return resolve_source(environ, timezone=timezone_from_env(environ))
+    def _simulated(self, environ: Mapping[str, str] | None, client: ApiSettings) -> ApiSource:
+        """The embedded simulator serving this account's provider id, in its time zone."""
+        config = simulator_config_from_env(environ, timezone=self.timezone or timezone_from_env(environ))
+        if not self.is_default:
+            config = config.serving(self.provider_id or "")
+        return simulated_source(config, client)
 
 
 def account_named(name: str | None, environ: Mapping[str, str] | None = None) -> Account:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from de_pipeline.api.simulator import LoopbackServer
+    from de_pipeline.simulator import LoopbackServer
 
 ERROR_EXIT = 1
 
@@ -30,7 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("de-pipeline: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # every error the user can cause ends as one line
-        if os.environ.get("DE_DEBUG"):
+        from de_pipeline.env import debugging
+
+        if debugging():
             raise
         print(f"de-pipeline {args.name}: {_one_line(exc)}", file=sys.stderr)
         return ERROR_EXIT
@@ -176,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
 def ui_command(args: argparse.Namespace) -> int:
     """`dagster dev` with DAGSTER_HOME set to the home of the CLI's runs: the UI shows what
     `demo` and `backfill` did, and keeps its history across restarts."""
-    from de_pipeline.instance import dagster_home, open_instance, prepare_home
+    from de_pipeline.orchestration.instance import dagster_home, open_instance, prepare_home
 
     home = prepare_home(dagster_home())
     os.environ["DAGSTER_HOME"] = str(home)  # whatever DE_RUN_HISTORY says: the UI keeps its history
@@ -201,7 +203,7 @@ def demo_command(args: argparse.Namespace) -> int:
         folder = WarehouseSettings.from_env().duckdb_path.parent
         os.environ["DE_PROVIDERS_FILE"] = str(write_demo_providers_file(folder, args.providers))
         print(f"demo: {args.providers} simulated accounts, from {os.environ['DE_PROVIDERS_FILE']}")
-    from de_pipeline.runner import last_complete_day
+    from de_pipeline.defs.runner import last_complete_day
 
     last = last_complete_day()
     return _materialise(last - timedelta(days=args.days - 1), last, "all_assets")
@@ -213,7 +215,7 @@ def backfill_command(args: argparse.Namespace) -> int:
 
 def _materialise(first: date, last: date, job_name: str) -> int:
     from de_pipeline.dashboard.settings import DashboardSettings
-    from de_pipeline.runner import run_range
+    from de_pipeline.defs.runner import run_range
     from de_pipeline.warehouse.connection import reader
     from de_pipeline.warehouse.settings import WarehouseSettings
     from de_pipeline.warehouse.summary import headlines, table_sizes
@@ -327,9 +329,10 @@ def session_command(args: argparse.Namespace) -> int:
     from de_pipeline.accounts import account_named
     from de_pipeline.ingest import fetched_journey, journey_days
     from de_pipeline.warehouse.journeys import compare_journey
+    from de_pipeline.warehouse.settings import WarehouseSettings
 
     account = account_named(args.account)
-    settings = account.warehouse_settings()
+    settings = account.warehouse_settings(WarehouseSettings.from_env())
     end = args.end or date.today()
     days = journey_days(args.start or end - timedelta(days=6), end, settings.timezone)
     csid = args.customersessionid
@@ -409,9 +412,11 @@ class CheckFailedError(Exception):
 def check_command(args: argparse.Namespace) -> int:
     from de_pipeline.accounts import account_named
     from de_pipeline.connection_check import check_connection, render, usage_lines, write_env_file
+    from de_pipeline.warehouse.settings import WarehouseSettings
 
     account = account_named(args.account)
-    report = check_connection(account.api_source(), account.warehouse_settings(), record=args.record)
+    warehouse = account.warehouse_settings(WarehouseSettings.from_env())
+    report = check_connection(account.api_source(), warehouse, record=args.record)
     print(render(report), flush=True)
     if args.record is not None:
         print(
@@ -428,7 +433,7 @@ def check_command(args: argparse.Namespace) -> int:
 
 
 def simulate_command(args: argparse.Namespace) -> int:
-    from de_pipeline.api.simulator import Simulator, simulator_config_from_env
+    from de_pipeline.simulator import Simulator, simulator_config_from_env
     from de_pipeline.warehouse.settings import timezone_from_env
 
     if args.replay is not None:
@@ -450,7 +455,7 @@ def simulate_command(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     from de_pipeline.api.capture import read_capture
-    from de_pipeline.api.simulator.replay import Replay
+    from de_pipeline.simulator.replay import Replay
 
     capture = read_capture(args.replay)
     replay = Replay(capture)

@@ -32,6 +32,12 @@ def format_size(size: int) -> str:
 DAY_SECONDS = 86_400  # the upper bound of a waiting time: longer means nothing more, and no timer overflows
 
 
+def debugging(environ: Mapping[str, str] | None = None) -> bool:
+    """DE_DEBUG: any value shows whole errors and stack traces instead of one line. Not
+    `Env.flag`: it is read while an error is reported, where a bad value must not raise."""
+    return Env(environ).raw("DE_DEBUG") is not None
+
+
 class SettingsError(ValueError):
     """A missing or invalid setting. The message names the environment variable."""
 

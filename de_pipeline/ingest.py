@@ -30,9 +30,8 @@ from de_pipeline.api import (
     Window,
 )
 from de_pipeline.api.client import Logger
-from de_pipeline.api.settings import transport_overrides
 from de_pipeline.api.windows import TsSample, window_parts
-from de_pipeline.env import Env, SettingsError
+from de_pipeline.env import SettingsError
 from de_pipeline.warehouse.archive import ArchivedDay, ArchiveWriter, archived
 from de_pipeline.warehouse.days import DayBounds, calendar_days
 from de_pipeline.warehouse.empty_days import EmptyRun
@@ -171,7 +170,7 @@ def empty_run_warning(
     else:
         history = "its history does not explain that"
     try:
-        unit = str(transport_overrides(Env(environ))["epoch_unit"])
+        unit = ApiSettings.shared_from_env(environ).epoch_unit
     except SettingsError as error:  # a rebuild from the archive needs no API setting
         unit = f"unreadable ({error})"
     in_unit = {"s": " in seconds", "ms": " in milliseconds"}.get(unit, "")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from de_pipeline.api.simulator import Simulator, SimulatorConfig
+from de_pipeline.simulator import Simulator, SimulatorConfig
 
 TEST_KEY = "test-key-5f0c9d-never-print-me"
 

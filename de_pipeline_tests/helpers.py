@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from de_pipeline.api.simulator import Simulator, SyntheticDataset
+from de_pipeline.simulator import Simulator, SyntheticDataset
 
 SESSIONID = re.compile(r"^(\d+)\.(\d+)$")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import resource
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -13,8 +14,11 @@ import pandas as pd
 import pytest
 
 from de_pipeline.accounts import Account, accounts_from_env, read_providers_file
+from de_pipeline.api import ApiSettings
 from de_pipeline.env import SettingsError
+from de_pipeline.simulator import embedded_simulator, simulator_config_from_env
 from de_pipeline.warehouse.schema import ensure_schema
+from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import DAILY_TABLES
 from de_pipeline_tests.conftest import TEST_KEY
 from de_pipeline_tests.helpers import query, recent_days, run_cli, served, unique_messages
@@ -123,7 +127,7 @@ def test_a_key_of_the_prefix_goes_over_https_or_to_this_machine(tmp_path):
     base = {"DE_PROVIDERS_FILE": str(path), "DE_DUCKDB_PATH": str(tmp_path / "w.duckdb")}
     acme, local = accounts_from_env(base)
     assert (acme.base_url, local.base_url) == ("https://api.example.com", "http://127.0.0.1:8765")
-    assert local.environ(base | {"DE_API_KEY_LOCAL_2": "k"})["DE_API_KEY"] == "k"
+    assert local.api_source(base | {"DE_API_KEY_LOCAL_2": "k"}).settings.api_key == "k"
     # plain http to another machine, as for DE_API_BASE_URL: only with DE_ALLOW_INSECURE_HTTP=1
     write(path, "accounts:\n  - {name: lan, provider_id: p, base_url: 'http://api.lan.example.com'}\n")
     (lan,) = accounts_from_env(base | {"DE_ALLOW_INSECURE_HTTP": "1"})
@@ -186,11 +190,45 @@ def test_a_file_too_big_or_too_clever_is_refused(tmp_path, text, complaint):
 def test_a_missing_key_variable_names_the_variable_and_the_account(tmp_path):
     account = Account("acme", "4711", "DE_API_KEY_ACME", "https://api.example.com")
     with pytest.raises(SettingsError, match="DE_API_KEY_ACME is not set: it holds the API key of account 'acme'"):
-        account.environ({"DE_DUCKDB_PATH": str(tmp_path / "w.duckdb")})
+        account.api_source({"DE_DUCKDB_PATH": str(tmp_path / "w.duckdb")})
     base = {"DE_DUCKDB_PATH": str(tmp_path / "w.duckdb"), "DE_API_KEY_ACME": "k", "DE_API_KEY": "x"}
-    environ = account.environ(base)
-    assert environ["DE_API_KEY"] == "k" and environ["DE_PROVIDER_ID"] == "4711"
-    assert environ["DE_ARCHIVE_DIR"] == str(tmp_path / "w_archive" / "acme")  # its own archive folder
+    settings = account.api_source(base).settings
+    assert settings.api_key == "k" and settings.provider_id == "4711"
+    process = WarehouseSettings.from_env(base)
+    assert account.warehouse_settings(process).archive_dir == tmp_path / "w_archive" / "acme"  # its own folder
+
+
+def test_an_accounts_settings_are_a_copy_of_the_process_settings_with_its_fields_replaced(tmp_path):
+    """Not the environment again with the account's fields laid over as strings: settings the
+    process holds that no variable says (set in code, or in a resource's run config) stay."""
+    process = replace(
+        WarehouseSettings.from_env({"DE_DUCKDB_PATH": str(tmp_path / "w.duckdb")}),
+        lock_timeout_seconds=7.25,
+        custom_labels=("PLANET",),
+    )
+    acme = Account("acme", "4711", "DE_API_KEY_ACME", timezone="Europe/Berlin")
+    assert acme.warehouse_settings(process) == replace(
+        process, account="acme", archive_dir=process.archive_dir / "acme", timezone="Europe/Berlin"
+    )
+    assert Account("default").warehouse_settings(process) is process
+    environ = {"DE_API_BASE_URL": "https://api.example.com", "DE_API_KEY_ACME": "k", "DE_PAGE_SIZE": "250"}
+    fast = replace(acme, max_requests_per_second=5.0)
+    assert fast.api_source(environ).settings == replace(
+        ApiSettings.shared_from_env(environ),
+        base_url="https://api.example.com",
+        api_key="k",
+        provider_id="4711",
+        max_requests_per_second=5.0,
+    )
+
+
+def test_an_account_on_the_simulator_serves_its_own_provider_in_its_own_time_zone():
+    acme = Account("acme", "4711", timezone="Asia/Kolkata")
+    config = simulator_config_from_env({}, timezone="Asia/Kolkata").serving("4711")
+    source = acme.api_source({"DE_API_KEY": "ignored: the default account's"})
+    assert source.simulated and source.settings.provider_id == "4711"
+    assert config.seed != simulator_config_from_env({}).seed  # its own data
+    assert embedded_simulator(config).base_url == source.settings.base_url
 
 
 def test_a_warehouse_from_before_accounts_gets_the_provider_column(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from de_pipeline.runner import run_range
+from de_pipeline.defs.runner import run_range
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import query, recent_days
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from de_pipeline.runner import run_range
+from de_pipeline.defs.runner import run_range
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import query, recent_days, served, unique_messages
 
@@ -24,7 +24,7 @@ WRAPPINGS = ("****{}****", "**{}**", "[{}]", "<{}>", "{{{}}}", "#{}#")
 def built(tmp_path_factory):
     """Three simulated days materialised once; the served messages as a pandas frame."""
     monkeypatch = pytest.MonkeyPatch()
-    from de_pipeline.api.simulator import Simulator, SimulatorConfig
+    from de_pipeline.simulator import Simulator, SimulatorConfig
 
     simulator = Simulator(SimulatorConfig(seed=11, messages_per_day=1500, max_page_size=400))
     simulator.start()

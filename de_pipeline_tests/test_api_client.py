@@ -40,9 +40,9 @@ from de_pipeline.api import (
 from de_pipeline.api.errors import scrub
 from de_pipeline.api.limiter import RateLimiter
 from de_pipeline.api.settings import CUSTOMER_SESSION_PATH, DAY_MS, MAX_WINDOW_MS, PROVIDER_PATH
-from de_pipeline.api.simulator import ScriptedResponse, Simulator
 from de_pipeline.api.windows import window_parts
 from de_pipeline.env import Env, SettingsError
+from de_pipeline.simulator import ScriptedResponse, Simulator
 from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER, point_at
 
 PAGE_CAP = 70

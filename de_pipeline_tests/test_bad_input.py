@@ -17,11 +17,11 @@ import pytest
 
 import de_pipeline
 from de_pipeline.api.settings import ApiSettings
-from de_pipeline.api.simulator import ScriptedResponse, simulator_config_from_env
 from de_pipeline.dashboard.settings import DashboardSettings
 from de_pipeline.defs.partitions import CalendarSettings
+from de_pipeline.defs.runner import RunFailedError, run_range
 from de_pipeline.env import SettingsError
-from de_pipeline.runner import RunFailedError, run_range
+from de_pipeline.simulator import ScriptedResponse, simulator_config_from_env
 from de_pipeline.warehouse import archive
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.settings import WarehouseSettings

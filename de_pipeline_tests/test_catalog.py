@@ -26,9 +26,10 @@ from de_pipeline.alerts import AlertSettings, failure_text
 from de_pipeline.defs.catalog import CatalogSettings
 from de_pipeline.defs.definitions import defs
 from de_pipeline.defs.partitions import CALENDAR
+from de_pipeline.defs.resources import DigitalEngagementApi
+from de_pipeline.defs.runner import run_instance, run_range
 from de_pipeline.env import SettingsError
-from de_pipeline.instance import open_instance
-from de_pipeline.runner import run_instance, run_range
+from de_pipeline.orchestration.instance import open_instance
 from de_pipeline.warehouse.tables import DAILY_TABLES
 from de_pipeline_tests.conftest import TEST_KEY, point_at
 from de_pipeline_tests.helpers import busy_day, query
@@ -214,6 +215,7 @@ def test_a_failed_run_posts_one_short_alert_without_the_key(start_simulator, mon
             dagster_instance=instance,
             dagster_run=instance.get_run_by_id(result.run_id),
             dagster_event=result.get_run_failure_event(),
+            resources={"api": DigitalEngagementApi()},
         ).for_run_failure()
         sensors.alert_on_run_failure(context)
     (post,) = posts
@@ -248,7 +250,7 @@ def test_a_ui_runs_hidden_job_is_named_by_what_launched_it():
     copy's `_published` and the CLI's lines say what it was instead."""
     from dagster import DagsterRun
 
-    from de_pipeline.runs import job_label
+    from de_pipeline.orchestration.runs import job_label
 
     assert job_label(DagsterRun(job_name="__ASSET_JOB", tags={"dagster/backfill": "xyzabc"})) == "backfill xyzabc"
     assert job_label(DagsterRun(job_name="__ASSET_JOB_0")) == "materialised in the UI"

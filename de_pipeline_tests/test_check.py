@@ -22,11 +22,11 @@ from de_pipeline.api import ApiSettings, DigitalEngagementClient, Window
 from de_pipeline.api.capture import CAPTURE_FILE, read_capture
 from de_pipeline.api.probe import probe
 from de_pipeline.api.settings import CUSTOMER_SESSION_PATH
-from de_pipeline.api.simulator import ScriptedResponse
-from de_pipeline.api.simulator.replay import Replay
 from de_pipeline.cli import main
+from de_pipeline.defs.runner import run_range
 from de_pipeline.env import load_env_file
-from de_pipeline.runner import run_range
+from de_pipeline.simulator import ScriptedResponse
+from de_pipeline.simulator.replay import Replay
 from de_pipeline.warehouse.settings import ENTITY_LABELS
 from de_pipeline_tests.conftest import TEST_KEY, point_at
 from de_pipeline_tests.helpers import query, recent_days, run_cli, served, start_cli, unique_messages

@@ -15,13 +15,12 @@ import duckdb
 import pytest
 import requests
 
-from de_pipeline.api import DigitalEngagementClient, Window
+from de_pipeline.api import ApiSettings, DigitalEngagementClient, Window
 from de_pipeline.api.limiter import JITTER_MARGIN, RateLimiter, shared_limiter
-from de_pipeline.api.settings import transport_overrides
-from de_pipeline.api.simulator import ScriptedResponse, Simulator, simulator_config_from_env
 from de_pipeline.cli import main
-from de_pipeline.env import Env, SettingsError
-from de_pipeline.runner import run_range
+from de_pipeline.defs.runner import run_range
+from de_pipeline.env import SettingsError
+from de_pipeline.simulator import ScriptedResponse, Simulator, simulator_config_from_env
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import point_at
@@ -194,12 +193,12 @@ def test_a_retry_after_pauses_every_worker(start_simulator):
 def test_the_settings_are_read_once_and_named_when_wrong():
     config = simulator_config_from_env({"DE_SIM_LATENCY_MS": "250", "DE_SIM_RATE_LIMIT": "20"})
     assert (config.latency_ms, config.rate_limit) == (250, 20)
-    assert transport_overrides(Env({"DE_MAX_IN_FLIGHT": "3"}))["max_in_flight"] == 3
+    assert ApiSettings.shared_from_env({"DE_MAX_IN_FLIGHT": "3"}).max_in_flight == 3
     for name, value in (("DE_SIM_LATENCY_MS", "-1"), ("DE_SIM_RATE_LIMIT", "fast")):
         with pytest.raises(SettingsError, match=name):
             simulator_config_from_env({name: value})
     with pytest.raises(SettingsError, match="DE_MAX_IN_FLIGHT"):
-        transport_overrides(Env({"DE_MAX_IN_FLIGHT": "0"}))
+        ApiSettings.shared_from_env({"DE_MAX_IN_FLIGHT": "0"})
 
 
 def test_simulate_checks_its_flags_as_the_settings_they_stand_for(capsys):

@@ -19,7 +19,7 @@ from dagster import AssetKey
 
 from de_pipeline.cli import main
 from de_pipeline.defs.definitions import defs
-from de_pipeline.runner import run_range
+from de_pipeline.defs.runner import run_range
 from de_pipeline.warehouse.connection import writer
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import DAILY_TABLES
@@ -104,7 +104,7 @@ def test_loading_the_definitions_leaves_pandas_and_plotly_to_the_step_that_draws
     # backfill): pandas, numpy and pyarrow add 40-75 MiB to its peak, before DuckDB's budget
     loaded = subprocess.run(
         [sys.executable, "-W", "ignore", "-c",
-         "import sys, de_pipeline.defs.definitions, de_pipeline.runner, de_pipeline.cli; "
+         "import sys, de_pipeline.defs.definitions, de_pipeline.defs.runner, de_pipeline.cli; "
          "print(' '.join(m for m in ('pandas', 'numpy', 'pyarrow', 'plotly') if m in sys.modules))"],
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from de_pipeline.api.simulator import SyntheticDataset
+from de_pipeline.simulator import SyntheticDataset
 
 TESTS = Path(__file__).resolve().parent
 CLOCKS = {

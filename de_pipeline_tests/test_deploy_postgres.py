@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from de_pipeline.api.simulator import Simulator, SimulatorConfig
+from de_pipeline.simulator import Simulator, SimulatorConfig
 from de_pipeline.warehouse.tables import TABLES
 from de_pipeline_tests.backfills import (
     SUCCESS,

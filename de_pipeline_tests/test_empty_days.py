@@ -14,10 +14,10 @@ import orjson
 import pytest
 from dagster import DagsterInstance
 
-from de_pipeline.api.simulator import ScriptedResponse, SyntheticDataset
 from de_pipeline.api.windows import TsSample, Window
 from de_pipeline.cli import main
-from de_pipeline.runner import RunFailedError, run_range
+from de_pipeline.defs.runner import RunFailedError, run_range
+from de_pipeline.simulator import ScriptedResponse, SyntheticDataset
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.days import calendar_days, day_bounds_table
 from de_pipeline.warehouse.empty_days import unexplained_empty_run

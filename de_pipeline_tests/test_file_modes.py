@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from de_pipeline.dashboard.settings import DashboardSettings
-from de_pipeline.runner import run_range
+from de_pipeline.defs.runner import run_range
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.export import export_table
 from de_pipeline.warehouse.files import current_umask

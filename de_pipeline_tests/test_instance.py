@@ -20,8 +20,8 @@ import pytest
 from dagster import AssetKey, DagsterInstance, job, op
 
 from de_pipeline.cli import main
-from de_pipeline.instance import _PRE_SQLALCHEMY_2_STAMP, INSTANCE_CONFIG, open_instance
-from de_pipeline.runner import build_instance
+from de_pipeline.defs.runner import build_instance
+from de_pipeline.orchestration.instance import _PRE_SQLALCHEMY_2_STAMP, INSTANCE_CONFIG, open_instance
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import dump, recent_days, served, start_cli, unique_messages
 
@@ -104,7 +104,7 @@ def test_a_home_with_other_doubled_stamps_is_named_not_touched(dagster_home):
 FIRST_RUN = """
 import sys, time
 from dagster import job, op
-from de_pipeline.instance import open_instance
+from de_pipeline.orchestration.instance import open_instance
 
 @op
 def one() -> int:

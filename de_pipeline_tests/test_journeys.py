@@ -10,7 +10,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from de_pipeline.runner import run_range
+from de_pipeline.defs.runner import run_range
 from de_pipeline.warehouse import days as warehouse_days
 from de_pipeline.warehouse.tables import TABLE_NAMES
 from de_pipeline_tests.conftest import point_at

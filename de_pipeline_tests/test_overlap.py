@@ -10,11 +10,11 @@ from datetime import date, timedelta
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 
-from de_pipeline.api.simulator import ScriptedResponse
 from de_pipeline.defs import assets
 from de_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
-from de_pipeline.pool_slots import PID_TAG
-from de_pipeline.runner import RunChunk, RunFailedError, run_range
+from de_pipeline.defs.runner import RunChunk, RunFailedError, run_range
+from de_pipeline.orchestration.pool_slots import PID_TAG
+from de_pipeline.simulator import ScriptedResponse
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import TABLES

@@ -12,7 +12,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from de_pipeline.runner import RunFailedError, run_range
+from de_pipeline.defs.runner import RunFailedError, run_range
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.days import calendar_days
 from de_pipeline.warehouse.messages import ArchiveParseError, parse_records

@@ -17,7 +17,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, build_sensor_context
 
 from de_pipeline.defs.sensors import free_stale_pool_slots
-from de_pipeline.pool_slots import HOST_TAG, PID_TAG, free_stale_slots, pool_holders, process_tags
+from de_pipeline.orchestration.pool_slots import HOST_TAG, PID_TAG, free_stale_slots, pool_holders, process_tags
 from de_pipeline_tests.helpers import busy_day, start_cli
 
 API_POOL = "digital_engagement_api"

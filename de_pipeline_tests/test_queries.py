@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from de_pipeline.api.simulator import Simulator, SimulatorConfig
-from de_pipeline.runner import run_range
+from de_pipeline.defs.runner import run_range
+from de_pipeline.simulator import Simulator, SimulatorConfig
 from de_pipeline.warehouse.publish import publish_reader_copy
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import TABLES

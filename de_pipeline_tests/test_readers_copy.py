@@ -18,6 +18,7 @@ from dagster import DagsterInstance, build_run_status_sensor_context
 from de_pipeline.cli import main
 from de_pipeline.defs import sensors
 from de_pipeline.defs.definitions import defs
+from de_pipeline.defs.resources import Warehouse
 from de_pipeline.env import SettingsError
 from de_pipeline.warehouse import publish
 from de_pipeline.warehouse.settings import WarehouseSettings
@@ -160,6 +161,7 @@ def test_the_sensor_publishes_after_a_successful_run_and_skips_a_busy_warehouse(
                 dagster_instance=instance,
                 dagster_run=instance.get_run_by_id(result.run_id),
                 dagster_event=result.get_run_success_event(),
+                resources={"warehouse": Warehouse()},
             )
             return sensors.publish_readers_copy(context).skip_message
 

@@ -12,8 +12,8 @@ import requests
 
 from de_pipeline.api import ApiAuthError, ApiSettings, DigitalEngagementClient, Window
 from de_pipeline.api.settings import CUSTOMER_SESSION_PATH, PROVIDER_PATH
-from de_pipeline.api.simulator import SimulatorConfig, simulator_config_from_env
 from de_pipeline.env import SettingsError
+from de_pipeline.simulator import SimulatorConfig, simulator_config_from_env
 from de_pipeline_tests.conftest import TEST_PROVIDER
 from de_pipeline_tests.test_api_client import TRICKY_KEY, assert_secret_free, encodings
 

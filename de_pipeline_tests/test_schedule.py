@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from dagster import build_schedule_context
 
+from de_pipeline.defs import schedules
 from de_pipeline.defs.definitions import defs
-from de_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
+from de_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, CalendarSettings
 from de_pipeline.defs.schedules import daily_refresh
 from de_pipeline.env import SettingsError
 from de_pipeline.warehouse.tables import DAILY_TABLES
@@ -28,11 +29,12 @@ def test_yesterday_and_two_days_of_lookback_by_default():
 
 
 def test_lookback_is_configurable(monkeypatch):
-    monkeypatch.setenv("DE_LOOKBACK_DAYS", "0")
+    """The tick uses the calendar the code location read (its one read of DE_LOOKBACK_DAYS)."""
+    calendar = CalendarSettings.from_env({"DE_LOOKBACK_DAYS": "0"})
+    monkeypatch.setattr(schedules, "CALENDAR", calendar)
     assert evaluate(datetime(2026, 11, 20, 1, 0, tzinfo=ZoneInfo("UTC"))) == ("2026-11-19", "2026-11-19")
-    monkeypatch.setenv("DE_LOOKBACK_DAYS", "9")
     with pytest.raises(SettingsError, match=r"DE_LOOKBACK_DAYS=9 must be in \[0, 6\]"):
-        evaluate(datetime(2026, 11, 20, 1, 0, tzinfo=ZoneInfo("UTC")))
+        CalendarSettings.from_env({"DE_LOOKBACK_DAYS": "9"})
 
 
 def test_schedule_runs_every_asset_daily_and_is_on_by_default():

@@ -13,9 +13,9 @@ import pytest
 from dagster import DagsterInstance
 
 from de_pipeline.api.settings import ApiSettings
-from de_pipeline.api.simulator import ScriptedResponse
+from de_pipeline.defs.runner import RunFailedError, run_range
 from de_pipeline.env import SettingsError
-from de_pipeline.runner import RunFailedError, run_range
+from de_pipeline.simulator import ScriptedResponse
 from de_pipeline.warehouse.provenance import ARCHIVE_SOURCE_FILE
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline_tests.conftest import TEST_PROVIDER, point_at

@@ -10,7 +10,7 @@ import pytest
 
 from de_pipeline.cli import main
 from de_pipeline.defs.definitions import defs
-from de_pipeline.runner import failure_message, run_instance, run_range
+from de_pipeline.defs.runner import failure_message, run_instance, run_range
 from de_pipeline_tests.conftest import point_at
 from de_pipeline_tests.helpers import query, recent_days, served, unique_messages
 

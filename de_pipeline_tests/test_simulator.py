@@ -17,8 +17,8 @@ import pytest
 import requests
 
 from de_pipeline.api.settings import CUSTOMER_SESSION_PATH, DAY_MS, MAX_WINDOW_MS, PROVIDER_PATH
-from de_pipeline.api.simulator import ScriptedResponse, Simulator, SimulatorConfig, SyntheticDataset
-from de_pipeline.api.simulator import vocabulary as words
+from de_pipeline.simulator import ScriptedResponse, Simulator, SimulatorConfig, SyntheticDataset
+from de_pipeline.simulator import vocabulary as words
 from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER
 
 LABELS = ("GPE", "DATE", "TIME", "ORG", "PERSON", "MONEY", "EMAIL", "NUMERIC", "ID")

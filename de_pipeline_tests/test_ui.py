@@ -63,7 +63,7 @@ MESSAGES_PER_DAY = "300"
 # a distant server: pages of 50 (7 a day), each answered 500 ms late, so a run's fetch
 # takes seconds and the next run's fetch can be seen going beside this run's build
 SIM_PAGE_CAP, SIM_LATENCY_MS = "50", "500"
-# named in the issue; the test backfills every asset of the code location, these included
+# the assets a backfill must show done; the test backfills every asset of the code location, these included
 EXPECTED_ASSETS = {"raw_messages", "messages", "sentiment_trends", "intent_confidence", "redaction_entity_counts"}
 
 
@@ -290,7 +290,7 @@ query ScheduleTicks {
 
 
 def _assert_warehouse(path: Path, backfill: Backfill) -> None:
-    from de_pipeline.api.simulator import SyntheticDataset
+    from de_pipeline.simulator import SyntheticDataset
     from de_pipeline.warehouse.tables import DAILY_TABLES
 
     # the days of the CLI's run and of the backfill that the embedded simulator (default seed)

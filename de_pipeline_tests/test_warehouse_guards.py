@@ -1,4 +1,4 @@
-"""Issue #13, section 4: the archive keeps a day's complete copy when the vendor's retention
+"""The archive keeps a day's complete copy when the vendor's retention
 cuts it, `de-pipeline sql` reads the warehouse and nothing else (and spills only into a
 private, bounded folder of its own), killed runs leave no
 scratch folders for good, the redaction pattern is checked by the engine that runs it, and
@@ -21,12 +21,12 @@ import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
 from de_pipeline.api import DAY_MS, RETENTION_DAYS
-from de_pipeline.api.simulator import ScriptedResponse, Simulator, SimulatorConfig, SyntheticDataset
 from de_pipeline.cli import main
 from de_pipeline.dashboard.settings import DashboardSettings
+from de_pipeline.defs.runner import run_range
 from de_pipeline.env import SettingsError
-from de_pipeline.instance import INSTANCE_CONFIG
-from de_pipeline.runner import run_range
+from de_pipeline.orchestration.instance import INSTANCE_CONFIG
+from de_pipeline.simulator import ScriptedResponse, Simulator, SimulatorConfig, SyntheticDataset
 from de_pipeline.warehouse.archive import archive_file
 from de_pipeline.warehouse.connection import reader
 from de_pipeline.warehouse.files import HOST, remove_leftovers

@@ -1,6 +1,6 @@
-"""The Digital Engagement data API: client, settings, errors, and the embedded simulator.
+"""The Digital Engagement data API: client, settings and errors.
 
-Knows HTTP; knows nothing of Dagster or DuckDB.
+Knows HTTP; knows nothing of Dagster, DuckDB or the simulator (de_pipeline/simulator/).
 """
 
 from de_pipeline.api.client import ClientStats, DigitalEngagementClient, Page
@@ -16,14 +16,13 @@ from de_pipeline.api.errors import (
     ApiStatusError,
 )
 from de_pipeline.api.settings import DAY_MS, MAX_WINDOW_MS, RETENTION_DAYS, ApiSettings
-from de_pipeline.api.source import SIMULATOR_SOURCE, ApiSource, resolve_source
+from de_pipeline.api.source import ApiSource
 from de_pipeline.api.windows import Window, split_window
 
 __all__ = [
     "DAY_MS",
     "MAX_WINDOW_MS",
     "RETENTION_DAYS",
-    "SIMULATOR_SOURCE",
     "ApiAuthError",
     "ApiBadRequestError",
     "ApiEpochUnitError",
@@ -39,6 +38,5 @@ __all__ = [
     "DigitalEngagementClient",
     "Page",
     "Window",
-    "resolve_source",
     "split_window",
 ]

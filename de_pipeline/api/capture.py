@@ -7,7 +7,7 @@ and digit becomes `x`, except inside the redaction placeholders, which are the v
 not anyone's words. Each string keeps its length in characters, and its spaces and
 punctuation, so lengths and placeholder counts stay true. Numbers keep their literal digits
 (`12.10`), since the body is kept as the text the server sent, not re-serialised.
-`de-pipeline simulate --replay DIR` serves a capture again (simulator/replay.py).
+`de-pipeline simulate --replay DIR` serves a capture again (de_pipeline/simulator/replay.py).
 """
 
 from __future__ import annotations

@@ -8,8 +8,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TypedDict
+from dataclasses import dataclass, field, replace
 from urllib.parse import quote, urlsplit
 
 from de_pipeline.env import DAY_SECONDS, Env, SettingsError
@@ -103,7 +102,7 @@ class ApiSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings | None:
         """Settings for the real API, or None when DE_API_BASE_URL is unset (use the simulator)."""
         env = Env(environ)
-        base_url = env.text("DE_API_BASE_URL")
+        base_url = base_url_from_env(env)
         if base_url is None:
             if env.raw("DE_API_KEY") is not None:
                 raise SettingsError(
@@ -111,11 +110,63 @@ class ApiSettings:
                     "use the real API, or unset DE_API_KEY to use the embedded simulator"
                 )
             return None
-        return cls(
-            base_url=checked_base_url(base_url, env.flag("DE_ALLOW_INSECURE_HTTP")),
+        return replace(
+            cls.shared_from_env(environ),
+            base_url=base_url,
             api_key=env.required("DE_API_KEY", "the API key is needed with DE_API_BASE_URL"),
             provider_id=env.required("DE_PROVIDER_ID", "the provider (account) id is needed with DE_API_BASE_URL"),
-            **transport_overrides(env),
+        )
+
+    @classmethod
+    def shared_from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
+        """The settings every account shares, real API or simulator, with the account's own
+        (base URL, key, provider id) empty: an account's settings are a copy with those
+        replaced. Each number has an upper bound too: a huge timeout overflows the timers of
+        the socket and of the deadline's watchdog, and a huge count never ends."""
+        env = Env(environ)
+        default = cls(base_url="", api_key="", provider_id="")  # the declared defaults
+        return replace(
+            default,
+            epoch_unit=env.choice("DE_EPOCH_UNIT", default.epoch_unit, ("s", "ms")),
+            page_size=env.integer("DE_PAGE_SIZE", default.page_size, minimum=0, maximum=100_000),
+            providerid_in=env.choice("DE_PROVIDERID_IN", default.providerid_in, ("header", "query", "both")),
+            provider_path=checked_path(env, "DE_PROVIDER_PATH", default.provider_path),
+            customer_session_path=checked_path(
+                env, "DE_CUSTOMER_SESSION_PATH", default.customer_session_path, customer_session=True
+            ),
+            # where the key, the partner id and the customer-session id go, and with which
+            # method: the vendor's texts disagree on each (docs/api.md), `de-pipeline check` finds out
+            auth_in=env.choice("DE_AUTH_IN", default.auth_in, AUTH_FORMS),
+            api_key_param=_checked_name(env, "DE_API_KEY_PARAM", default.api_key_param, _TAKEN_PARAMS),
+            api_key_header=_checked_name(env, "DE_API_KEY_HEADER", default.api_key_header, _TAKEN_HEADERS),
+            partner_id=_checked_header_value(env, "DE_PARTNER_ID"),
+            customer_session_method=env.choice(
+                "DE_CUSTOMER_SESSION_METHOD", default.customer_session_method.lower(), ("get", "post")
+            ).upper(),
+            max_requests_per_second=env.number(
+                "DE_MAX_REQUESTS_PER_SECOND", default.max_requests_per_second, minimum=0.1, maximum=10_000
+            ),
+            max_in_flight=env.integer("DE_MAX_IN_FLIGHT", default.max_in_flight, minimum=1, maximum=64),
+            read_timeout=env.number("DE_REQUEST_TIMEOUT", default.read_timeout, minimum=0.1, maximum=HOUR_SECONDS),
+            request_deadline_seconds=env.number(
+                "DE_REQUEST_DEADLINE_SECONDS", default.request_deadline_seconds, minimum=0.1, maximum=HOUR_SECONDS
+            ),
+            # past 1023 retries the backoff's 2**n no longer fits a float
+            max_retries=env.integer("DE_MAX_RETRIES", default.max_retries, minimum=0, maximum=100),
+            retry_max_seconds=env.number(
+                "DE_RETRY_MAX_SECONDS", default.retry_max_seconds, minimum=0, maximum=DAY_SECONDS
+            ),
+            # a longer base than the backoff's ceiling would wait the ceiling anyway
+            backoff_base_seconds=env.number(
+                "DE_RETRY_BACKOFF_SECONDS",
+                default.backoff_base_seconds,
+                minimum=0,
+                maximum=default.backoff_max_seconds,
+            ),
+            max_pages_per_window=env.integer(
+                "DE_MAX_PAGES_PER_WINDOW", default.max_pages_per_window, minimum=1, maximum=10_000_000
+            ),
+            max_page_bytes=env.integer("DE_MAX_PAGE_BYTES", default.max_page_bytes, minimum=1, maximum=1 << 30),
         )
 
     @property
@@ -124,78 +175,10 @@ class ApiSettings:
         return f"{self.base_url} provider={self.provider_id}"
 
 
-class RequestForm(TypedDict):
-    """Where the key, the partner id and the customer-session id go, and with which method."""
-
-    auth_in: str
-    api_key_param: str
-    api_key_header: str
-    partner_id: str | None
-    customer_session_method: str
-
-
-class TransportOverrides(RequestForm):
-    """The ApiSettings fields every connection shares, as the environment sets them."""
-
-    epoch_unit: str
-    page_size: int
-    providerid_in: str
-    provider_path: str
-    customer_session_path: str
-    max_requests_per_second: float
-    max_in_flight: int
-    read_timeout: float
-    request_deadline_seconds: float
-    max_retries: int
-    retry_max_seconds: float
-    backoff_base_seconds: float
-    max_pages_per_window: int
-    max_page_bytes: int
-
-
-# the declared defaults (the fields without one left empty)
-_DEFAULTS = ApiSettings(base_url="", api_key="", provider_id="")
-
-
-def transport_overrides(env: Env) -> TransportOverrides:
-    """The settings every connection shares, real API or simulator; defaults as declared above.
-    Each number has an upper bound too: a huge timeout overflows the timers of the socket and
-    of the deadline's watchdog, and a huge count never ends."""
-    default = _DEFAULTS
-    return {
-        "epoch_unit": env.choice("DE_EPOCH_UNIT", default.epoch_unit, ("s", "ms")),
-        "page_size": env.integer("DE_PAGE_SIZE", default.page_size, minimum=0, maximum=100_000),
-        "providerid_in": env.choice("DE_PROVIDERID_IN", default.providerid_in, ("header", "query", "both")),
-        "provider_path": checked_path(env, "DE_PROVIDER_PATH", default.provider_path),
-        "customer_session_path": checked_path(
-            env, "DE_CUSTOMER_SESSION_PATH", default.customer_session_path, customer_session=True
-        ),
-        **_request_form(env, default),
-        "max_requests_per_second": env.number(
-            "DE_MAX_REQUESTS_PER_SECOND", default.max_requests_per_second, minimum=0.1, maximum=10_000
-        ),
-        "max_in_flight": env.integer("DE_MAX_IN_FLIGHT", default.max_in_flight, minimum=1, maximum=64),
-        "read_timeout": env.number("DE_REQUEST_TIMEOUT", default.read_timeout, minimum=0.1, maximum=HOUR_SECONDS),
-        "request_deadline_seconds": env.number(
-            "DE_REQUEST_DEADLINE_SECONDS", default.request_deadline_seconds, minimum=0.1, maximum=HOUR_SECONDS
-        ),
-        # past 1023 retries the backoff's 2**n no longer fits a float
-        "max_retries": env.integer("DE_MAX_RETRIES", default.max_retries, minimum=0, maximum=100),
-        "retry_max_seconds": env.number(
-            "DE_RETRY_MAX_SECONDS", default.retry_max_seconds, minimum=0, maximum=DAY_SECONDS
-        ),
-        # a longer base than the backoff's ceiling would wait the ceiling anyway
-        "backoff_base_seconds": env.number(
-            "DE_RETRY_BACKOFF_SECONDS",
-            default.backoff_base_seconds,
-            minimum=0,
-            maximum=default.backoff_max_seconds,
-        ),
-        "max_pages_per_window": env.integer(
-            "DE_MAX_PAGES_PER_WINDOW", default.max_pages_per_window, minimum=1, maximum=10_000_000
-        ),
-        "max_page_bytes": env.integer("DE_MAX_PAGE_BYTES", default.max_page_bytes, minimum=1, maximum=1 << 30),
-    }
+def base_url_from_env(env: Env) -> str | None:
+    """DE_API_BASE_URL, checked; None when unset (the embedded simulator)."""
+    base_url = env.text("DE_API_BASE_URL")
+    return None if base_url is None else checked_base_url(base_url, env.flag("DE_ALLOW_INSECURE_HTTP"))
 
 
 def checked_base_url(
@@ -233,20 +216,6 @@ def is_loopback_host(host: str) -> bool:
 @functools.cache  # settings are read for every run and asset: say it once per process and URL
 def _warn_insecure_http(base_url: str) -> None:
     _log.warning("DE_ALLOW_INSECURE_HTTP=1: the API key goes unencrypted over plain http to %s", base_url)
-
-
-def _request_form(env: Env, default: ApiSettings) -> RequestForm:
-    """Where the key, the partner id and the customer-session id go, and with which method:
-    the vendor's texts disagree on each (docs/api.md), so `de-pipeline check` finds them out."""
-    return {
-        "auth_in": env.choice("DE_AUTH_IN", default.auth_in, AUTH_FORMS),
-        "api_key_param": _checked_name(env, "DE_API_KEY_PARAM", default.api_key_param, _TAKEN_PARAMS),
-        "api_key_header": _checked_name(env, "DE_API_KEY_HEADER", default.api_key_header, _TAKEN_HEADERS),
-        "partner_id": _checked_header_value(env, "DE_PARTNER_ID"),
-        "customer_session_method": env.choice(
-            "DE_CUSTOMER_SESSION_METHOD", default.customer_session_method.lower(), ("get", "post")
-        ).upper(),
-    }
 
 
 def _checked_name(env: Env, name: str, default: str, taken: set[str]) -> str:

@@ -191,14 +191,14 @@ def messages_asset(account: Account, raw: AssetsDefinition) -> AssetsDefinition:
                 claim_warehouse_source(
                     connection,
                     source,
-                    provider=settings.provider,
+                    account=settings.account,
                     allow_change=settings.allow_source_change,
                     where=str(settings.duckdb_path),
                 )
             load = load_messages(connection, days, settings)
             day_bounds_table(connection, days)  # the load left its last step's days in it
             checks = message_checks(connection, days[0].day, days[-1].day, settings)
-            empty = unexplained_empty_run(connection, settings.provider, days[0].day, days[-1].day)
+            empty = unexplained_empty_run(connection, settings.account, days[0].day, days[-1].day)
             total_rows = _total_rows(connection, MESSAGES)
         for day in load.days:
             context.add_asset_metadata(
@@ -223,7 +223,7 @@ def messages_asset(account: Account, raw: AssetsDefinition) -> AssetsDefinition:
         )
         if empty is not None:  # a setting may be wrong: the tables would be built empty in silence
             records = load.total("archived")
-            context.log.warning(empty_run_warning(empty, account.name, source, records, account.environ()))
+            context.log.warning(empty_run_warning(empty, account.name, source, records))
         return MaterializeResult(
             # the run's totals; each partition also gets its own day's numbers (above)
             metadata={
@@ -259,8 +259,8 @@ def daily_table_asset(table: DailyTable, account: Account, upstream: AssetsDefin
             rows = refresh_aggregate(connection, table, first_day, last_day, settings)
             day_bounds_table(connection, days)
             outcome = reconcile(connection, table, settings)
-            plotted = daily_metrics(connection, table, settings.provider, first_day, last_day)
-            preview = top_rows(connection, table.name, settings.provider, first_day, last_day, PREVIEW_ROWS)
+            plotted = daily_metrics(connection, table, settings.account, first_day, last_day)
+            preview = top_rows(connection, table.name, settings.account, first_day, last_day, PREVIEW_ROWS)
             total_rows = _total_rows(connection, table)
         for day, metrics in plotted.items():
             context.add_asset_metadata(metrics, partition_key=day.isoformat())

@@ -7,7 +7,7 @@ from datetime import timedelta
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
 from de_pipeline.defs.jobs import all_assets_job
-from de_pipeline.defs.partitions import CALENDAR, DAILY, CalendarSettings, range_tags
+from de_pipeline.defs.partitions import CALENDAR, DAILY, range_tags
 
 
 @schedule(
@@ -20,6 +20,6 @@ from de_pipeline.defs.partitions import CALENDAR, DAILY, CalendarSettings, range
 )
 def daily_refresh(context: ScheduleEvaluationContext) -> RunRequest:
     yesterday = (context.scheduled_execution_time - timedelta(days=1)).date()
-    first = max(yesterday - timedelta(days=CalendarSettings.from_env().lookback_days), DAILY.start.date())
+    first = max(yesterday - timedelta(days=CALENDAR.lookback_days), DAILY.start.date())
     first_key, last_key = first.isoformat(), yesterday.isoformat()
     return RunRequest(run_key=f"{first_key}..{last_key}", tags=range_tags(first_key, last_key))

@@ -1,4 +1,4 @@
-"""Sensors: free the pool slots of runs whose process is gone (see pool_slots.py), post an
+"""Sensors: free the pool slots of runs whose process is gone (see orchestration/pool_slots.py), post an
 alert when a run fails (see alerts.py), and publish the readers' copy when a run succeeds
 (see warehouse/publish.py)."""
 
@@ -17,13 +17,12 @@ from dagster import (
 )
 
 from de_pipeline.alerts import AlertSettings, failure_text, post_alert
-from de_pipeline.api import ApiSettings
 from de_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
+from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
 from de_pipeline.env import SettingsError
-from de_pipeline.pool_slots import free_stale_slots
-from de_pipeline.runs import error_line, job_label
+from de_pipeline.orchestration.pool_slots import free_stale_slots
+from de_pipeline.orchestration.runs import error_line, job_label
 from de_pipeline.warehouse.publish import publish_for_readers
-from de_pipeline.warehouse.settings import WarehouseSettings
 
 ALERTS = AlertSettings.from_env()
 # A sensor's tick must end within Dagster's 60 s (DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS):
@@ -55,7 +54,7 @@ def free_stale_pool_slots(context: SensorEvaluationContext) -> SkipReason:
         + ("" if ALERTS.webhook_url else " Off: DE_ALERT_WEBHOOK_URL is not set.")
     ),
 )
-def alert_on_run_failure(context: RunFailureSensorContext) -> None:
+def alert_on_run_failure(context: RunFailureSensorContext, api: DigitalEngagementApi) -> None:
     run = context.dagster_run
     failures = context.get_step_failure_events()
     tags = run.tags
@@ -66,13 +65,13 @@ def alert_on_run_failure(context: RunFailureSensorContext) -> None:
     )
     error = error_line(failures[0]) if failures else (context.failure_event.message or "")
     steps = [e.step_key for e in failures if e.step_key is not None]
-    post_alert(ALERTS, failure_text(run.run_id, job_label(run), steps, days, error, _key()))
+    post_alert(ALERTS, failure_text(run.run_id, job_label(run), steps, days, error, _key(api)))
 
 
-def _key() -> str:
+def _key(api: DigitalEngagementApi) -> str:
     """The API key, to keep it out of the alert (the errors are scrubbed already)."""
     try:
-        settings = ApiSettings.from_env()
+        settings = api.settings()
     except SettingsError:
         return ""
     return settings.api_key if settings else ""
@@ -89,9 +88,9 @@ def _key() -> str:
         "successful run publishes."
     ),
 )
-def publish_readers_copy(context: RunStatusSensorContext) -> SkipReason:
+def publish_readers_copy(context: RunStatusSensorContext, warehouse: Warehouse) -> SkipReason:
     run = context.dagster_run
-    settings = WarehouseSettings.from_env()
+    settings = warehouse.settings()
     if settings.reader_copy_path is None:
         return SkipReason("DE_READER_COPY_PATH=off: no readers' copy is published")
     said: list[str] = []

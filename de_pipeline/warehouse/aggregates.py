@@ -22,7 +22,7 @@ def refresh_aggregate(
     last_day: date,
     settings: WarehouseSettings,
 ) -> int:
-    """Recompute `table` for the days of the account `settings.provider` from `messages`,
+    """Recompute `table` for the days of the account `settings.account` from `messages`,
     in one transaction; returns its rows.
 
     Inside it, the table's SQL runs once per step of the run (`day_steps`: one day), so
@@ -30,7 +30,7 @@ def refresh_aggregate(
     the rows are the same as from one step over the whole run.
     """
     params = {
-        "provider": settings.provider,
+        "provider": settings.account,
         "first_day": first_day,
         "last_day": last_day,
         "low_confidence": settings.low_confidence,
@@ -45,7 +45,7 @@ def refresh_aggregate(
         return one_row(
             connection.execute(
                 f"SELECT count(*) FROM {table.name} WHERE {OF_THE_DAYS}",
-                {"provider": settings.provider, "first_day": first_day, "last_day": last_day},
+                {"provider": settings.account, "first_day": first_day, "last_day": last_day},
             )
         )[0]
 

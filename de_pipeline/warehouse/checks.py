@@ -107,7 +107,7 @@ def message_checks(
 ) -> list[CheckOutcome]:
     """Every check of MESSAGE_CHECKS over the days. Needs the temp table day_bounds."""
     params = {
-        "provider": settings.provider,
+        "provider": settings.account,
         "first_day": first_day,
         "last_day": last_day,
         "threshold": settings.unparsed_sessionid_threshold,
@@ -139,7 +139,7 @@ def reconcile(connection: duckdb.DuckDBPyConnection, table: DailyTable, settings
     assert spec is not None  # DailyTable requires one
     query = RECONCILE.format(counted=spec.counted, table=table.name, where=spec.where, expected=spec.expected)
     rows = connection.execute(
-        query, named_parameters(query, {"provider": settings.provider, "placeholder_regex": settings.placeholder_regex})
+        query, named_parameters(query, {"provider": settings.account, "placeholder_regex": settings.placeholder_regex})
     ).fetchall()
     mismatched = {day.isoformat(): [counted, expected] for day, counted, expected in rows if counted != expected}
     return CheckOutcome(

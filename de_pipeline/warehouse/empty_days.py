@@ -81,16 +81,16 @@ class EmptyRun:
 
 
 def unexplained_empty_run(
-    connection: duckdb.DuckDBPyConnection, provider: str, first_day: date, last_day: date
+    connection: duckdb.DuckDBPyConnection, account: str, first_day: date, last_day: date
 ) -> EmptyRun | None:
-    """The run of `provider` over first_day..last_day (the days it loaded), when it stored no
+    """The run of `account` over first_day..last_day (the days it loaded), when it stored no
     message and the account's history does not explain that (the module's rule); else None."""
-    params = {"provider": provider, "first_day": first_day, "last_day": last_day}
+    params = {"provider": account, "first_day": first_day, "last_day": last_day}
     days = connection.execute(RUN_DAYS, params).fetchall()
     if not days or any(messages for _, messages, _, _ in days):
         return None
     last_with_messages, last_loaded, any_message = one_row(
-        connection.execute(BEFORE_THE_RUN, {"provider": provider, "first_day": first_day})
+        connection.execute(BEFORE_THE_RUN, {"provider": account, "first_day": first_day})
     )
     unexpected = [day for day, _, is_unexpected, _ in days if is_unexpected]
     run = EmptyRun([day for day, *_ in days], first_run=not any_message, unexpected=unexpected)

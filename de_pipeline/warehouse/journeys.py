@@ -127,7 +127,7 @@ OF_THE_JOURNEY = "provider = $provider AND customersessionid = $csid AND ts_ms >
 
 def _journey_window(customersessionid: str, days: list[DayBounds], settings: WarehouseSettings) -> dict[str, object]:
     return {
-        "provider": settings.provider,
+        "provider": settings.account,
         "csid": customersessionid,
         "start_ms": days[0].start_ms,
         "end_ms": days[-1].end_ms,

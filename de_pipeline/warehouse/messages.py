@@ -82,7 +82,7 @@ def parse_records(
 def load_messages(
     connection: duckdb.DuckDBPyConnection, days: list[DayBounds], settings: WarehouseSettings
 ) -> MessagesLoad:
-    """Replace the days' rows of the account `settings.provider` in one transaction: all of
+    """Replace the days' rows of the account `settings.account` in one transaction: all of
     the new rows, or none of them; and record each day in `loaded_days`.
 
     Inside it, the days are parsed and stored a step at a time (days.in_steps: one day), so
@@ -93,7 +93,7 @@ def load_messages(
     """
     dates = [bounds.day for bounds in days]
     files = dict(zip(dates, archive_files(settings.archive_dir, dates), strict=True))
-    span = {"provider": settings.provider, "first_day": days[0].day, "last_day": days[-1].day}
+    span = {"provider": settings.account, "first_day": days[0].day, "last_day": days[-1].day}
     per_day: list[MessagesDay] = []
     with transaction(connection):
         connection.execute(f"DELETE FROM messages WHERE {OF_THE_DAYS}", span)
@@ -108,7 +108,7 @@ def load_messages(
             step_days = [MessagesDay(*row) for row in connection.execute(DAY_COUNTS, step_span).fetchall()]
             connection.executemany(
                 "INSERT INTO loaded_days (provider, day, messages, rejected) VALUES (?, ?, ?, ?)",
-                [(settings.provider, d.day, d.stored, d.rejected) for d in step_days],
+                [(settings.account, d.day, d.stored, d.rejected) for d in step_days],
             )
             per_day.extend(step_days)
             connection.execute("DROP TABLE parsed")

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 
 from de_pipeline.warehouse.files import write_text_durably
-from de_pipeline.warehouse.settings import DEFAULT_PROVIDER
+from de_pipeline.warehouse.settings import DEFAULT_ACCOUNT
 
 ARCHIVE_SOURCE_FILE = "_source.txt"
 OVERRIDE_HINT = "set DE_ALLOW_SOURCE_CHANGE=1 to write anyway, or point {variable} elsewhere"
@@ -19,13 +19,13 @@ class SourceMismatchError(RuntimeError):
 
 
 def claim_warehouse_source(
-    connection: duckdb.DuckDBPyConnection, source: str, *, provider: str, allow_change: bool, where: str
+    connection: duckdb.DuckDBPyConnection, source: str, *, account: str, allow_change: bool, where: str
 ) -> None:
-    """Record `source` as the source of the account `provider`'s rows, or fail if they came
+    """Record `source` as the source of the account `account`'s rows, or fail if they came
     from another one."""
-    key = "source" if provider == DEFAULT_PROVIDER else f"source/{provider}"
+    key = "source" if account == DEFAULT_ACCOUNT else f"source/{account}"
     row = connection.execute("SELECT value FROM warehouse_meta WHERE key = $key", {"key": key}).fetchone()
-    what = f"the warehouse {where}" + ("" if provider == DEFAULT_PROVIDER else f" for account {provider!r}")
+    what = f"the warehouse {where}" + ("" if account == DEFAULT_ACCOUNT else f" for account {account!r}")
     _check(row[0] if row else None, source, allow_change, what, "DE_DUCKDB_PATH")
     connection.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ($key, $source)", {"key": key, "source": source})
 

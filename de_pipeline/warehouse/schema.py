@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 
-from de_pipeline.warehouse.settings import DEFAULT_PROVIDER
+from de_pipeline.warehouse.settings import DEFAULT_ACCOUNT
 from de_pipeline.warehouse.tables import PROVIDER, TABLES, column_comment_sql, create_table_sql
 
 _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
@@ -72,7 +72,7 @@ def _add_provider_columns(connection: duckdb.DuckDBPyConnection) -> None:
         ).fetchall()
     ]
     for name in without:
-        connection.execute(f"ALTER TABLE {name} ADD COLUMN provider VARCHAR DEFAULT '{DEFAULT_PROVIDER}'")
+        connection.execute(f"ALTER TABLE {name} ADD COLUMN provider VARCHAR DEFAULT '{DEFAULT_ACCOUNT}'")
         connection.execute(column_comment_sql(name, PROVIDER))
 
 

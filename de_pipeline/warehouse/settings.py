@@ -17,7 +17,7 @@ from de_pipeline.env import DAY_SECONDS, Env, SettingsError
 DuckDBConfig: TypeAlias = dict[str, str | bool | int | float | list[str]]
 
 DEFAULT_DUCKDB_PATH = "data/de_pipeline.duckdb"
-DEFAULT_PROVIDER = "default"  # the `provider` of the single account of DE_PROVIDER_ID
+DEFAULT_ACCOUNT = "default"  # the name (the `provider` column) of the single account of DE_PROVIDER_ID
 ENTITY_LABELS = ("GPE", "DATE", "TIME", "ORG", "PERSON", "MONEY", "EMAIL", "NUMERIC", "ID")
 # LABEL stands for any entity label. The 4-star form comes before the 2-star one so that
 # ****GPE**** counts once, whole.
@@ -63,7 +63,7 @@ class WarehouseSettings:
     unparsed_sessionid_threshold: float = 0.01
     allow_source_change: bool = False  # write another source's data into this warehouse
     reader_copy_path: Path | None = None  # the readers' copy (publish.py); None: none is published
-    provider: str = DEFAULT_PROVIDER  # the account whose rows a run writes (accounts.Account.warehouse_settings)
+    account: str = DEFAULT_ACCOUNT  # the account whose rows a run writes (accounts.Account.warehouse_settings)
     max_staged_bytes: int = DEFAULT_MAX_STAGED_BYTES  # DE_MAX_STAGED_BYTES
     min_free_disk_bytes: int = DEFAULT_MIN_FREE_DISK_BYTES  # DE_MIN_FREE_DISK_BYTES; 0: not checked
 

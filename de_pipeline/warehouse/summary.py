@@ -66,14 +66,14 @@ def headlines(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 
 def daily_metrics(
-    connection: duckdb.DuckDBPyConnection, table: DailyTable, provider: str, first_day: date, last_day: date
+    connection: duckdb.DuckDBPyConnection, table: DailyTable, account: str, first_day: date, last_day: date
 ) -> dict[date, dict[str, float | int]]:
     """{day: {metric: value}} of the table's row count and `metrics` for the account's days
     (NaN where a value is undefined)."""
     cursor = connection.execute(
         f'SELECT day, count(*) AS "dagster/partition_row_count", {table.metrics} '
         f"FROM {table.name} WHERE {OF_THE_DAYS} GROUP BY day",
-        {"provider": provider, "first_day": first_day, "last_day": last_day},
+        {"provider": account, "first_day": first_day, "last_day": last_day},
     )
     names = [column[0] for column in cursor.description][1:]
     return {day: {name: _number(value) for name, value in zip(names, values)} for day, *values in cursor.fetchall()}
@@ -86,13 +86,13 @@ def _number(value: Any) -> float | int:
 
 
 def top_rows(
-    connection: duckdb.DuckDBPyConnection, table: str, provider: str, first_day: date, last_day: date, rows: int
+    connection: duckdb.DuckDBPyConnection, table: str, account: str, first_day: date, last_day: date, rows: int
 ) -> list[dict[str, Any]]:
     """The first rows of `table` for the account's days, each as {column: value}. Data, not
     text to render: the vendor's strings in them are whatever the vendor sent."""
     cursor = connection.execute(
         f"SELECT * FROM {table} WHERE {OF_THE_DAYS} ORDER BY ALL LIMIT {int(rows)}",
-        {"provider": provider, "first_day": first_day, "last_day": last_day},
+        {"provider": account, "first_day": first_day, "last_day": last_day},
     )
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]

@@ -25,7 +25,7 @@
 --             JSON text; a sessionid or customersessionid sent as a JSON number keeps its
 --             digits as written (12.10 is segment 10 of conversation 12, not 12.1);
 --             sessionchannelinfo keeps any JSON value; unknown fields go to extra_fields.
--- The reasons are a fixed set of strings: the run's metadata and the README group by them.
+-- The reasons are a fixed set of strings: the run's metadata and docs/queries.md (§13) group by them.
 
 -- The identity of a message: each field with its length in bytes before it, so that no two
 -- different messages give the same text (joined by a separator, sender "a<US>b" with text

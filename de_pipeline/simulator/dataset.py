@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from de_pipeline.api.simulator import vocabulary as words
+from de_pipeline.simulator import vocabulary as words
 
 DAY_CACHE_SIZE = 20
 _TOKEN = re.compile(r"%([A-Z]+)%")

@@ -41,7 +41,7 @@ from de_pipeline.warehouse.settings import WarehouseSettings
 # written by one process only), under the default storage layout.
 SHARED_SQLITE_STORAGES = ("history/runs.db", "history/runs/index.db", "schedules/schedules.db")
 LOCK_FILE = ".de-pipeline-instance.lock"
-INSTANCE_CONFIG = Path(__file__).with_name("dagster.yaml")  # the local instance: pools of limit 1
+INSTANCE_CONFIG = Path(__file__).parent.parent / "dagster.yaml"  # the local instance: pools of limit 1
 _PRE_SQLALCHEMY_2_STAMP = LAST_KNOWN_STAMPED_SQLITE_ALEMBIC_REVISION  # what the second process stamps
 
 

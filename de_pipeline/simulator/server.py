@@ -27,7 +27,7 @@ import time
 import zlib
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -42,7 +42,7 @@ from de_pipeline.api.settings import (
     PROVIDER_PATH,
     RETENTION_DAYS,
 )
-from de_pipeline.api.simulator.dataset import SyntheticDataset
+from de_pipeline.simulator.dataset import SyntheticDataset
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -94,6 +94,11 @@ class SimulatorConfig:
     # (its digits as they are); "string" sends ts as a string of its digits
     sessionid_type: str = "string"
     ts_type: str = "integer"
+
+    def serving(self, provider_id: str) -> SimulatorConfig:
+        """The same simulator serving another provider, with that provider's own data."""
+        seed = self.seed - provider_seed(self.provider_id) + provider_seed(provider_id)
+        return replace(self, provider_id=provider_id, seed=seed)
 
 
 @dataclass(frozen=True)

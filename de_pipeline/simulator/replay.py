@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from de_pipeline.api.capture import Capture, RecordedAnswer
-from de_pipeline.api.simulator.server import LoopbackServer, ScriptedResponse
+from de_pipeline.simulator.server import LoopbackServer, ScriptedResponse
 
 MASK = "***"
 _TS = re.compile(r'(?<=[{,])"ts":("?)(\d{1,19})("?)(?=[,}])')

@@ -4,7 +4,6 @@ beside the build of the one before (CLI, benchmark, tests)."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 import uuid
@@ -23,21 +22,20 @@ from dagster import (
     logger,
 )
 
-from de_pipeline.accounts import DEFAULT_ACCOUNT
 from de_pipeline.api import ApiAuthError, ApiBadRequestError, ApiEpochUnitError, ApiNotFoundError
 from de_pipeline.defs.assets import ACCOUNTS, RAW_MESSAGES
 from de_pipeline.defs.definitions import defs
 from de_pipeline.defs.partitions import DAILY, MAX_PARTITIONS_PER_RUN, range_tags
-from de_pipeline.env import SettingsError
+from de_pipeline.env import SettingsError, debugging
 from de_pipeline.ingest import RetentionError
-from de_pipeline.instance import InstanceRepairError, open_instance, reconfigures_logging
-from de_pipeline.pool_slots import PoolWatch, free_stale_slots, process_tags
-from de_pipeline.runs import error_line
+from de_pipeline.orchestration.instance import InstanceRepairError, open_instance, reconfigures_logging
+from de_pipeline.orchestration.pool_slots import PoolWatch, free_stale_slots, process_tags
+from de_pipeline.orchestration.runs import error_line
 from de_pipeline.warehouse.archive import ArchiveMissingError, StagingLimitError
 from de_pipeline.warehouse.connection import MemoryBudgetError
 from de_pipeline.warehouse.provenance import SourceMismatchError
 from de_pipeline.warehouse.publish import publish_for_readers
-from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.settings import DEFAULT_ACCOUNT, WarehouseSettings
 
 # Errors a user fixes by changing a setting, a key or the range: the console shows their
 # one line, not Dagster's stack trace (the run's event log keeps it; DE_DEBUG=1 prints it).
@@ -300,7 +298,7 @@ class _UserErrorsInOneLine(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        if "\n" in text and not os.environ.get("DE_DEBUG") and any(n in text for n in self._names):
+        if "\n" in text and not debugging() and any(n in text for n in self._names):
             return text.split("\n", 1)[0] + " (details in the run's event log; DE_DEBUG=1 prints them)"
         return text
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
-from de_pipeline.runs import job_label
+from de_pipeline.orchestration.runs import job_label
 
 HOST_TAG = "de-pipeline/host"
 PID_TAG = "de-pipeline/pid"
