@@ -23,12 +23,28 @@ TEST_PROVIDER = "provider-under-test"
 LONGEST_FIRST = ("test_dates.py", "test_ui.py", "test_instance.py", "test_bi_clients.py", "test_deploy_postgres.py")
 
 
+# `pytest -m quick` (make test-quick), the inner loop: the client, the simulator, the settings,
+# the docs and the deployment files, the warehouse's guards and queries, and the pipeline's own
+# end-to-end runs (test_pipeline.py), less any test marked slow, ui or browser.
+QUICK_FILES = (
+    "test_agent_performance.py", "test_aggregates.py", "test_alerts.py", "test_api_client.py",
+    "test_catalog.py", "test_check.py", "test_deploy_files.py", "test_docs.py", "test_file_modes.py",
+    "test_pipeline.py", "test_request_forms.py", "test_schedule.py",
+    "test_secrets_and_sources.py", "test_session.py", "test_simulator.py", "test_tables.py",
+    "test_warehouse_guards.py",
+)  # fmt: skip
+NOT_QUICK = ("slow", "ui", "browser")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         name = item.path.name
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: each file's tests keep their order
+    for item in items:
+        if item.path.name in QUICK_FILES and not any(item.get_closest_marker(m) for m in NOT_QUICK):
+            item.add_marker(pytest.mark.quick)
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,12 @@
 """The tests that depend on today's date (marked `dates`) pass with the clock set to a
 weekend and to a daylight-saving change, not only on the day they were written.
 
+Every `dates` test runs at the most awkward clock, a Sunday whose yesterday is a Saturday and
+a simulated outage. The Saturday and the DST change add little for most of them (the day
+arithmetic they share is tested directly, e.g. test_api_client's 23- and 25-hour days), so
+only those also marked `every_clock` run at all three: one end-to-end run, the retention
+edge, the empty-day warnings and the DST days.
+
 libfaketime (Debian's `faketime`, installed by .ci/run) starts the clock of the pytest
 process at the chosen moment, and every process it starts goes on from there
 (FAKETIME_DONT_RESET), so the pipeline, the embedded simulator, DuckDB and Dagster all see
@@ -22,13 +28,15 @@ from de_pipeline.simulator import SyntheticDataset
 
 TESTS = Path(__file__).resolve().parent
 CLOCKS = {
-    # yesterday (the 18th) is a Friday; the 16th, in the recent days, is a simulated outage
-    "saturday": datetime(2026, 12, 19, 12, 0, tzinfo=UTC),
     # yesterday is a Saturday and an outage day of the default seed, and today - 2 a Friday
     "sunday": datetime(2026, 11, 29, 12, 0, tzinfo=UTC),
+    # yesterday (the 18th) is a Friday; the 16th, in the recent days, is a simulated outage
+    "saturday": datetime(2026, 12, 19, 12, 0, tzinfo=UTC),
     # the US spring-forward day, half an hour after the change (07:00 UTC); the 9th is an outage
     "dst-change": datetime(2027, 3, 14, 7, 30, tzinfo=UTC),
 }
+# which `dates` tests each clock runs (a pytest -m expression)
+TESTS_AT = {"sunday": "dates", "saturday": "dates and every_clock", "dst-change": "dates and every_clock"}
 
 
 def test_the_chosen_days_are_the_awkward_ones():
@@ -49,7 +57,7 @@ def test_date_sensitive_tests_pass_on_a_weekend_and_a_dst_change(tmp_path: Path)
     for clock, moment in CLOCKS.items():  # all three at once, so that the suite stays short
         command = [
             faketime, "-f", f"@{moment:%Y-%m-%d %H:%M:%S}",
-            sys.executable, "-m", "pytest", str(TESTS), "-m", "dates", "-q", "-x",
+            sys.executable, "-m", "pytest", str(TESTS), "-m", TESTS_AT[clock], "-q", "-x",
             "-p", "no:cacheprovider", "-n", "0", "--basetemp", str(tmp_path / clock),
         ]  # fmt: skip
         runs[clock] = subprocess.Popen(

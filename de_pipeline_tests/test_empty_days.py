@@ -210,6 +210,7 @@ def outage_day(seed: int = 7) -> date:
 
 
 @pytest.mark.dates
+@pytest.mark.every_clock
 def test_a_quiet_day_among_busy_ones_does_not_warn_and_the_check_shows_it(start_simulator, monkeypatch, capfd):
     point_at(monkeypatch, start_simulator(messages_per_day=40))
     quiet = outage_day()

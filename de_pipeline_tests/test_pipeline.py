@@ -46,6 +46,7 @@ def materialisations(results, asset):
 
 
 @pytest.mark.dates
+@pytest.mark.every_clock
 def test_messages_hold_every_unique_served_message(hostile):
     first, last = recent_days(4)
     results = run_range(first, last)

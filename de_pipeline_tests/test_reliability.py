@@ -110,6 +110,7 @@ def _size(path: Path) -> int:
 
 
 @pytest.mark.dates
+@pytest.mark.every_clock
 def test_days_past_the_vendor_retention_are_refused_plainly(tmp_path):
     today = date.today()
     env = {"DE_DUCKDB_PATH": str(tmp_path / "old.duckdb"), "DE_START_DATE": str(today - timedelta(days=400))}
@@ -128,6 +129,7 @@ def test_days_past_the_vendor_retention_are_refused_plainly(tmp_path):
 
 
 @pytest.mark.dates
+@pytest.mark.every_clock
 def test_dst_days_have_23_and_25_hours_and_local_days(start_simulator, monkeypatch, tmp_path):
     zone, (spring, autumn) = _zone_with_dst_days()
     simulator = start_simulator(messages_per_day=1500, timezone=zone)
