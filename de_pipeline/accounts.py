@@ -42,6 +42,11 @@ _FIELDS = {"name", "provider_id", "api_key_env", "base_url", "timezone", "max_re
 KEY_VARIABLE_PREFIX = "DE_API_KEY_"  # the only variables an account's api_key_env may name
 _KEY_VARIABLE = re.compile(re.escape(KEY_VARIABLE_PREFIX) + r"[A-Z0-9_]+")
 MAX_FILE_BYTES = 1 << 20  # a providers file of thousands of accounts is far below this
+# Accounts whose fetches a CLI run makes at once (DE_MAX_PARALLEL_ACCOUNTS). Each fetches at
+# its own key's rate with DE_MAX_IN_FLIGHT windows, so the default keeps threads and sockets
+# (4 x 8) modest; more helps a partner with many accounts when the builds keep up.
+DEFAULT_PARALLEL_ACCOUNTS = 4
+MAX_PARALLEL_ACCOUNTS = 64
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,14 @@ def accounts_from_env(environ: Mapping[str, str] | None = None) -> tuple[Account
     if path is None:
         return (Account(DEFAULT_ACCOUNT),)
     return read_providers_file(Path(path), allow_insecure_http=env.flag("DE_ALLOW_INSECURE_HTTP"))
+
+
+def max_parallel_accounts(environ: Mapping[str, str] | None = None) -> int:
+    """DE_MAX_PARALLEL_ACCOUNTS: how many accounts a CLI run fetches at once (1: one after
+    another). The warehouse keeps one writer whatever it is."""
+    return Env(environ).integer(
+        "DE_MAX_PARALLEL_ACCOUNTS", DEFAULT_PARALLEL_ACCOUNTS, minimum=1, maximum=MAX_PARALLEL_ACCOUNTS
+    )
 
 
 def read_providers_file(path: Path, *, allow_insecure_http: bool = False) -> tuple[Account, ...]:

@@ -1,14 +1,16 @@
 """Running the jobs in this process, in chunks of at most 7 partitions, the next chunk's fetch
-beside the build of the one before (CLI, benchmark, tests)."""
+beside the build of the one before, several accounts' fetches at once (CLI, benchmark, tests)."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -22,6 +24,7 @@ from dagster import (
     logger,
 )
 
+from de_pipeline.accounts import max_parallel_accounts
 from de_pipeline.api import ApiAuthError, ApiBadRequestError, ApiEpochUnitError, ApiNotFoundError
 from de_pipeline.defs.assets import ACCOUNTS, RAW_MESSAGES
 from de_pipeline.defs.definitions import defs
@@ -139,8 +142,11 @@ def run_range(
     after another.
     The results come in chunk order, a chunk's fetch before its build.
 
-    With several accounts (DE_PROVIDERS_FILE), an account whose step fails is left out of
-    the later runs and the others go on; RunFailedError names the failed accounts at the end.
+    With several accounts (DE_PROVIDERS_FILE), a chunk's fetch is a run per account, up to
+    DE_MAX_PARALLEL_ACCOUNTS of them at once (each at its own key's rate), and its build one
+    run of them all: the warehouse keeps one writer. This holds for a single chunk too. An
+    account whose step fails is left out of the later runs and the others go on;
+    RunFailedError names the failed accounts at the end.
 
     Before each run, runs left by processes that are gone lose their pool slots; while a
     run waits for a slot, the console says who holds it (see pool_slots.PoolWatch). After
@@ -148,7 +154,7 @@ def run_range(
     chunks = run_chunks(first, last)
     with run_instance() as instance:
         runner = _ChunkRunner(defs.resolve_job_def(job_name), instance, log_level)
-        if runner.fetch_keys and len(chunks) > 1 and not reconfigures_logging(instance):
+        if runner.fetch_keys and (len(chunks) > 1 or runner.fetches_apart) and not reconfigures_logging(instance):
             results = runner.overlapped(chunks, on_chunk)
         else:
             results = runner.one_after_another(chunks, on_chunk)
@@ -159,7 +165,8 @@ def run_range(
 
 class _ChunkRunner:
     """Runs one job's chunks in this process: fetches in the main thread, where Ctrl-C
-    reaches them, and builds beside them in one worker thread."""
+    reaches them (several accounts' in threads of their own: `fetch`), and builds beside
+    them in one worker thread, the warehouse's one writer."""
 
     def __init__(self, job: JobDefinition, instance: DagsterInstance, log_level: str) -> None:
         self.job = job.with_logger_defs({"console": console_logger})
@@ -170,7 +177,13 @@ class _ChunkRunner:
         self.every = set(self.job.asset_layer.executable_asset_keys)
         self.partitioned = {key for key in self.every if graph.get(key).is_partitioned}
         self.fetch_keys = {asset.key for asset in RAW_MESSAGES} & self.every
+        self.parallel_accounts = max_parallel_accounts()
         self.failed: dict[str, str] = {}  # account -> why, when one of several failed
+
+    @property
+    def fetches_apart(self) -> bool:
+        """Does a chunk fetch its accounts in runs of their own, several at once?"""
+        return len(self.fetch_keys) > 1 and self.parallel_accounts > 1
 
     def _job(self, keys: set[AssetKey]) -> JobDefinition:
         """The job for some of its assets, without those of failed accounts, with their checks."""
@@ -189,7 +202,7 @@ class _ChunkRunner:
         for chunk in chunks:
             if on_chunk:
                 on_chunk(chunk)
-            results.append(self._checked(chunk, self.execute(self._job(self._whole(chunk)), self.instance, chunk)))
+            results += self._checked(chunk, [self.execute(self._job(self._whole(chunk)), self.instance, chunk)])
         return results
 
     def overlapped(
@@ -210,15 +223,15 @@ class _ChunkRunner:
                     if on_chunk:
                         on_chunk(chunk)
                     beside = f", while run {built.number} builds" if built else ""
-                    fetched = self.execute(self._job(self.fetch_keys), self.instance, chunk, "fetching", beside)
+                    fetched = self.fetch(chunk, beside)
                     if built and build:  # the build before commits, even when this fetch failed
-                        results.append(self._checked(built, build.result()))
-                    results.append(self._checked(chunk, fetched))
+                        results += self._checked(built, [build.result()])
+                    results += self._checked(chunk, fetched)
                     job = self._job(self._whole(chunk) - self.fetch_keys)
                     beside = "" if chunk.number == chunk.total else f", while run {chunk.number + 1} fetches"
                     built, build = chunk, builder.submit(self.execute, job, builds.result(), chunk, "building", beside)
                 if built and build:
-                    results.append(self._checked(built, build.result()))
+                    results += self._checked(built, [build.result()])
             except KeyboardInterrupt:
                 if built and build and not build.done():
                     _say(f"interrupted: run {built.number} of {built.total} finishes its build first")
@@ -226,6 +239,17 @@ class _ChunkRunner:
             finally:
                 builder.submit(stack.close).result()
         return results
+
+    def fetch(self, chunk: RunChunk, beside: str) -> list[ExecuteInProcessResult]:
+        """The chunk's fetch: one run of every account's `raw_messages`, one account after
+        another (Dagster's in-process executor); or, when `fetches_apart`, a run per account,
+        DE_MAX_PARALLEL_ACCOUNTS at once. A fetch writes only its account's raw archive, so
+        the accounts' runs share nothing but the Dagster home; each account's pool and rate
+        limiter are its own. The results in the accounts' order."""
+        keys = sorted((key for key in self.fetch_keys if _account_of(key) not in self.failed), key=str)
+        if not self.fetches_apart or len(keys) < 2:
+            return [self.execute(self._job(self.fetch_keys), self.instance, chunk, "fetching", beside)]
+        return _AccountFetches(self, chunk, beside).run(keys)
 
     def execute(
         self, job: JobDefinition, instance: DagsterInstance, chunk: RunChunk, doing: str = "", beside: str = ""
@@ -253,20 +277,80 @@ class _ChunkRunner:
             publish_for_readers(WarehouseSettings.from_env(), f"run {run_id} ({self.job.name})", _say)
         return result
 
-    def _checked(self, chunk: RunChunk, result: ExecuteInProcessResult) -> ExecuteInProcessResult:
-        """The result of a run that succeeded; or, when some of several accounts failed in
-        it, the result, with those accounts left out from now on; else RunFailedError."""
-        if result.success:
-            return result
-        why = f"run for {chunk.first} .. {chunk.last} failed: {failure_message(result)}"
-        failed = _failed_accounts(result) - self.failed.keys()
-        going_on = {account.name for account in ACCOUNTS} - self.failed.keys() - failed
-        if len(ACCOUNTS) == 1 or not failed or not going_on:
-            raise RunFailedError(why)
-        for name in sorted(failed):
+    def _checked(self, chunk: RunChunk, results: list[ExecuteInProcessResult]) -> list[ExecuteInProcessResult]:
+        """The results of a chunk's runs (its fetch, one run or one per account; or its
+        build) when they succeeded; or, when some of several accounts failed in them, the
+        results, with those accounts left out from now on; else RunFailedError, with the
+        first failed run's error."""
+        failed: dict[str, str] = {}
+        first_why = ""
+        for result in results:
+            if result.success:
+                continue
+            why = f"run for {chunk.first} .. {chunk.last} failed: {failure_message(result)}"
+            first_why = first_why or why
+            accounts = _failed_accounts(result) - self.failed.keys()
+            if not accounts:  # no account's step failed (a blocking check): not one account's fault
+                raise RunFailedError(why)
+            failed |= {name: why for name in accounts if name not in failed}
+        if not first_why:
+            return results
+        going_on = {account.name for account in ACCOUNTS} - self.failed.keys() - failed.keys()
+        if len(ACCOUNTS) == 1 or not going_on:
+            raise RunFailedError(first_why)
+        for name, why in sorted(failed.items()):
             self.failed[name] = why
             _say(f"account {name} failed ({why}); the other accounts go on without it")
-        return result
+        return results
+
+
+class _AccountFetches:
+    """A chunk's fetch as a run per account, up to DE_MAX_PARALLEL_ACCOUNTS at once, each in a
+    worker thread with an instance of its own (its SQLite connections serve the thread that
+    opened them) and no output capture, as the build runs have (see _NO_OUTPUT_CAPTURE).
+
+    Ctrl-C reaches the main thread only, which waits here: it raises KeyboardInterrupt in
+    each account's thread, whose fetch then stops as a lone fetch stops (its archive as it
+    was, its run failed), and returns when they all have."""
+
+    def __init__(self, runner: _ChunkRunner, chunk: RunChunk, beside: str) -> None:
+        self.runner, self.chunk, self.beside = runner, chunk, beside
+        self.threads: set[int] = set()  # the threads running an account's fetch
+        self.lock = threading.Lock()
+        self.stopping = False
+
+    def run(self, keys: list[AssetKey]) -> list[ExecuteInProcessResult]:
+        with ThreadPoolExecutor(min(self.runner.parallel_accounts, len(keys)), "fetch-account") as pool:
+            futures = [pool.submit(self.fetch_one, key) for key in keys]
+            try:
+                wait(futures)
+            except KeyboardInterrupt:
+                _say("interrupted: the accounts' fetches stop after the windows they are reading")
+                with self.lock:
+                    self.stopping = True
+                    for thread in self.threads:
+                        _raise_in_thread(thread, KeyboardInterrupt)
+                raise
+        return [future.result() for future in futures]
+
+    def fetch_one(self, key: AssetKey) -> ExecuteInProcessResult:
+        with self.lock:
+            if self.stopping:
+                raise KeyboardInterrupt
+            self.threads.add(threading.get_ident())
+        try:
+            with build_instance() as instance:
+                job = self.runner._job({key})
+                return self.runner.execute(job, instance, self.chunk, f"fetching {_account_of(key)}", self.beside)
+        finally:
+            with self.lock:
+                self.threads.discard(threading.get_ident())
+
+
+def _raise_in_thread(thread: int, exception: type[BaseException]) -> None:
+    """Raise `exception` in another thread at its next Python instruction (Ctrl-C reaches only
+    the main thread; a thread blocked in C, such as a socket read, sees it when that returns)."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(exception))
 
 
 def _account_of(key: AssetKey) -> str:

@@ -5,7 +5,8 @@
 - half-open windows, a page-size cap below what is asked, `[]` at the end;
 - `[]` past the 365-day retention and for an unknown customer session;
 - a distant server: each answer `latency_ms` late (concurrently, one thread per request);
-- a rate limit: 429 with Retry-After past `rate_limit` requests in any 1-second window;
+- a rate limit: 429 with Retry-After past `rate_limit` requests of one key in any 1-second
+  window (the vendor limits each company's key);
 - hostile mode: 429 with and without Retry-After, 5xx with HTML or text bodies, dropped
   connections, and a message repeated across page boundaries (as offset paging over
   live data does);
@@ -80,7 +81,7 @@ class SimulatorConfig:
     provider_path: str = PROVIDER_PATH
     customer_session_path: str = CUSTOMER_SESSION_PATH
     latency_ms: int = 0  # every answer this late, as from a distant server
-    rate_limit: int = 0  # data requests answered in any 1-second window; 0: no limit
+    rate_limit: int = 0  # data requests of one key answered in any 1-second window; 0: no limit
     # The request forms it takes. "bearer": Authorization: Bearer (the article's); "query":
     # the key as the query parameter `api_key_param` (an older help page's), the bearer form
     # then refused with 401; "header": the key in the header `api_key_header`.
@@ -129,6 +130,7 @@ class RequestRecord:
     rows: int = 0
     customersessionid: str | None = None
     at: float = 0.0  # time.monotonic() when the request arrived
+    provider: str | None = None  # the provider id asked for, once the key may ask for it
 
 
 class _BadRequest(Exception):
@@ -197,7 +199,8 @@ class Simulator(LoopbackServer):
         self.requests: list[RequestRecord] = []
         self._scripted: deque[Iterator[ScriptedResponse]] = deque()  # read one answer at a time
         self._data_requests = 0
-        self._answered: deque[float] = deque()  # arrival times of the last second's answers
+        # per provider (its key), arrival times of the last second's answers
+        self._answered: dict[str, deque[float]] = {provider: deque() for provider in self.keys}
         self.rate_limited = 0  # 429s sent for DE_SIM_RATE_LIMIT
         self._sequences: OrderedDict[tuple[Any, ...], list[bytes]] = OrderedDict()
         self._lock = threading.Lock()
@@ -241,8 +244,8 @@ class Simulator(LoopbackServer):
         if path == config.provider_path:
             csid = None
         record = {"start_ms": start_ms, "end_ms": end_ms, "limit": page_size, "offset": offset,
-                  "customersessionid": csid, "at": arrived}  # fmt: skip
-        wait = self._over_rate_limit(arrived)
+                  "customersessionid": csid, "at": arrived, "provider": provider}  # fmt: skip
+        wait = self._over_rate_limit(arrived, provider)
         if wait is not None:
             answer = ScriptedResponse(429, _error("rate limit exceeded"), {"Retry-After": str(wait)})
             self._record(method, path, 429, answer.body, **record)
@@ -303,13 +306,14 @@ class Simulator(LoopbackServer):
         limit = values["limit"] or self.config.default_page_size
         return start_ms, end_ms, min(limit, self.config.max_page_size), values["offset"]
 
-    def _over_rate_limit(self, arrived: float) -> int | None:
-        """None if the request is within the rate limit (it is counted then); otherwise the
-        whole seconds until the window has room again (a 429's Retry-After)."""
+    def _over_rate_limit(self, arrived: float, provider: str) -> int | None:
+        """None if the request is within its key's rate limit (it is counted then); otherwise
+        the whole seconds until the key's window has room again (a 429's Retry-After). A
+        provider has one key: its requests are the key's."""
         if not self.config.rate_limit:
             return None
         with self._lock:
-            answered = self._answered
+            answered = self._answered[provider]
             while answered and answered[0] <= arrived - 1.0:
                 answered.popleft()
             if len(answered) < self.config.rate_limit:
