@@ -24,15 +24,17 @@ ENTITY_LABELS = ("GPE", "DATE", "TIME", "ORG", "PERSON", "MONEY", "EMAIL", "NUME
 DEFAULT_PLACEHOLDER_PATTERN = r"\[LABEL\]|<LABEL>|\{LABEL\}|#LABEL#|\*{4}LABEL\*{4}|\*{2}LABEL\*{2}"
 
 
-# DuckDB spills to disk beyond this; 128MB keeps a run's peak RSS flat (benchmarks/ingest.py)
-DEFAULT_MEMORY_LIMIT = "128MB"
+# DuckDB spills to disk beyond this, the fetch's archive writer and the warehouse's
+# connections together (FETCH_MEMORY_SHARE); a run's peak RSS stays flat (benchmarks/ingest.py)
+DEFAULT_MEMORY_LIMIT = "192MB"
 # The share of DE_DUCKDB_MEMORY_LIMIT that a fetch's archive writer keeps to; the warehouse's
 # own connections keep to the rest. A backfill fetches a week while the week before builds
-# (one process, or two under the UI's run queue): each with the whole budget, the two
-# together held twice as much (426 MiB peak at 14 days of 50,000 messages a day). Half: the
-# writer's JSON reader alone takes a 32 MiB buffer, and a day of 300,000 messages of 840
-# bytes needed 56MB in all (archive_pages.sql).
-FETCH_MEMORY_SHARE = 0.5
+# (one process, or two under the UI's run queue): each with the whole budget (128MB then),
+# the two together held twice it (426 MiB peak at 14 days of 50,000 messages a day). A
+# third: the writer's JSON reader alone takes a 32 MiB buffer, and a day of 300,000
+# messages of 840 bytes needed 56MB in all (archive_pages.sql); the `messages` step of a
+# day of 120,000 failed in 64MB and keeps the 128MB it had.
+FETCH_MEMORY_SHARE = 1 / 3
 # The page bytes one fetch may stage. A run fetches at most 7 days: 7 days of a busy
 # account (300,000 messages a day at about 1 KB each) are about 2 GB, so 8 GiB leaves room
 # for four times that, and stops a server that never says `[]` (20 MB/s) in about 7
