@@ -53,7 +53,7 @@ def _leave(code: int) -> None:
     Not while another thread still runs: the usual exit waits for it."""
     if threading.active_count() > 1:
         return
-    atexit._run_exitfuncs()
+    atexit._run_exitfuncs()  # os._exit skips them; atexit has no public way to run them first
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a reader that left (`| head`), a closed stream
             stream.flush()

@@ -30,10 +30,10 @@ DEFAULT_MEMORY_LIMIT = "192MB"
 # The share of DE_DUCKDB_MEMORY_LIMIT that a fetch's archive writer keeps to; the warehouse's
 # own connections keep to the rest. A backfill fetches a week while the week before builds
 # (one process, or two under the UI's run queue): each with the whole budget (128MB then),
-# the two together held twice it (426 MiB peak at 14 days of 50,000 messages a day). A
-# third: the writer's JSON reader alone takes a 32 MiB buffer, and a day of 300,000
-# messages of 840 bytes needed 56MB in all (archive_pages.sql); the `messages` step of a
-# day of 120,000 failed in 64MB and keeps the 128MB it had.
+# the two together could hold twice it. A third: the writer's JSON reader alone takes a
+# 32 MiB buffer, and a day of 300,000 messages of 840 bytes needed 56MB in all
+# (archive_pages.sql); the `messages` step of a day of 120,000 failed in 64MB and keeps
+# the 128MB it had.
 FETCH_MEMORY_SHARE = 1 / 3
 # The page bytes one fetch may stage. A run fetches at most 7 days: 7 days of a busy
 # account (300,000 messages a day at about 1 KB each) are about 2 GB, so 8 GiB leaves room
