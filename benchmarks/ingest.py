@@ -4,6 +4,8 @@
     python benchmarks/ingest.py --days 7 --memory-sweep              # peak RSS at 5k/50k/200k/300k a day
     python benchmarks/ingest.py --days 2 --per-day 2000 --repeat 1   # a quick smoke run
     python benchmarks/ingest.py --latency-ms 250 --rate-limit 20     # against a distant, rate-limited API
+    python benchmarks/ingest.py --latency-ms 250 --rate-limit 20 --skip-dlt --wire-days 1,14,56
+                                                                     # the whole run's share by run length
 
 With --latency-ms or --rate-limit (default 30,000 messages a day), the simulator answers each
 request that late and refuses more than that many requests a second (429, Retry-After), and
@@ -16,13 +18,15 @@ messages/s, the share of the ceiling (the requests needed over the rate limit, a
 of the whole run's and of the fetch's seconds), the requests and 429s the simulator counted,
 and peak RSS; then de-pipeline's time split and the year-backfill estimate at 20k, 50k and
 200k messages a day, from the fetch at the rate limit and the build's measured throughput.
+With --wire-days 1,14,56 it does that for each number of days in turn (--days is ignored),
+then prints de-pipeline's whole-run share of the ceiling beside its fetch's for each.
 
 Flags: --days, --per-day, --repeat (default 3), --skip-dlt, --memory-sweep (with
 --sweep-volumes, --memory-limit), --long-texts/--no-long-texts (texts of up to a few
 hundred characters, as in a real export, instead of the simulator's short ones; default on
 for the sweep only), --incremental/--no-incremental (with --incremental-per-day,
---incremental-runs), --latency-ms, --rate-limit (with --in-flight, --dlt-workers), --workdir,
---keep. BENCH_PROFILE=FILE writes a cProfile of each
+--incremental-runs), --latency-ms, --rate-limit (with --in-flight, --dlt-workers,
+--wire-days), --workdir, --keep. BENCH_PROFILE=FILE writes a cProfile of each
 de-pipeline child to FILE.
 
 One simulator of the API runs in its own child process, serves pages of at most 1000 rows
@@ -37,8 +41,9 @@ DE_MAX_REQUESTS_PER_SECOND is raised to its maximum (10000) so the client thrott
                into a scratch table, one JSON value per message. No normalisation: the
                fastest that fetch plus store can be.
   de-pipeline  the whole asset graph (raw archive, messages, the aggregates computed from
-               it and the journey tables: every daily table of the registry) through
-               Dagster in-process (`run_range`), into a fresh DuckDB file.
+               it and the journey tables: every daily table of the registry, the dashboard)
+               through Dagster in-process (`run_range`), into a fresh DuckDB file, and
+               the readers' copy it publishes after each run that builds.
   dlt          dlt's rest_api source, offset paging in the POST body, parquet files, into
                DuckDB (the `bench` extra: pip install -e '.[bench]'; skipped otherwise).
 
@@ -46,7 +51,11 @@ Runs alternate (the order rotates every repeat); tables show medians. Wall secon
 work only: interpreter start and imports are shown apart. Then it prints de-pipeline's time
 split (steps from the STEP_SUCCESS events; fetch and archive separated by timing
 ArchiveWriter's final wait, with its staging (in the fetch's threads) and background
-writes, and the client's JSON check, shown beside, in the child), the simulator's
+writes, and the client's JSON check, shown beside, in the child; the dashboard step and
+publishing the readers' copy), the CPU-seconds per 100,000 messages of each phase (fetch,
+archive, type, aggregates, journeys, dashboard, publish: the process's CPU while the phase
+ran, the archive writer's thread alone for the archive; phases that overlap in a run of
+more than 7 days share it), the simulator's
 serving rate (messages per CPU-second of its process), and the incremental cost:
 re-materialising yesterday's aggregates (and, for information, the journey tables)
 with 7 and with 90 days of history in `messages`.
@@ -376,7 +385,6 @@ def child_environment(spec: Spec) -> dict[str, str]:
             "DE_MAX_REQUESTS_PER_SECOND": spec.max_requests_per_second,
             "DE_PAGE_SIZE": str(spec.page_size),
             "DE_TIMEZONE": "UTC",
-            "DE_READER_COPY_PATH": "off",  # the pipeline alone; the readers' copy is measured in docs/readers-copy.md
             "RUNTIME__DLTHUB_TELEMETRY": "false",
             "RUNTIME__LOG_LEVEL": "WARNING",
             "DLT_DATA_DIR": str(workdir / "dlt-data"),
@@ -471,39 +479,72 @@ def limit_child(spec: Spec) -> RunResult:
 
 
 class Stopwatch:
-    """Seconds spent inside wrapped callables, by name."""
+    """Seconds spent inside wrapped callables, by name: wall seconds, and CPU seconds (the
+    process's, all threads; with `thread_cpu`, the calling thread's alone)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
         self._lock = threading.Lock()  # the fetch's worker threads stage pages at once
 
-    def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def wrap(self, name: str, function: Callable[..., Any], *, thread_cpu: bool = False) -> Callable[..., Any]:
+        cpu_clock = time.thread_time if thread_cpu else time.process_time
+
         def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), cpu_clock()
             try:
                 return function(*args, **kwargs)
             finally:
                 with self._lock:
                     self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+                    self.cpu[name] = self.cpu.get(name, 0.0) + cpu_clock() - cpu_started
 
         return timed
 
 
 def instrument_pipeline(stopwatch: Stopwatch) -> None:
     """Time the parts of raw_messages that are not the fetch: staging each page to disk,
-    the background writes of each day's Parquet file, waiting for the last of them, and the
-    client's JSON validation of each page."""
+    the background writes of each day's Parquet file (their thread's CPU: the writer's
+    DuckDB runs one thread, the caller's), waiting for the last of them, and the client's
+    JSON validation of each page; and each phase's wall and CPU seconds: the fetch, typing
+    `messages`, the aggregates and journey tables, the dashboard, publishing the readers' copy."""
+    from de_pipeline import runner
     from de_pipeline.api.client import DigitalEngagementClient
+    from de_pipeline.defs import assets, dashboard
     from de_pipeline.warehouse.archive import ArchiveWriter
 
     ArchiveWriter.add = stopwatch.wrap("archive_staging", ArchiveWriter.add)  # type: ignore[method-assign]
     ArchiveWriter.commit = stopwatch.wrap("archive_wait", ArchiveWriter.commit)  # type: ignore[method-assign]
     ArchiveWriter._write_day = stopwatch.wrap(  # type: ignore[method-assign]
-        "archive_background", ArchiveWriter._write_day
+        "archive_background", ArchiveWriter._write_day, thread_cpu=True
     )
     DigitalEngagementClient._checked_array = stopwatch.wrap(  # type: ignore[method-assign]
         "fetch_validate", DigitalEngagementClient._checked_array
     )
+    assets.fetch_days = stopwatch.wrap("fetch_phase", assets.fetch_days)  # type: ignore[attr-defined]
+    assets.load_messages = stopwatch.wrap("type", assets.load_messages)  # type: ignore[attr-defined]
+    refresh = assets.refresh_aggregate  # type: ignore[attr-defined]
+    timed = {name: stopwatch.wrap(name, refresh) for name in ("aggregates", "journeys")}
+
+    def refresh_by_kind(connection: Any, table: Any, *args: Any, **kwargs: Any) -> Any:
+        return timed["aggregates" if table.name in AGGREGATE_TABLES else "journeys"](connection, table, *args, **kwargs)
+
+    assets.refresh_aggregate = refresh_by_kind  # type: ignore[attr-defined]
+    dashboard.build_dashboard = stopwatch.wrap("dashboard", dashboard.build_dashboard)  # type: ignore[attr-defined]
+    runner.publish_for_readers = stopwatch.wrap("publish", runner.publish_for_readers)  # type: ignore[attr-defined]
+
+
+def phase_cpu(stopwatch: Stopwatch) -> dict[str, float]:
+    """CPU seconds of each phase. The fetch's is the process's while fetch_days ran, less the
+    archive writer's own thread. A phase's CPU is the process's while it ran: where phases
+    overlap (a run of more than 7 days fetches beside a build), they share it."""
+    cpu = stopwatch.cpu
+    archive = cpu.get("archive_background", 0.0)
+    return {
+        "fetch": cpu.get("fetch_phase", 0.0) - archive,
+        "archive": archive,
+        **{phase: cpu.get(phase, 0.0) for phase in ("type", "aggregates", "journeys", "dashboard", "publish")},
+    }
 
 
 def step_seconds(results: Sequence[Any]) -> dict[str, float]:
@@ -533,7 +574,9 @@ def time_split(wall: float, steps: dict[str, float], stopwatch: Stopwatch) -> di
         "normalise": steps.get("messages", 0.0),
         "aggregates": sum(steps.get(table, 0.0) for table in AGGREGATE_TABLES),
         "journeys": sum(steps.get(table, 0.0) for table in JOURNEY_TABLES),
-        "Dagster overhead": wall - sum(steps.values()),
+        "dashboard": steps.get("dashboard", 0.0),
+        "publish": stopwatch.seconds.get("publish", 0.0),
+        "Dagster overhead": wall - sum(steps.values()) - stopwatch.seconds.get("publish", 0.0),
     }
 
 
@@ -571,9 +614,11 @@ def pipeline_child(spec: Spec, profile: str | None = None) -> RunResult:
         import_s,
         details={
             "split": time_split(wall, steps, stopwatch),
+            "cpu": phase_cpu(stopwatch),
             "steps": steps,
             "rejected": rejected,
             "fetch": fetch_metadata(results),
+            **({"overlap": True} if len(days) > 7 else {}),
         },  # fmt: skip
     )
 
@@ -769,7 +814,32 @@ def wire_contenders(args: argparse.Namespace) -> list[WireContender]:
     return contenders
 
 
-def wire(args: argparse.Namespace, days: list[date], workdir: Path) -> None:
+@dataclass(frozen=True)
+class WireShare:
+    """One wire comparison's de-pipeline (the first --in-flight), for the summary."""
+
+    days: int
+    rows: int
+    needed: int
+    ceiling_s: float
+    wall_s: float
+    fetch_s: float
+    cpu_per_100k: float
+
+
+def print_wire_shares(shares: list[WireShare]) -> None:
+    """The whole run's share of the ceiling beside the fetch's, for each number of days."""
+    print("\nde-pipeline's share of the ceiling by the length of the run (medians)\n")
+    print("| days | messages | requests needed | ceiling s | whole run s | whole run's share | fetch s "
+          "| fetch's share | CPU-s per 100k messages |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for w in shares:
+        print(f"| {w.days} | {w.rows:,} | {w.needed} | {w.ceiling_s:.1f} | {w.wall_s:.1f} "
+              f"| {w.ceiling_s / w.wall_s:.2f} | {w.fetch_s:.1f} | {w.ceiling_s / w.fetch_s:.2f} "
+              f"| {w.cpu_per_100k:.1f} |")  # fmt: skip
+
+
+def wire(args: argparse.Namespace, days: list[date], workdir: Path) -> WireShare:
     """de-pipeline (once per --in-flight value) and dlt (once per --dlt-workers value)
     against a distant, rate-limited simulator, runs alternating, medians of --repeat: wall,
     messages/s, the share of the rate-limit ceiling reached, the 429s provoked, peak RSS;
@@ -816,8 +886,13 @@ def wire(args: argparse.Namespace, days: list[date], workdir: Path) -> None:
     fetch = pipeline[0].details["fetch"]
     needed = int(fetch["pages"] + fetch["days"])  # every page, and the `[]` that ends each day
     print_wire_table(runs, contenders, needed, limit, args)
-    print_split(runs[contenders[0].label], f", {contenders[0].label}")
-    print_year_estimate(runs[contenders[0].label], needed, limit)
+    ours = runs[contenders[0].label]
+    print_split(ours, f", {contenders[0].label}")
+    print_year_estimate(ours, needed, limit)
+    rows = median([r.rows for r in ours])
+    return WireShare(len(days), int(rows), needed, needed / limit, median([r.wall_s for r in ours]),
+                     median([r.details["wire"]["fetch_s"] for r in ours]),
+                     median([r.cpu_s for r in ours]) * 100_000 / rows)  # fmt: skip
 
 
 def print_wire_table(
@@ -1006,6 +1081,23 @@ def print_split(results: list[RunResult], what: str = "") -> None:
     for part in results[0].details["split"]:
         seconds = median([r.details["split"][part] for r in results])
         print(f"  {part:<22} {seconds:8.2f}s {100 * seconds / wall:5.1f}%")
+    print_cpu(results)
+
+
+def print_cpu(results: list[RunResult]) -> None:
+    """CPU seconds per 100,000 messages of each phase (medians), and of the whole child."""
+    rows = median([r.rows for r in results])
+    per = 100_000 / rows if rows else float("nan")
+    cpu = {phase: median([r.details["cpu"][phase] for r in results]) for phase in results[0].details["cpu"]}
+    total = median([r.cpu_s for r in results])
+    shared = (
+        " (phases overlapped: a run of more than 7 days fetches beside a build)"
+        if "overlap" in results[0].details
+        else ""
+    )
+    print(f"CPU-seconds per 100,000 messages{shared}: "
+          + ", ".join(f"{phase} {seconds * per:.2f}" for phase, seconds in cpu.items())
+          + f"; the whole child {total * per:.2f} (imports and Dagster included)")  # fmt: skip
 
 
 def memory_sweep(args: argparse.Namespace, days: list[date], workdir: Path) -> None:
@@ -1132,6 +1224,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="with --latency-ms/--rate-limit, days dlt extracts at once, one dlt contender per value "
         "(default 1,8: dlt's default, and as many as DE_MAX_IN_FLIGHT)",
     )
+    parser.add_argument(
+        "--wire-days",
+        type=lambda text: [int(n) for n in text.split(",")],
+        help="with --latency-ms/--rate-limit, run the comparison for each of these numbers of days "
+        "(comma-separated, e.g. 1,14,56) instead of --days, then the whole run's and the fetch's share "
+        "of the ceiling side by side",
+    )
     parser.add_argument("--workdir", help="where scratch files go (default: the system temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch files")  # fmt: skip
     args = parser.parse_args(argv)
@@ -1163,7 +1262,8 @@ def main(argv: Sequence[str]) -> int:
             memory_sweep(args, days, workdir)
             return 0
         if args.latency_ms or args.rate_limit:
-            wire(args, days, workdir)
+            shares = [wire(args, recent_days(count), workdir) for count in args.wire_days or [args.days]]
+            print_wire_shares(shares)
             return 0
         compare(args, days, workdir)
         if args.incremental:

@@ -21,6 +21,13 @@ _SIZE_UNITS = {f"{prefix}{infix}b": base**power for power, prefix in enumerate("
                for infix, base in (("", 1000), ("i", 1024))} | {"b": 1}  # fmt: skip
 
 
+def parse_size(text: str) -> int | None:
+    """`8GiB`, `500MB` (powers of 1000, as DuckDB reads them) or a whole number, in bytes;
+    None if the text is not a size."""
+    match = re.fullmatch(_SIZE_PATTERN, text.strip(), re.IGNORECASE)
+    return None if match is None else int(float(match[1]) * _SIZE_UNITS[(match[2] or "b").lower()])
+
+
 def format_size(size: int) -> str:
     """A number of bytes for people: `1.5 GiB`, `812.0 MiB`, `512 bytes`."""
     for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
@@ -131,10 +138,9 @@ class Env:
         value = self.raw(name)
         if value is None:
             return default
-        match = re.fullmatch(_SIZE_PATTERN, value, re.IGNORECASE)
-        if match is None:
+        size = parse_size(value)
+        if size is None:
             raise SettingsError(f"{name}={value!r} is not a size such as 8GiB, 500MB or a number of bytes")
-        size = int(float(match[1]) * _SIZE_UNITS[(match[2] or "b").lower()])
         if size < minimum:
             raise SettingsError(f"{name}={value} must be at least {format_size(minimum)}")
         return size

@@ -5,17 +5,20 @@ a failed build stops the backfill once the fetch beside it has ended."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
+import duckdb
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 
 from de_pipeline.defs import assets
 from de_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG
 from de_pipeline.defs.runner import RunChunk, RunFailedError, run_range
+from de_pipeline.env import parse_size
 from de_pipeline.orchestration.pool_slots import PID_TAG
 from de_pipeline.simulator import ScriptedResponse
-from de_pipeline.warehouse.archive import archive_file
+from de_pipeline.warehouse.archive import ArchiveWriter, archive_file
+from de_pipeline.warehouse.connection import writer
 from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import TABLES
 from de_pipeline_tests.conftest import point_at
@@ -161,3 +164,21 @@ def test_a_failed_build_stops_the_backfill_after_the_fetch_beside_it(start_simul
     archive_dir = WarehouseSettings.from_env().archive_dir
     assert all(archive_file(archive_dir, day).exists() for day in days(first, last))  # both weeks fetched
     assert query("SELECT count(*) AS n FROM messages").n[0] == 0  # and neither built
+
+
+def test_a_fetch_beside_a_build_keeps_to_one_memory_budget(monkeypatch):
+    # each DuckDB used to take the whole DE_DUCKDB_MEMORY_LIMIT: a fetch beside a build held twice it
+    monkeypatch.setenv("DE_DUCKDB_MEMORY_LIMIT", "200MB")
+    settings = WarehouseSettings.from_env()
+
+    def budget(connection: duckdb.DuckDBPyConnection) -> int:
+        text = connection.execute("SELECT current_setting('memory_limit')").fetchone()[0]  # e.g. '95.3 MiB'
+        size = parse_size(text.replace(" ", ""))
+        assert size, text
+        return size
+
+    with ArchiveWriter(settings, datetime.now(UTC)) as archive, writer(settings) as build:
+        fetching, building = budget(archive._connection), budget(build)
+    assert fetching > 0 and building > 0
+    assert fetching + building <= 200_000_000, (fetching, building)
+    assert fetching + building >= 199_000_000, "the split leaves part of the budget unused"

@@ -117,10 +117,12 @@ class ArchiveWriter:
         self._page_count = 0
         self._lock = threading.Lock()  # fetching threads add and end days at once
         # One DuckDB thread: the fetch needs the other core, and fewer JSON read buffers are
-        # held at once (with a 96MB budget a 200k-message day failed on two threads).
+        # held at once (with a 96MB budget a 200k-message day failed on two threads). Its
+        # share of the memory budget: a build may run beside the fetch (FETCH_MEMORY_SHARE).
         self._connection = duckdb.connect(
             config={
                 **settings.duckdb_config,
+                "memory_limit": settings.fetch_memory_limit,
                 "preserve_insertion_order": False,
                 "threads": 1,
                 "temp_directory": str(self._directory / "spill"),

@@ -11,7 +11,7 @@ from typing import TypeAlias
 
 import duckdb
 
-from de_pipeline.env import DAY_SECONDS, Env, SettingsError
+from de_pipeline.env import DAY_SECONDS, Env, SettingsError, parse_size
 
 # The settings of a DuckDB connection, as duckdb.connect(config=...) takes them
 DuckDBConfig: TypeAlias = dict[str, str | bool | int | float | list[str]]
@@ -24,8 +24,17 @@ ENTITY_LABELS = ("GPE", "DATE", "TIME", "ORG", "PERSON", "MONEY", "EMAIL", "NUME
 DEFAULT_PLACEHOLDER_PATTERN = r"\[LABEL\]|<LABEL>|\{LABEL\}|#LABEL#|\*{4}LABEL\*{4}|\*{2}LABEL\*{2}"
 
 
-# DuckDB spills to disk beyond this; 128MB keeps a run's peak RSS flat (benchmarks/ingest.py)
-DEFAULT_MEMORY_LIMIT = "128MB"
+# DuckDB spills to disk beyond this, the fetch's archive writer and the warehouse's
+# connections together (FETCH_MEMORY_SHARE); a run's peak RSS stays flat (benchmarks/ingest.py)
+DEFAULT_MEMORY_LIMIT = "192MB"
+# The share of DE_DUCKDB_MEMORY_LIMIT that a fetch's archive writer keeps to; the warehouse's
+# own connections keep to the rest. A backfill fetches a week while the week before builds
+# (one process, or two under the UI's run queue): each with the whole budget (128MB then),
+# the two together could hold twice it. A third: the writer's JSON reader alone takes a
+# 32 MiB buffer, and a day of 300,000 messages of 840 bytes needed 56MB in all
+# (archive_pages.sql); the `messages` step of a day of 120,000 failed in 64MB and keeps
+# the 128MB it had.
+FETCH_MEMORY_SHARE = 1 / 3
 # The page bytes one fetch may stage. A run fetches at most 7 days: 7 days of a busy
 # account (300,000 messages a day at about 1 KB each) are about 2 GB, so 8 GiB leaves room
 # for four times that, and stops a server that never says `[]` (20 MB/s) in about 7
@@ -119,9 +128,30 @@ class WarehouseSettings:
 
     @property
     def duckdb_config(self) -> DuckDBConfig:
-        """Database settings for every DuckDB connection the pipeline opens (the same for
-        each: DuckDB refuses a second connection to a file with other settings)."""
-        return {"memory_limit": self.memory_limit, "storage_compatibility_version": READERS_STORAGE_VERSION}
+        """Database settings for every DuckDB connection the pipeline opens to the warehouse
+        (the same for each: DuckDB refuses a second connection to a file with other
+        settings): DE_DUCKDB_MEMORY_LIMIT less the fetch's share."""
+        return {
+            "memory_limit": _kib(self._memory_limit_bytes - self._fetch_memory_bytes),
+            "storage_compatibility_version": READERS_STORAGE_VERSION,
+        }
+
+    @property
+    def fetch_memory_limit(self) -> str:
+        """The archive writer's share of DE_DUCKDB_MEMORY_LIMIT (FETCH_MEMORY_SHARE), so a
+        fetch beside a build keeps to the one budget."""
+        return _kib(self._fetch_memory_bytes)
+
+    @property
+    def _memory_limit_bytes(self) -> int:
+        size = parse_size(self.memory_limit)
+        if size is None:  # from_env refuses it; a settings object made in code may hold anything
+            raise SettingsError(f"DE_DUCKDB_MEMORY_LIMIT={self.memory_limit!r} must look like 256MB or 2GB")
+        return size
+
+    @property
+    def _fetch_memory_bytes(self) -> int:
+        return int(self._memory_limit_bytes * FETCH_MEMORY_SHARE)
 
     @property
     def entity_labels(self) -> tuple[str, ...]:
@@ -138,6 +168,11 @@ class WarehouseSettings:
         """The RE2 pattern that finds the label inside one placeholder."""
         labels = sorted(self.entity_labels, key=len, reverse=True)
         return "(" + "|".join(labels) + ")"
+
+
+def _kib(size: int) -> str:
+    """A number of bytes as DuckDB's memory_limit takes it."""
+    return f"{size // 1024}KiB"
 
 
 def _reader_spill_limit(env: Env) -> str | None:
