@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 import de_pipeline
+from de_pipeline.accounts import max_parallel_accounts
 from de_pipeline.api.settings import ApiSettings
 from de_pipeline.dashboard.settings import DashboardSettings
 from de_pipeline.defs.partitions import CalendarSettings
@@ -662,6 +663,7 @@ def read_every_setting(environ: dict[str, str]) -> None:
     CalendarSettings.from_env(environ)
     ApiSettings.from_env(environ)
     simulator_config_from_env(environ)
+    max_parallel_accounts(environ)
 
 
 @pytest.mark.parametrize("value", ["1e308", "1" + "0" * 308])
