@@ -221,3 +221,26 @@ def test_the_local_instance_starts_the_next_run_before_the_pool_frees(dagster_ho
         assert run_queue.op_concurrency_slot_buffer == 1
         assert run_queue.max_concurrent_runs == 4
         assert instance.run_coordinator.dequeue_interval_seconds == 1
+
+
+def test_dagsters_own_cli_runs_a_range_of_days_as_one_run(start_simulator, monkeypatch, dagster_home):
+    """`dagster asset materialize --partition-range` refuses assets whose backfills run 7 days
+    at a time; the one Dagster command for a range (docs/ui.md) is `dagster job execute` with
+    the range's two tags: one run, every day of it in the warehouse and in the home."""
+    simulator = start_simulator(messages_per_day=150)
+    point_at(monkeypatch, simulator)
+    first, last = recent_days(3)
+    tags = f'{{"dagster/asset_partition_range_start": "{first}", "dagster/asset_partition_range_end": "{last}"}}'
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", "de_pipeline.defs.definitions",
+         "-j", "all_assets", "--tags", tags],
+        capture_output=True, text=True, timeout=300, env=os.environ | {"DE_RUN_HISTORY": "on"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    stored = dump("messages")
+    assert len(stored) == len(unique_messages(served(simulator, first, last))) > 0
+    with DagsterInstance.get() as instance:
+        (run,) = instance.get_runs()
+        partitions = instance.get_materialized_partitions(AssetKey("messages"))
+    assert run.tags["dagster/asset_partition_range_end"] == str(last)
+    assert partitions == {str(first + timedelta(days=n)) for n in range((last - first).days + 1)}

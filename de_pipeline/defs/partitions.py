@@ -14,7 +14,7 @@ from de_pipeline.env import Env, SettingsError
 from de_pipeline.warehouse.days import DayBounds, calendar_days
 from de_pipeline.warehouse.settings import timezone_from_env
 
-MAX_PARTITIONS_PER_RUN = 7  # one run is one legal API window
+MAX_PARTITIONS_PER_RUN = 7  # a run is one transaction; why 7: docs/performance.md, "Why runs of 7 days"
 
 
 @dataclass(frozen=True)
