@@ -13,8 +13,8 @@ from de_pipeline.simulator import Simulator, SimulatorConfig
 
 TEST_KEY = "test-key-5f0c9d-never-print-me"
 
-# Before any test module imports the definitions: the developer's own account and Dagster
-# home must not leak in (the resources bind EnvVar to the DE_* variables set at import).
+# Before any test: the developer's own account and Dagster home must not leak in (the
+# definitions read the DE_* variables, and bind EnvVar to those set, when they are built).
 for _name in [n for n in os.environ if n.startswith(("DE_", "DAGSTER_HOME"))]:
     del os.environ[_name]
 TEST_PROVIDER = "provider-under-test"

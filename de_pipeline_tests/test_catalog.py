@@ -23,9 +23,9 @@ from dagster._core.definitions.freshness_evaluator import CronFreshnessPolicyEva
 from dagster._core.loader import LoadingContextForTest
 
 from de_pipeline.alerts import AlertSettings, failure_text
+from de_pipeline.defs.build import pipeline
 from de_pipeline.defs.catalog import CatalogSettings
 from de_pipeline.defs.definitions import defs
-from de_pipeline.defs.partitions import CALENDAR
 from de_pipeline.defs.resources import DigitalEngagementApi
 from de_pipeline.defs.runner import run_instance, run_range
 from de_pipeline.env import SettingsError
@@ -37,8 +37,9 @@ from de_pipeline_tests.helpers import busy_day, query
 
 def expected_partition() -> date:
     """Yesterday, as of the last DE_FRESH_BY: the day that should be loaded by now."""
-    now = datetime.now(ZoneInfo(CALENDAR.timezone))
-    tick = now.replace(hour=CALENDAR.fresh_by.hour, minute=CALENDAR.fresh_by.minute, second=0, microsecond=0)
+    calendar = pipeline().settings.calendar
+    now = datetime.now(ZoneInfo(calendar.timezone))
+    tick = now.replace(hour=calendar.fresh_by.hour, minute=calendar.fresh_by.minute, second=0, microsecond=0)
     if tick > now:
         tick -= timedelta(days=1)
     return tick.date() - timedelta(days=1)
@@ -46,7 +47,7 @@ def expected_partition() -> date:
 
 def freshness(instance: DagsterInstance) -> dict[str, str]:
     """Every table's freshness now, as the daemon judges it from its policy: {asset: state}."""
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     tables = [key for key in graph.get_all_asset_keys() if graph.get(key).freshness_policy is not None]
 
     async def evaluate() -> list[str]:
@@ -113,7 +114,7 @@ def test_vendor_text_reaches_the_ui_as_data_never_as_markdown(start_simulator, m
     day = busy_day(7)
     simulator.dataset.inject(_hostile_journey(simulator, day))  # before any request
     (result,) = run_range(day, day)
-    job = defs.resolve_job_def("refresh_journey")
+    job = defs().resolve_job_def("refresh_journey")
     config = {"customersessionid": HOSTILE, "start": str(day), "end": str(day)}
     with run_instance() as instance:
         refresh = job.execute_in_process(
@@ -137,7 +138,7 @@ def test_one_freshness_story_a_backfill_of_yesterday_is_fresh(start_simulator, m
     (they disagreed on one screen). Unknown before the first run; passing right after a
     backfill that loaded yesterday."""
     point_at(monkeypatch, start_simulator(messages_per_day=100))
-    assert not [key for key in defs.resolve_asset_graph().asset_check_keys if "freshness" in key.name]
+    assert not [key for key in defs().resolve_asset_graph().asset_check_keys if "freshness" in key.name]
     with open_instance() as instance:
         before = freshness(instance)
         assert set(before) == {"messages", *(t.name for t in DAILY_TABLES)}
@@ -168,7 +169,7 @@ def test_fresh_by_is_a_time_of_day():
 
 
 def test_every_asset_has_a_description_and_a_group():
-    for asset in defs.assets:
+    for asset in defs().assets:
         for key in asset.keys:
             assert asset.descriptions_by_key.get(key), key
             assert asset.group_names_by_key[key] == "digital_engagement", key
@@ -197,17 +198,18 @@ def webhook():
 
 
 def test_a_failed_run_posts_one_short_alert_without_the_key(start_simulator, monkeypatch, webhook):
-    from de_pipeline.defs import sensors
+    from de_pipeline.defs.sensors import alert_sensor
 
     url, posts = webhook
-    monkeypatch.setattr(sensors, "ALERTS", AlertSettings(url))
     simulator = start_simulator(messages_per_day=50)
     point_at(monkeypatch, simulator)
     monkeypatch.setenv("DE_API_KEY", TEST_KEY + "-wrong")  # refused: the run fails
     day = expected_partition()
     with DagsterInstance.ephemeral() as instance:
-        result = defs.resolve_job_def("all_assets").execute_in_process(
-            instance=instance, partition_key=day.isoformat(), raise_on_error=False
+        result = (
+            defs()
+            .resolve_job_def("all_assets")
+            .execute_in_process(instance=instance, partition_key=day.isoformat(), raise_on_error=False)
         )
         assert not result.success
         context = build_run_status_sensor_context(
@@ -217,7 +219,7 @@ def test_a_failed_run_posts_one_short_alert_without_the_key(start_simulator, mon
             dagster_event=result.get_run_failure_event(),
             resources={"api": DigitalEngagementApi()},
         ).for_run_failure()
-        sensors.alert_on_run_failure(context)
+        alert_sensor(AlertSettings(url))(context)
     (post,) = posts
     text = post["text"]
     assert "raw_messages" in text and day.isoformat() in text and "HTTP 401" in text
@@ -238,7 +240,7 @@ def test_an_alert_shows_the_vendors_words_as_typed():
 
 
 def test_without_a_webhook_the_alert_sensor_is_off_and_says_so():
-    sensor = defs.resolve_sensor_def("alert_on_run_failure")
+    sensor = defs().resolve_sensor_def("alert_on_run_failure")
     assert sensor.default_status.value == "STOPPED"
     assert "Off: DE_ALERT_WEBHOOK_URL is not set" in sensor.description
     with pytest.raises(SettingsError, match="DE_ALERT_WEBHOOK_URL"):

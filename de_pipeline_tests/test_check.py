@@ -338,7 +338,7 @@ def test_the_check_connection_job_logs_the_table(start_simulator, monkeypatch):
 
     simulator = start_simulator(**SMALL, epoch_unit="ms")
     point_at(monkeypatch, simulator)
-    job = defs.resolve_job_def("check_connection")
+    job = defs().resolve_job_def("check_connection")
     with DagsterInstance.ephemeral() as instance:
         result = job.execute_in_process(instance=instance)
         assert result.success

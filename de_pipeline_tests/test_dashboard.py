@@ -86,15 +86,15 @@ def load(start_simulator, monkeypatch, days: int, messages_per_day: int = 200):
 
 
 def test_the_dashboard_comes_after_every_daily_table_in_both_jobs():
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     node = graph.get(DASHBOARD)
     assert not node.is_partitioned  # one file over the last days, not one per day
     upstream = {key.to_user_string() for key in node.parent_keys}
     assert {"messages", *(table.name for table in DAILY_TABLES)} <= upstream
     for job in ("all_assets", "rebuild_from_archive"):
-        assert DASHBOARD in defs.resolve_job_def(job).asset_layer.executable_asset_keys, job
+        assert DASHBOARD in defs().resolve_job_def(job).asset_layer.executable_asset_keys, job
     # a journey refresh rewrites daily tables, then the dashboard
-    refresh = defs.resolve_job_def("refresh_journey").graph.dependencies
+    refresh = defs().resolve_job_def("refresh_journey").graph.dependencies
     after = {node.name: {dep.node for dep in inputs.values()} for node, inputs in refresh.items()}
     assert after["refresh_dashboard_file"] == {"refresh_journey_rows"}
 
@@ -104,7 +104,7 @@ def test_loading_the_definitions_leaves_pandas_and_plotly_to_the_step_that_draws
     # backfill): pandas, numpy and pyarrow add 40-75 MiB to its peak, before DuckDB's budget
     loaded = subprocess.run(
         [sys.executable, "-W", "ignore", "-c",
-         "import sys, de_pipeline.defs.definitions, de_pipeline.defs.runner, de_pipeline.cli; "
+         "import sys, de_pipeline.defs.definitions as d, de_pipeline.defs.runner, de_pipeline.cli; d.defs(); "
          "print(' '.join(m for m in ('pandas', 'numpy', 'pyarrow', 'plotly') if m in sys.modules))"],
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip

@@ -192,7 +192,8 @@ def test_definitions_load_with_placeholder_environment(tmp_path):
     )
     code = (
         "from dagster import Definitions\n"
-        "from de_pipeline.defs.definitions import defs\n"
+        "from de_pipeline.defs.definitions import defs as load\n"
+        "defs = load()\n"
         "Definitions.validate_loadable(defs)\n"
         "graph = defs.resolve_asset_graph()\n"
         "print(sorted(k.to_user_string() for k in graph.get_all_asset_keys()))\n"
@@ -208,3 +209,48 @@ def test_definitions_load_with_placeholder_environment(tmp_path):
     # the UI shows which variable configures each field, never the key itself
     assert "api_key='DE_API_KEY'" in out.stdout and "placeholder-key" not in out.stdout
     assert "duckdb_path='DE_DUCKDB_PATH'" in out.stdout
+
+
+# a bad value of each setting that shapes the definitions
+BAD_DEFINITION_SETTINGS = {
+    "DE_PROVIDERS_FILE": "/nonexistent/providers.yaml",  # the accounts, so the asset keys
+    "DE_LOOKBACK_DAYS": "bogus",  # the partitions' calendar and the schedule
+    "DE_TIMEZONE": "Mars/Olympus",
+    "DE_ASSET_OWNERS": "not an owner",  # the catalog
+    "DE_ALERT_WEBHOOK_URL": "not a url",  # the alert sensor
+}
+IMPORT_EVERY_MODULE_THEN_BUILD = """
+import importlib, json, os, pkgutil, sys
+import de_pipeline
+bad = json.loads(sys.argv[1])
+os.environ.update(bad)
+for module in pkgutil.walk_packages(de_pipeline.__path__, "de_pipeline."):
+    importlib.import_module(module.name)
+print("imported", flush=True)
+from de_pipeline.defs.definitions import defs
+from de_pipeline.env import SettingsError
+for name, value in bad.items():
+    for other in bad:
+        os.environ.pop(other, None)
+    os.environ[name] = value
+    try:
+        defs()
+        print(json.dumps([name, "built"]))
+    except SettingsError as exc:
+        print(json.dumps([name, str(exc)]))
+"""
+
+
+def test_importing_reads_no_setting_and_the_build_names_the_bad_one():
+    """Importing a module reads no setting (a bad one cannot break `import`, nor a tool that
+    only imports); building the definitions reads them and stops at a bad one with its line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DE_")}
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", IMPORT_EVERY_MODULE_THEN_BUILD, json.dumps(BAD_DEFINITION_SETTINGS)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout.startswith("imported\n"), out.stderr[-2000:]
+    errors = dict(json.loads(line) for line in out.stdout.splitlines()[1:])
+    assert errors.keys() == BAD_DEFINITION_SETTINGS.keys()
+    for name, error in errors.items():
+        assert error.startswith(name) and "\n" not in error, (name, error)

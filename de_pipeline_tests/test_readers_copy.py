@@ -150,8 +150,8 @@ def test_sql_reads_the_copy_or_with_live_the_warehouse_and_says_when_there_is_no
 def test_the_sensor_publishes_after_a_successful_run_and_skips_a_busy_warehouse(days, monkeypatch):
     first, _ = days
     with DagsterInstance.ephemeral() as instance:
-        result = defs.resolve_job_def("all_assets").execute_in_process(
-            instance=instance, partition_key=first.isoformat()
+        result = (
+            defs().resolve_job_def("all_assets").execute_in_process(instance=instance, partition_key=first.isoformat())
         )
         assert not copy_path().exists()  # a run alone publishes nothing: the sensor does
 

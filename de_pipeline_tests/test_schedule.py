@@ -11,15 +11,19 @@ from zoneinfo import ZoneInfo
 import pytest
 from dagster import build_schedule_context
 
-from de_pipeline.defs import schedules
 from de_pipeline.defs.definitions import defs
-from de_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, CalendarSettings
-from de_pipeline.defs.schedules import daily_refresh
+from de_pipeline.defs.jobs import all_assets_job
+from de_pipeline.defs.partitions import RANGE_END_TAG, RANGE_START_TAG, CalendarSettings, daily_partitions
+from de_pipeline.defs.schedules import daily_refresh_schedule
 from de_pipeline.env import SettingsError
 from de_pipeline.warehouse.tables import DAILY_TABLES
 
 
-def evaluate(moment: datetime) -> tuple[str, str]:
+def evaluate(moment: datetime, calendar: CalendarSettings | None = None) -> tuple[str, str]:
+    """The range the schedule of `calendar` (the environment's by default) asks for at `moment`."""
+    calendar = calendar or CalendarSettings.from_env()
+    daily = daily_partitions(calendar)
+    daily_refresh = daily_refresh_schedule(calendar, daily, all_assets_job(daily))
     request = daily_refresh(build_schedule_context(scheduled_execution_time=moment))
     return request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]
 
@@ -28,20 +32,19 @@ def test_yesterday_and_two_days_of_lookback_by_default():
     assert evaluate(datetime(2026, 11, 20, 1, 0, tzinfo=ZoneInfo("UTC"))) == ("2026-11-17", "2026-11-19")
 
 
-def test_lookback_is_configurable(monkeypatch):
-    """The tick uses the calendar the code location read (its one read of DE_LOOKBACK_DAYS)."""
+def test_lookback_is_configurable():
+    """The tick uses the calendar the definitions were built with (their one read of DE_LOOKBACK_DAYS)."""
     calendar = CalendarSettings.from_env({"DE_LOOKBACK_DAYS": "0"})
-    monkeypatch.setattr(schedules, "CALENDAR", calendar)
-    assert evaluate(datetime(2026, 11, 20, 1, 0, tzinfo=ZoneInfo("UTC"))) == ("2026-11-19", "2026-11-19")
+    assert evaluate(datetime(2026, 11, 20, 1, 0, tzinfo=ZoneInfo("UTC")), calendar) == ("2026-11-19", "2026-11-19")
     with pytest.raises(SettingsError, match=r"DE_LOOKBACK_DAYS=9 must be in \[0, 6\]"):
         CalendarSettings.from_env({"DE_LOOKBACK_DAYS": "9"})
 
 
 def test_schedule_runs_every_asset_daily_and_is_on_by_default():
-    schedule = defs.resolve_schedule_def("daily_refresh")
+    schedule = defs().resolve_schedule_def("daily_refresh")
     assert schedule.cron_schedule == "0 1 * * *"
     assert schedule.default_status.value == "RUNNING"
-    job = defs.resolve_job_def(schedule.job_name)
+    job = defs().resolve_job_def(schedule.job_name)
     tables = {"messages", *(t.name for t in DAILY_TABLES)}  # rejected_messages, loaded_days: by messages
     expected = {"raw_messages", *tables, "dashboard"}  # the dashboard after the tables, in the same run
     assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == expected
@@ -60,7 +63,10 @@ def test_the_refresh_time_is_a_setting_before_the_freshness_deadline():
 
 def test_the_schedule_runs_at_de_refresh_at():
     """The code location, loaded as `dagster dev` loads it, ticks at DE_REFRESH_AT."""
-    code = "from de_pipeline.defs.schedules import daily_refresh as s; print(s.cron_schedule, '|', s.description)"
+    code = (
+        "from de_pipeline.defs.definitions import defs; s = defs().resolve_schedule_def('daily_refresh'); "
+        "print(s.cron_schedule, '|', s.description)"
+    )
     env = dict(os.environ, DE_REFRESH_AT="03:15", DE_FRESH_BY="09:00")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.startswith("15 3 * * * | At 03:15 (DE_REFRESH_AT)"), out

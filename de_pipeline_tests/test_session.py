@@ -79,7 +79,7 @@ def test_session_for_an_unknown_id_is_empty(loaded, capsys):
 def test_refresh_journey_restores_the_rows_without_duplicates(loaded):
     csid, first, last, expected, path = loaded
     damage(path, csid)
-    job = defs.resolve_job_def("refresh_journey")
+    job = defs().resolve_job_def("refresh_journey")
     config = {
         "ops": {"refresh_journey_rows": {"config": {"customersessionid": csid, "start": str(first), "end": str(last)}}}
     }
@@ -99,7 +99,7 @@ def test_refresh_journey_restores_the_rows_without_duplicates(loaded):
 
 def test_refresh_journey_rejects_a_backwards_window(loaded):
     csid, first, last, _, _ = loaded
-    job = defs.resolve_job_def("refresh_journey")
+    job = defs().resolve_job_def("refresh_journey")
     config = {
         "ops": {
             "refresh_journey_rows": {

@@ -165,7 +165,7 @@ def test_backfill_through_graphql(dagster_dev: DagsterDev, backfill: Backfill) -
     # every asset check of the definitions is listed, and passed on the backfilled data
     from de_pipeline.defs.definitions import defs
 
-    defined = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}
+    defined = {(k.asset_key.to_user_string(), k.name) for k in defs().resolve_asset_graph().asset_check_keys}
     listed = {}
     for node in dagster_dev.graphql(ASSET_CHECKS_QUERY)["assetNodes"]:
         checks = node["assetChecksOrError"]

@@ -17,15 +17,24 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    DailyPartitionsDefinition,
+    FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
-from de_pipeline.accounts import Account, accounts_from_env
+from de_pipeline.accounts import Account
 from de_pipeline.api import Window
-from de_pipeline.defs.catalog import OwnedArguments, TableAssetArguments, asset_catalog, owned, preview_table
-from de_pipeline.defs.partitions import BACKFILL_POLICY, DAILY, day_bounds
+from de_pipeline.defs.catalog import (
+    CatalogSettings,
+    OwnedArguments,
+    TableAssetArguments,
+    asset_catalog,
+    owned,
+    preview_table,
+)
+from de_pipeline.defs.partitions import BACKFILL_POLICY, day_bounds
 from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
 from de_pipeline.ingest import empty_run_warning, fetch_days
 from de_pipeline.warehouse.aggregates import refresh_aggregate
@@ -60,6 +69,16 @@ def _total_rows(connection: duckdb.DuckDBPyConnection, table: Table) -> int:
 
 
 @dataclass(frozen=True)
+class GraphSettings:
+    """What every account's assets share, from the settings: the daily partitions, and the
+    catalog's owners, tags and freshness policy."""
+
+    daily: DailyPartitionsDefinition
+    catalog: CatalogSettings
+    freshness: FreshnessPolicy
+
+
+@dataclass(frozen=True)
 class AccountAssets:
     """One account's asset graph: raw_messages -> messages -> the daily tables."""
 
@@ -74,16 +93,16 @@ class AccountAssets:
         return [self.messages, *self.daily_tables]
 
 
-def account_assets(account: Account) -> AccountAssets:
+def account_assets(account: Account, shared: GraphSettings) -> AccountAssets:
     """The asset graph of one account. The single account of DE_PROVIDER_ID has the plain
     keys (`messages`); an account of DE_PROVIDERS_FILE has its name in front (`acme/messages`)
     and an API pool of its own, so that accounts fetch at once, each at its own rate limit
     (its key's limiter: api/limiter.py)."""
-    raw = raw_messages_asset(account)
-    messages = messages_asset(account, raw)
+    raw = raw_messages_asset(account, shared)
+    messages = messages_asset(account, raw, shared)
     built = {"messages": messages}
     for table in DAILY_TABLES:  # the registry lists a table after its upstream
-        built[table.name] = daily_table_asset(table, account, built[table.upstream])
+        built[table.name] = daily_table_asset(table, account, built[table.upstream], shared)
     return AccountAssets(account, raw, messages, tuple(built[table.name] for table in DAILY_TABLES))
 
 
@@ -101,14 +120,14 @@ def _grouped(account: Account, arguments: _Arguments) -> _Arguments:
     return regrouped
 
 
-def raw_messages_asset(account: Account) -> AssetsDefinition:
+def raw_messages_asset(account: Account, shared: GraphSettings) -> AssetsDefinition:
     @asset(
         key=account_key(account, "raw_messages"),
-        partitions_def=DAILY,
+        partitions_def=shared.daily,
         backfill_policy=BACKFILL_POLICY,
         pool=API_POOL if account.is_default else f"{API_POOL}_{account.name}",
         kinds={"api", "parquet"},
-        **_grouped(account, owned()),
+        **_grouped(account, owned(shared.catalog)),
     )
     def raw_messages(
         context: AssetExecutionContext, api: DigitalEngagementApi, warehouse: Warehouse
@@ -157,23 +176,28 @@ def _check_result(outcome: CheckOutcome, asset_key: AssetKey) -> AssetCheckResul
 
 
 def _table_asset(
-    account: Account, key: AssetKey, table: Table, upstream: AssetsDefinition, checks: list[AssetCheckSpec]
+    account: Account,
+    key: AssetKey,
+    table: Table,
+    upstream: AssetsDefinition,
+    checks: list[AssetCheckSpec],
+    shared: GraphSettings,
 ) -> TableAssetArguments:
     """The @asset arguments of a warehouse table: partitioned like the rest, one writer at a
     time (the warehouse pool), in the catalog with its columns."""
     return {
         "key": key,
-        "partitions_def": DAILY,
+        "partitions_def": shared.daily,
         "backfill_policy": BACKFILL_POLICY,
         "pool": WAREHOUSE_POOL,
         "kinds": {"duckdb"},
         "deps": [upstream],
         "check_specs": checks,
-        **_grouped(account, asset_catalog(table)),
+        **_grouped(account, asset_catalog(table, shared.catalog, shared.freshness)),
     }
 
 
-def messages_asset(account: Account, raw: AssetsDefinition) -> AssetsDefinition:
+def messages_asset(account: Account, raw: AssetsDefinition, shared: GraphSettings) -> AssetsDefinition:
     key = account_key(account, MESSAGES.name)
 
     checks = [
@@ -181,7 +205,7 @@ def messages_asset(account: Account, raw: AssetsDefinition) -> AssetsDefinition:
         for check in MESSAGE_CHECKS
     ]
 
-    @asset(**_table_asset(account, key, MESSAGES, raw, checks))
+    @asset(**_table_asset(account, key, MESSAGES, raw, checks, shared))
     def _messages(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
         settings = warehouse.settings(account)
         days = day_bounds(context.partition_key_range, settings.timezone)
@@ -244,13 +268,15 @@ def messages_asset(account: Account, raw: AssetsDefinition) -> AssetsDefinition:
     return _messages
 
 
-def daily_table_asset(table: DailyTable, account: Account, upstream: AssetsDefinition) -> AssetsDefinition:
+def daily_table_asset(
+    table: DailyTable, account: Account, upstream: AssetsDefinition, shared: GraphSettings
+) -> AssetsDefinition:
     """The asset of a registry table computed in SQL from `upstream` (sql/<table>.sql)."""
     key = account_key(account, table.name)
 
     check = AssetCheckSpec("counts_reconcile", asset=key, description=f"counts add up to {table.upstream}")
 
-    @asset(**_table_asset(account, key, table, upstream, [check]))
+    @asset(**_table_asset(account, key, table, upstream, [check], shared))
     def _daily_table(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
         settings = warehouse.settings(account)
         days = day_bounds(context.partition_key_range, settings.timezone)
@@ -276,9 +302,3 @@ def daily_table_asset(table: DailyTable, account: Account, upstream: AssetsDefin
         )
 
     return _daily_table
-
-
-ACCOUNTS = accounts_from_env()
-ACCOUNT_ASSETS: tuple[AccountAssets, ...] = tuple(account_assets(account) for account in ACCOUNTS)
-RAW_MESSAGES: list[AssetsDefinition] = [graph.raw_messages for graph in ACCOUNT_ASSETS]
-TABLE_ASSETS: list[AssetsDefinition] = [asset for graph in ACCOUNT_ASSETS for asset in graph.tables]

@@ -23,7 +23,6 @@ from dagster import (
     TableSchema,
 )
 
-from de_pipeline.defs.freshness import FRESHNESS
 from de_pipeline.env import Env, SettingsError
 from de_pipeline.warehouse.tables import Table
 
@@ -56,10 +55,6 @@ class CatalogSettings:
         return cls(owners, tags)
 
 
-CATALOG = CatalogSettings.from_env()
-# every table's freshness policy: defs/freshness.py
-
-
 class OwnedArguments(TypedDict):
     """The @asset arguments of `owned`."""
 
@@ -88,9 +83,9 @@ class TableAssetArguments(CatalogArguments):
     check_specs: list[AssetCheckSpec]
 
 
-def owned() -> OwnedArguments:
+def owned(catalog: CatalogSettings) -> OwnedArguments:
     """The @asset arguments every asset of the pipeline shares: its group, owners and tags."""
-    return {"group_name": GROUP, "owners": list(CATALOG.owners), "tags": dict(CATALOG.tags or {})}
+    return {"group_name": GROUP, "owners": list(catalog.owners), "tags": dict(catalog.tags or {})}
 
 
 def column_schema(table: Table) -> TableSchema:
@@ -98,13 +93,14 @@ def column_schema(table: Table) -> TableSchema:
     return TableSchema(columns=[TableColumn(c.name, c.base_type, description=c.description) for c in table.columns])
 
 
-def asset_catalog(table: Table) -> CatalogArguments:
-    """The @asset arguments that put a registry table in the catalog."""
+def asset_catalog(table: Table, catalog: CatalogSettings, freshness: FreshnessPolicy) -> CatalogArguments:
+    """The @asset arguments that put a registry table in the catalog (`freshness`: every
+    table's policy, defs/freshness.py)."""
     return {
-        **owned(),
+        **owned(catalog),
         "description": table.description,
         "metadata": {"dagster/column_schema": column_schema(table)},
-        "freshness_policy": FRESHNESS,
+        "freshness_policy": freshness,
     }
 
 

@@ -11,11 +11,11 @@ asset backfill of the whole graph runs it once, after the last partition (docs/d
 
 from typing import TYPE_CHECKING
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from de_pipeline.dashboard.settings import DashboardSettings
-from de_pipeline.defs.assets import TABLE_ASSETS, WAREHOUSE_POOL
-from de_pipeline.defs.catalog import owned
+from de_pipeline.defs.assets import WAREHOUSE_POOL
+from de_pipeline.defs.catalog import CatalogSettings, owned
 from de_pipeline.defs.resources import Warehouse
 from de_pipeline.warehouse.settings import WarehouseSettings
 
@@ -46,20 +46,25 @@ def dashboard_metadata(written: "WrittenDashboard") -> dict[str, MetadataValue]:
     }
 
 
-@asset(
-    # reads the DuckDB file, which a writer in another process locks: one step at a time
-    pool=WAREHOUSE_POOL,
-    kinds={"plotly", "html"},
-    deps=TABLE_ASSETS,
-    description=(
-        "The morning dashboard: one self-contained HTML file (DE_DASHBOARD_PATH, default "
-        "dashboard.html beside the warehouse) of charts over the last DE_DASHBOARD_DAYS loaded days: "
-        "sentiment, intent confidence, redacted entities, journeys, agents and data health. "
-        "Aggregates only; opens offline."
-    ),
-    **owned(),
-)
-def dashboard(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
-    metadata = build_dashboard(warehouse.settings())
-    context.log.info("dashboard of %s written to %s", metadata["days"], metadata["path"].value)
-    return MaterializeResult(metadata=metadata)
+def dashboard_asset(tables: list[AssetsDefinition], catalog: CatalogSettings) -> AssetsDefinition:
+    """The `dashboard` asset, after every table asset."""
+
+    @asset(
+        # reads the DuckDB file, which a writer in another process locks: one step at a time
+        pool=WAREHOUSE_POOL,
+        kinds={"plotly", "html"},
+        deps=tables,
+        description=(
+            "The morning dashboard: one self-contained HTML file (DE_DASHBOARD_PATH, default "
+            "dashboard.html beside the warehouse) of charts over the last DE_DASHBOARD_DAYS loaded days: "
+            "sentiment, intent confidence, redacted entities, journeys, agents and data health. "
+            "Aggregates only; opens offline."
+        ),
+        **owned(catalog),
+    )
+    def dashboard(context: AssetExecutionContext, warehouse: Warehouse) -> MaterializeResult:
+        metadata = build_dashboard(warehouse.settings())
+        context.log.info("dashboard of %s written to %s", metadata["days"], metadata["path"].value)
+        return MaterializeResult(metadata=metadata)
+
+    return dashboard

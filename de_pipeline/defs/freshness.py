@@ -16,8 +16,11 @@ from datetime import timedelta
 
 from dagster import FreshnessPolicy
 
-from de_pipeline.defs.partitions import CALENDAR
+from de_pipeline.defs.partitions import CalendarSettings
 
-FRESHNESS = FreshnessPolicy.cron(
-    deadline_cron=CALENDAR.fresh_by_cron, lower_bound_delta=timedelta(days=1), timezone=CALENDAR.timezone
-)
+
+def freshness_policy(calendar: CalendarSettings) -> FreshnessPolicy:
+    """Every table's policy: yesterday loaded by DE_FRESH_BY in DE_TIMEZONE."""
+    return FreshnessPolicy.cron(
+        deadline_cron=calendar.fresh_by_cron, lower_bound_delta=timedelta(days=1), timezone=calendar.timezone
+    )

@@ -3,21 +3,29 @@ with the unpartitioned `dashboard`, which Dagster runs in the same run, after th
 
 from __future__ import annotations
 
-from dagster import AssetSelection, define_asset_job
+from typing import TYPE_CHECKING
 
-from de_pipeline.defs.assets import RAW_MESSAGES
-from de_pipeline.defs.partitions import DAILY
+from dagster import AssetsDefinition, AssetSelection, DailyPartitionsDefinition, define_asset_job
 
-all_assets_job = define_asset_job(
-    "all_assets",
-    selection=AssetSelection.all(),
-    partitions_def=DAILY,
-    description="Fetch the days from the API, rebuild messages and every daily table, then the dashboard.",
-)
+if TYPE_CHECKING:  # what define_asset_job returns; Dagster does not export its name
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-rebuild_from_archive_job = define_asset_job(
-    "rebuild_from_archive",
-    selection=AssetSelection.all() - AssetSelection.assets(*RAW_MESSAGES),
-    partitions_def=DAILY,
-    description="Rebuild messages, every daily table and the dashboard from the raw archive, without fetching.",
-)
+
+def all_assets_job(daily: DailyPartitionsDefinition) -> UnresolvedAssetJobDefinition:
+    return define_asset_job(
+        "all_assets",
+        selection=AssetSelection.all(),
+        partitions_def=daily,
+        description="Fetch the days from the API, rebuild messages and every daily table, then the dashboard.",
+    )
+
+
+def rebuild_from_archive_job(
+    daily: DailyPartitionsDefinition, raw_messages: list[AssetsDefinition]
+) -> UnresolvedAssetJobDefinition:
+    return define_asset_job(
+        "rebuild_from_archive",
+        selection=AssetSelection.all() - AssetSelection.assets(*raw_messages),
+        partitions_def=daily,
+        description="Rebuild messages, every daily table and the dashboard from the raw archive, without fetching.",
+    )

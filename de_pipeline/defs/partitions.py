@@ -79,9 +79,11 @@ def range_tags(first_key: str, last_key: str) -> dict[str, str]:
     return {RANGE_START_TAG: first_key, RANGE_END_TAG: last_key}
 
 
-CALENDAR = CalendarSettings.from_env()
-# days from DE_START_DATE to yesterday, in DE_TIMEZONE
-DAILY = DailyPartitionsDefinition(start_date=CALENDAR.start.isoformat(), timezone=CALENDAR.timezone, end_offset=0)
+def daily_partitions(calendar: CalendarSettings) -> DailyPartitionsDefinition:
+    """The days from DE_START_DATE to yesterday, in DE_TIMEZONE."""
+    return DailyPartitionsDefinition(start_date=calendar.start.isoformat(), timezone=calendar.timezone, end_offset=0)
+
+
 BACKFILL_POLICY = BackfillPolicy.multi_run(max_partitions_per_run=MAX_PARTITIONS_PER_RUN)
 
 

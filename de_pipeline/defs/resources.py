@@ -1,6 +1,6 @@
 """Resources: the API and the warehouse, with typed fields that the Dagster UI shows.
 
-Each field is filled with `EnvVar` from its DE_* variable (definitions.py), so the UI shows
+Each field is filled with `EnvVar` from its DE_* variable (build.py), so the UI shows
 which variable configures it and never its value: the API key is not in run config, the
 UI or event metadata. The knobs an operator turns for one run (how many days are fetched at
 once, the request rate, writing another source's data) are fields too, set in the launchpad's
@@ -13,6 +13,7 @@ parses the process's settings once; an account's are a copy with its own fields 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
@@ -85,12 +86,18 @@ RESOURCE_VARIABLES = {
 }
 
 
-def resources_from_env() -> dict[str, ConfigurableResource]:
-    """The resources, each field an EnvVar of its variable where that is set when the code
-    location loads (an unset one cannot be an EnvVar: Dagster would refuse to start a run)."""
+def set_resource_variables(environ: Mapping[str, str] | None = None) -> frozenset[str]:
+    """The resources' variables that are set (in os.environ by default)."""
+    environ = os.environ if environ is None else environ
+    return frozenset(name for names in RESOURCE_VARIABLES.values() for name in names.values() if environ.get(name))
+
+
+def bound_resources(set_variables: frozenset[str]) -> dict[str, ConfigurableResource]:
+    """The resources, each field an EnvVar of its variable where that was set when the
+    definitions were built (an unset one cannot be an EnvVar: Dagster would refuse to start a run)."""
 
     def bound(resource: type[_Settings]) -> dict[str, EnvVar]:
         variables = RESOURCE_VARIABLES[resource.__name__]
-        return {field: EnvVar(variable) for field, variable in variables.items() if os.environ.get(variable)}
+        return {field: EnvVar(variable) for field, variable in variables.items() if variable in set_variables}
 
     return {"api": DigitalEngagementApi(**bound(DigitalEngagementApi)), "warehouse": Warehouse(**bound(Warehouse))}

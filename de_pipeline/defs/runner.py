@@ -18,6 +18,7 @@ from datetime import date, timedelta
 from dagster import (
     AssetKey,
     DagsterInstance,
+    DailyPartitionsDefinition,
     ExecuteInProcessResult,
     InitLoggerContext,
     JobDefinition,
@@ -26,9 +27,8 @@ from dagster import (
 
 from de_pipeline.accounts import max_parallel_accounts
 from de_pipeline.api import ApiAuthError, ApiBadRequestError, ApiEpochUnitError, ApiNotFoundError
-from de_pipeline.defs.assets import ACCOUNTS, RAW_MESSAGES
-from de_pipeline.defs.definitions import defs
-from de_pipeline.defs.partitions import DAILY, MAX_PARTITIONS_PER_RUN, range_tags
+from de_pipeline.defs.build import Pipeline, pipeline
+from de_pipeline.defs.partitions import MAX_PARTITIONS_PER_RUN, range_tags
 from de_pipeline.env import SettingsError, debugging
 from de_pipeline.ingest import RetentionError
 from de_pipeline.orchestration.instance import InstanceRepairError, open_instance, reconfigures_logging
@@ -75,18 +75,22 @@ class RunChunk:
 
 def last_complete_day() -> date:
     """Yesterday in DE_TIMEZONE: the last daily partition."""
-    key = DAILY.get_last_partition_key()
+    return _last_partition(pipeline().daily)
+
+
+def _last_partition(daily: DailyPartitionsDefinition) -> date:
+    key = daily.get_last_partition_key()
     assert key is not None  # CalendarSettings keeps DE_START_DATE before today: yesterday is a partition
     return date.fromisoformat(key)
 
 
-def run_chunks(first: date, last: date) -> list[RunChunk]:
+def run_chunks(first: date, last: date, daily: DailyPartitionsDefinition) -> list[RunChunk]:
     """Split [first, last] (both included) into runs of at most 7 days, after checking that
-    the partitions hold every day."""
+    the partitions (`daily`) hold every day."""
     if last < first:
         raise RangeError(f"the range ends ({last}) before it starts ({first})")
-    earliest = DAILY.start.date()
-    latest = last_complete_day()
+    earliest = daily.start.date()
+    latest = _last_partition(daily)
     if first < earliest:
         raise RangeError(f"{first} is before the first partition ({earliest}); set DE_START_DATE to reach further back")
     if last > latest:
@@ -151,9 +155,10 @@ def run_range(
     Before each run, runs left by processes that are gone lose their pool slots; while a
     run waits for a slot, the console says who holds it (see pool_slots.PoolWatch). After
     each run that wrote the warehouse, the readers' copy is published (warehouse/publish.py)."""
-    chunks = run_chunks(first, last)
+    built = pipeline()
+    chunks = run_chunks(first, last, built.daily)
     with run_instance() as instance:
-        runner = _ChunkRunner(defs.resolve_job_def(job_name), instance, log_level)
+        runner = _ChunkRunner(built, job_name, instance, log_level)
         if runner.fetch_keys and (len(chunks) > 1 or runner.fetches_apart) and not reconfigures_logging(instance):
             results = runner.overlapped(chunks, on_chunk)
         else:
@@ -168,15 +173,16 @@ class _ChunkRunner:
     reaches them (several accounts' in threads of their own: `fetch`), and builds beside
     them in one worker thread, the warehouse's one writer."""
 
-    def __init__(self, job: JobDefinition, instance: DagsterInstance, log_level: str) -> None:
-        self.job = job.with_logger_defs({"console": console_logger})
+    def __init__(self, built: Pipeline, job_name: str, instance: DagsterInstance, log_level: str) -> None:
+        self.job = built.defs.resolve_job_def(job_name).with_logger_defs({"console": console_logger})
+        self.accounts = built.accounts
         self.instance = instance
         self.log_level = log_level
         self.timeout = WarehouseSettings.from_env().lock_timeout_seconds
-        graph = defs.resolve_asset_graph()
+        graph = built.defs.resolve_asset_graph()
         self.every = set(self.job.asset_layer.executable_asset_keys)
         self.partitioned = {key for key in self.every if graph.get(key).is_partitioned}
-        self.fetch_keys = {asset.key for asset in RAW_MESSAGES} & self.every
+        self.fetch_keys = {asset.key for asset in built.raw_messages} & self.every
         self.parallel_accounts = max_parallel_accounts()
         self.failed: dict[str, str] = {}  # account -> why, when one of several failed
 
@@ -295,8 +301,8 @@ class _ChunkRunner:
             failed |= {name: why for name in accounts if name not in failed}
         if not first_why:
             return results
-        going_on = {account.name for account in ACCOUNTS} - self.failed.keys() - failed.keys()
-        if len(ACCOUNTS) == 1 or not going_on:
+        going_on = {account.name for account in self.accounts} - self.failed.keys() - failed.keys()
+        if len(self.accounts) == 1 or not going_on:
             raise RunFailedError(first_why)
         for name, why in sorted(failed.items()):
             self.failed[name] = why

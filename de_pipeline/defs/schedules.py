@@ -3,23 +3,42 @@
 # No `from __future__ import annotations`: Dagster reads the context and config annotations.
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
-
-from de_pipeline.defs.jobs import all_assets_job
-from de_pipeline.defs.partitions import CALENDAR, DAILY, range_tags
-
-
-@schedule(
-    job=all_assets_job,
-    cron_schedule=CALENDAR.refresh_cron,
-    execution_timezone=DAILY.timezone,
-    default_status=DefaultScheduleStatus.RUNNING,
-    description=f"At {CALENDAR.refresh_at:%H:%M} (DE_REFRESH_AT) in DE_TIMEZONE: yesterday and the DE_LOOKBACK_DAYS "
-    "days before it.",
+from dagster import (
+    DailyPartitionsDefinition,
+    DefaultScheduleStatus,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    schedule,
 )
-def daily_refresh(context: ScheduleEvaluationContext) -> RunRequest:
-    yesterday = (context.scheduled_execution_time - timedelta(days=1)).date()
-    first = max(yesterday - timedelta(days=CALENDAR.lookback_days), DAILY.start.date())
-    first_key, last_key = first.isoformat(), yesterday.isoformat()
-    return RunRequest(run_key=f"{first_key}..{last_key}", tags=range_tags(first_key, last_key))
+
+from de_pipeline.defs.partitions import CalendarSettings, range_tags
+
+if TYPE_CHECKING:  # what define_asset_job returns; Dagster does not export its name
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+
+def daily_refresh_schedule(
+    calendar: CalendarSettings, daily: DailyPartitionsDefinition, job: "UnresolvedAssetJobDefinition"
+) -> ScheduleDefinition:
+    """`daily_refresh`: `job` (all_assets, partitioned by `daily`) over yesterday and the
+    DE_LOOKBACK_DAYS days before it."""
+
+    @schedule(
+        name="daily_refresh",
+        job=job,
+        cron_schedule=calendar.refresh_cron,
+        execution_timezone=daily.timezone,
+        default_status=DefaultScheduleStatus.RUNNING,
+        description=f"At {calendar.refresh_at:%H:%M} (DE_REFRESH_AT) in DE_TIMEZONE: yesterday and the "
+        "DE_LOOKBACK_DAYS days before it.",
+    )
+    def daily_refresh(context: ScheduleEvaluationContext) -> RunRequest:
+        yesterday = (context.scheduled_execution_time - timedelta(days=1)).date()
+        first = max(yesterday - timedelta(days=calendar.lookback_days), daily.start.date())
+        first_key, last_key = first.isoformat(), yesterday.isoformat()
+        return RunRequest(run_key=f"{first_key}..{last_key}", tags=range_tags(first_key, last_key))
+
+    return daily_refresh

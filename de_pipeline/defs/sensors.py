@@ -9,6 +9,7 @@ from dagster import (
     DefaultSensorStatus,
     RunFailureSensorContext,
     RunStatusSensorContext,
+    SensorDefinition,
     SensorEvaluationContext,
     SkipReason,
     run_failure_sensor,
@@ -24,7 +25,6 @@ from de_pipeline.orchestration.pool_slots import free_stale_slots
 from de_pipeline.orchestration.runs import error_line, job_label
 from de_pipeline.warehouse.publish import publish_for_readers
 
-ALERTS = AlertSettings.from_env()
 # A sensor's tick must end within Dagster's 60 s (DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS):
 # wait at most this long for the warehouse's lock, and leave the rest to the copy itself.
 PUBLISH_LOCK_WAIT_SECONDS = 20.0
@@ -45,27 +45,32 @@ def free_stale_pool_slots(context: SensorEvaluationContext) -> SkipReason:
     return SkipReason("; ".join(done) or "no run was left by a process that is gone")
 
 
-@run_failure_sensor(
-    name="alert_on_run_failure",
-    default_status=DefaultSensorStatus.RUNNING if ALERTS.webhook_url else DefaultSensorStatus.STOPPED,
-    description=(
-        "Posts a short Slack-compatible message to DE_ALERT_WEBHOOK_URL when a run fails: the "
-        "assets, the days and the first line of the error."
-        + ("" if ALERTS.webhook_url else " Off: DE_ALERT_WEBHOOK_URL is not set.")
-    ),
-)
-def alert_on_run_failure(context: RunFailureSensorContext, api: DigitalEngagementApi) -> None:
-    run = context.dagster_run
-    failures = context.get_step_failure_events()
-    tags = run.tags
-    days = (
-        f"{tags[RANGE_START_TAG]} .. {tags[RANGE_END_TAG]}"
-        if RANGE_START_TAG in tags
-        else tags.get("dagster/partition", "no partition")
+def alert_sensor(alerts: AlertSettings) -> SensorDefinition:
+    """`alert_on_run_failure`: on when DE_ALERT_WEBHOOK_URL is set, posting there."""
+
+    @run_failure_sensor(
+        name="alert_on_run_failure",
+        default_status=DefaultSensorStatus.RUNNING if alerts.webhook_url else DefaultSensorStatus.STOPPED,
+        description=(
+            "Posts a short Slack-compatible message to DE_ALERT_WEBHOOK_URL when a run fails: the "
+            "assets, the days and the first line of the error."
+            + ("" if alerts.webhook_url else " Off: DE_ALERT_WEBHOOK_URL is not set.")
+        ),
     )
-    error = error_line(failures[0]) if failures else (context.failure_event.message or "")
-    steps = [e.step_key for e in failures if e.step_key is not None]
-    post_alert(ALERTS, failure_text(run.run_id, job_label(run), steps, days, error, _key(api)))
+    def alert_on_run_failure(context: RunFailureSensorContext, api: DigitalEngagementApi) -> None:
+        run = context.dagster_run
+        failures = context.get_step_failure_events()
+        tags = run.tags
+        days = (
+            f"{tags[RANGE_START_TAG]} .. {tags[RANGE_END_TAG]}"
+            if RANGE_START_TAG in tags
+            else tags.get("dagster/partition", "no partition")
+        )
+        error = error_line(failures[0]) if failures else (context.failure_event.message or "")
+        steps = [e.step_key for e in failures if e.step_key is not None]
+        post_alert(alerts, failure_text(run.run_id, job_label(run), steps, days, error, _key(api)))
+
+    return alert_on_run_failure
 
 
 def _key(api: DigitalEngagementApi) -> str:
