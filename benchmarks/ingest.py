@@ -508,9 +508,9 @@ def instrument_pipeline(stopwatch: Stopwatch) -> None:
     DuckDB runs one thread, the caller's), waiting for the last of them, and the client's
     JSON validation of each page; and each phase's wall and CPU seconds: the fetch, typing
     `messages`, the aggregates and journey tables, the dashboard, publishing the readers' copy."""
-    from de_pipeline import runner
+
     from de_pipeline.api.client import DigitalEngagementClient
-    from de_pipeline.defs import assets, dashboard
+    from de_pipeline.defs import assets, dashboard, runner
     from de_pipeline.warehouse.archive import ArchiveWriter
 
     ArchiveWriter.add = stopwatch.wrap("archive_staging", ArchiveWriter.add)  # type: ignore[method-assign]
