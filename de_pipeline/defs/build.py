@@ -104,11 +104,6 @@ def build_pipeline(settings: DefinitionSettings | None = None) -> Pipeline:
     return Pipeline(settings, daily, graphs, defs)
 
 
-def build_definitions() -> Definitions:
-    """The code location's definitions, from the environment's settings."""
-    return build_pipeline().defs
-
-
 _built: Pipeline | None = None
 _building = threading.Lock()
 
