@@ -14,7 +14,7 @@ check:
 docs:
 	NO_MKDOCS_2_WARNING=1 mkdocs build --strict
 
-# the whole suite, a test file per core (pytest-xdist): 16 to 17 minutes on 2 cores
+# the whole suite, a test file per worker, a worker more than the cores (pytest-xdist): about 12 minutes on 2 cores
 test:
 	pytest
 
