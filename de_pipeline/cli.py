@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from de_pipeline.simulator import LoopbackServer
 
 ERROR_EXIT = 1
+BROKEN_PIPE_EXIT = 141  # 128 + SIGPIPE, as a shell reports a command killed by it
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,6 +40,9 @@ def _command(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("de-pipeline: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (`de-pipeline sql ... | head`): not an error to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error on exit
+        return BROKEN_PIPE_EXIT
     except Exception as exc:  # every error the user can cause ends as one line
         from de_pipeline.env import debugging
 

@@ -13,7 +13,7 @@ import pytest
 
 from de_pipeline.cli import main
 from de_pipeline_tests.conftest import TEST_KEY, point_at
-from de_pipeline_tests.helpers import recent_days, run_cli
+from de_pipeline_tests.helpers import recent_days, run_cli, start_cli
 
 
 @pytest.fixture
@@ -55,6 +55,18 @@ def test_sql_formats(warehouse, capsys):
     )
     records = json.loads(capsys.readouterr().out)
     assert {r["topic"] for r in records} >= {None} and sum(r["n"] for r in records) > 0
+
+
+def test_a_reader_that_leaves_early_ends_sql_quietly(warehouse):
+    """`de-pipeline sql ... | head -1`: the reader closes the pipe; sql stops with 141 (128 +
+    SIGPIPE, as a shell reports it), not with an error line about a broken pipe."""
+    process = start_cli("sql", "SELECT range FROM range(500000)", "--format", "csv")
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline().strip() == "range"
+    process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == 141, err
+    assert err == ""
 
 
 @pytest.mark.parametrize(
