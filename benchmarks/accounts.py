@@ -28,10 +28,11 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 import duckdb
+from ingest import recent_days  # benchmarks/ingest.py, beside this script
 
 from de_pipeline.simulator import Simulator, SimulatorConfig
 
@@ -48,12 +49,6 @@ class Mode:
     requests: int
     refused_429: int
     messages: int
-
-
-def recent_days(count: int) -> list[date]:
-    """`count` days ending yesterday (UTC)."""
-    yesterday = datetime.now(UTC).date() - timedelta(days=1)
-    return [yesterday - timedelta(days=n) for n in range(count - 1, -1, -1)]
 
 
 def providers(count: int) -> list[tuple[str, str, str]]:
