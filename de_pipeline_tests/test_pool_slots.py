@@ -50,9 +50,12 @@ def backfill(day, **env: str) -> subprocess.Popen:
 def test_a_run_killed_by_sigkill_does_not_block_the_next_cli_run(dagster_home):
     day = busy_day(7)
     env = {"DE_SIM_MESSAGES_PER_DAY": "30000"}
-    first = backfill(day, **env)
-    deadline = time.monotonic() + 300
+    # the home is made here first: Dagster's own DagsterInstance.get(), unlike the CLI's
+    # open_instance, takes no lock, and making a fresh home at the moment the CLI makes it
+    # fails one of the two ("table alembic_version already exists", Dagster #27390)
     with DagsterInstance.get() as instance:
+        first = backfill(day, **env)
+        deadline = time.monotonic() + 300
         while not pool_holders(instance, [API_POOL]):  # raw_messages holds the API pool
             assert first.poll() is None, first.stderr.read()[-3000:]
             assert time.monotonic() < deadline, "the first run never took its pool slot"
