@@ -1,11 +1,12 @@
-"""The tests that depend on today's date (marked `dates`) pass with the clock set to a
-weekend and to a daylight-saving change, not only on the day they were written.
+"""The tests that depend on today's date pass with the clock set to a weekend and to a
+daylight-saving change, not only on the day they were written.
 
-Every `dates` test runs at the most awkward clock, a Sunday whose yesterday is a Saturday and
-a simulated outage. The Saturday and the DST change add little for most of them (the day
-arithmetic they share is tested directly, e.g. test_api_client's 23- and 25-hour days), so
-only those also marked `every_clock` run at all three: one end-to-end run, the retention
-edge, the empty-day warnings and the DST days.
+Those marked `every_clock` run again at three clocks: a Sunday whose yesterday is a Saturday
+and a simulated outage, a Saturday, and a DST change. They are one end-to-end run, the edges
+of a day, the retention edge, the empty-day and outage cases and the DST days. The other
+`dates` tests take their days from recent_days() as these do, and add nothing but minutes
+(replaying all of them at the Sunday took about 4 CPU-minutes of each suite); the day
+arithmetic is also tested directly, e.g. test_api_client's 23- and 25-hour days.
 
 libfaketime (Debian's `faketime`, installed by .ci/run) starts the clock of the pytest
 process at the chosen moment, and every process it starts goes on from there
@@ -35,14 +36,9 @@ CLOCKS = {
     # the US spring-forward day, half an hour after the change (07:00 UTC); the 9th is an outage
     "dst-change": datetime(2027, 3, 14, 7, 30, tzinfo=UTC),
 }
-# which `dates` tests each clock runs (a pytest -m expression)
-# (not those also marked slow: kills and a 1 s-latency overlap, about 2 minutes whose dates
-# are recent_days', as in the tests above them)
-TESTS_AT = {
-    "sunday": "dates and not slow",
-    "saturday": "dates and every_clock and not slow",
-    "dst-change": "dates and every_clock and not slow",
-}
+# the tests each clock runs (not those also marked slow: kills and a 1 s-latency overlap,
+# whose days are recent_days' too)
+REPLAYED = "dates and every_clock and not slow"
 
 
 def test_the_chosen_days_are_the_awkward_ones():
@@ -63,7 +59,7 @@ def test_date_sensitive_tests_pass_on_a_weekend_and_a_dst_change(tmp_path: Path)
     for clock, moment in CLOCKS.items():  # all three at once, so that the suite stays short
         command = [
             faketime, "-f", f"@{moment:%Y-%m-%d %H:%M:%S}",
-            sys.executable, "-m", "pytest", str(TESTS), "-m", TESTS_AT[clock], "-q", "-x",
+            sys.executable, "-m", "pytest", str(TESTS), "-m", REPLAYED, "-q", "-x",
             "-p", "no:cacheprovider", "-n", "0", "--basetemp", str(tmp_path / clock),
         ]  # fmt: skip
         runs[clock] = subprocess.Popen(

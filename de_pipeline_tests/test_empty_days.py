@@ -130,6 +130,7 @@ def test_the_sample_of_a_window_tells_a_mismatch_from_strays(ts_values, unit, sa
 
 
 @pytest.mark.dates
+@pytest.mark.every_clock
 def test_a_first_run_that_stores_nothing_warns_in_the_console_and_the_runs_events(
     start_simulator, monkeypatch, capfd, dagster_home
 ):

@@ -96,6 +96,7 @@ def test_rejected_records_are_accounted_for(hostile):
 
 
 @pytest.mark.dates
+@pytest.mark.every_clock
 def test_messages_at_the_edges_of_a_day_land_in_that_day(hostile):
     first, last = recent_days(2)
     run_range(first, last)
