@@ -6,23 +6,39 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 
 import duckdb
 import pytest
 
 from de_pipeline.cli import main
+from de_pipeline.simulator import Simulator, SimulatorConfig
 from de_pipeline_tests.conftest import TEST_KEY, point_at
 from de_pipeline_tests.helpers import recent_days, run_cli, start_cli
 
 
+@pytest.fixture(scope="module")
+def built_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Two days in a warehouse, built once for the tests that only read it."""
+    simulator = Simulator(SimulatorConfig(messages_per_day=300))
+    simulator.start()
+    path = tmp_path_factory.mktemp("cli") / "warehouse.duckdb"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, value in {"DE_DUCKDB_PATH": str(path), "DE_RUN_HISTORY": "off", "DE_ENV_FILE": "off"}.items():
+            monkeypatch.setenv(name, value)
+        point_at(monkeypatch, simulator)
+        first, last = recent_days(2)
+        assert main(["backfill", "--start", str(first), "--end", str(last)]) == 0
+    simulator.stop()
+    yield path
+
+
 @pytest.fixture
-def warehouse(start_simulator, monkeypatch):
-    simulator = start_simulator(messages_per_day=300)
-    point_at(monkeypatch, simulator)
-    first, last = recent_days(2)
-    assert main(["backfill", "--start", str(first), "--end", str(last)]) == 0
-    return simulator
+def warehouse(built_warehouse: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DE_DUCKDB_PATH", str(built_warehouse))
+    return built_warehouse
 
 
 def test_demo_prints_every_table_and_the_headlines(tmp_path):
