@@ -55,6 +55,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.quick)
 
 
+# What every test runs with, besides a warehouse of its own (a fixture shared by a module
+# sets these itself: it starts before clean_environment)
+TEST_SETTINGS = {
+    "DE_RETRY_BACKOFF_SECONDS": "0.01",
+    "DE_MAX_REQUESTS_PER_SECOND": "1000",
+    # runs in memory, a second or two quicker each: the tests of the Dagster home itself
+    # (test_instance.py, the UI's) and those with the `dagster_home` fixture use one
+    "DE_RUN_HISTORY": "off",
+    # a developer's .env (as `de-pipeline check --write-env .env` writes it) must not reach
+    # the commands the tests run
+    "DE_ENV_FILE": "off",
+}
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No DE_* variable leaks in from the developer's shell; the warehouse lives in tmp_path."""
@@ -63,14 +77,8 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
             monkeypatch.delenv(name)
     duckdb_path = tmp_path / "warehouse.duckdb"
     monkeypatch.setenv("DE_DUCKDB_PATH", str(duckdb_path))
-    monkeypatch.setenv("DE_RETRY_BACKOFF_SECONDS", "0.01")
-    monkeypatch.setenv("DE_MAX_REQUESTS_PER_SECOND", "1000")
-    # runs in memory, a second or two quicker each: the tests of the Dagster home itself
-    # (test_instance.py, the UI's) and those with the `dagster_home` fixture use one
-    monkeypatch.setenv("DE_RUN_HISTORY", "off")
-    # a developer's .env (as `de-pipeline check --write-env .env` writes it) must not reach
-    # the commands the tests run
-    monkeypatch.setenv("DE_ENV_FILE", "off")
+    for name, value in TEST_SETTINGS.items():
+        monkeypatch.setenv(name, value)
     return duckdb_path
 
 

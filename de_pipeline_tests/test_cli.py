@@ -15,7 +15,7 @@ import pytest
 
 from de_pipeline.cli import main
 from de_pipeline.simulator import Simulator, SimulatorConfig
-from de_pipeline_tests.conftest import TEST_KEY, point_at
+from de_pipeline_tests.conftest import TEST_KEY, TEST_SETTINGS, point_at
 from de_pipeline_tests.helpers import recent_days, run_cli, start_cli
 
 
@@ -26,7 +26,7 @@ def built_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     simulator.start()
     path = tmp_path_factory.mktemp("cli") / "warehouse.duckdb"
     with pytest.MonkeyPatch.context() as monkeypatch:
-        for name, value in {"DE_DUCKDB_PATH": str(path), "DE_RUN_HISTORY": "off", "DE_ENV_FILE": "off"}.items():
+        for name, value in {**TEST_SETTINGS, "DE_DUCKDB_PATH": str(path)}.items():
             monkeypatch.setenv(name, value)
         point_at(monkeypatch, simulator)
         first, last = recent_days(2)
