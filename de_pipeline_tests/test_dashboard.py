@@ -9,15 +9,17 @@ import math
 import re
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from dagster import AssetKey
 
 from de_pipeline.cli import main
+from de_pipeline.dashboard.spec import Figure, scatter
 from de_pipeline.defs.definitions import defs
 from de_pipeline.defs.runner import run_range
 from de_pipeline.warehouse.connection import writer
@@ -109,6 +111,40 @@ def test_loading_the_definitions_leaves_pandas_and_plotly_to_the_step_that_draws
         capture_output=True, text=True, check=True,
     ).stdout.split()  # fmt: skip
     assert loaded == []
+
+
+def test_drawing_the_dashboard_leaves_plotlys_graph_objects_unloaded():
+    # plotly's figure objects validate each change and copy their template: about a second
+    # per dashboard for JSON the page only embeds; the figures are plain plotly.js dicts
+    loaded = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c",
+         "import sys, de_pipeline.dashboard.build, de_pipeline.dashboard.page as p; p.get_plotlyjs(); "
+         "print(' '.join(m for m in ('plotly.graph_objects', 'plotly.subplots', 'plotly.io') if m in sys.modules))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert loaded == []
+
+
+def test_a_figures_json_is_strict_json_with_null_where_a_number_is_missing():
+    figure = Figure(
+        data=[
+            scatter(
+                x=[date(2026, 1, 2), pd.Timestamp("2026-01-03"), pd.NaT],
+                y=np.array([1.5, np.nan, np.inf]),
+                customdata=np.column_stack([np.array([1, 2, 3]), np.array([0.5, np.nan, -np.inf])]),
+                text=[np.int64(7), pd.NA, np.float64("nan")],
+            )
+        ]
+    )
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    (trace,) = json.loads(figure.to_json(), parse_constant=refuse)["data"]
+    assert trace["x"] == ["2026-01-02", "2026-01-03T00:00:00", None]
+    assert trace["y"] == [1.5, None, None]
+    assert trace["customdata"] == [[1.0, 0.5], [2.0, None], [3.0, None]]
+    assert trace["text"] == [7, None, None]
 
 
 @pytest.mark.dates

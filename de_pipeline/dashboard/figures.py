@@ -9,10 +9,36 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pandas as pd
-import plotly.graph_objects as go
+
+from de_pipeline.dashboard.spec import Figure
 
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d", "#bab0ac")
 RED = PALETTE[3]  # what is missing
+
+_AXIS = {  # plotly's "plotly_white" template: light grid and lines, no ticks
+    "automargin": True,
+    "gridcolor": "#EBF0F8",
+    "linecolor": "#EBF0F8",
+    "ticks": "",
+    "title": {"standoff": 15},
+    "zerolinecolor": "#EBF0F8",
+    "zerolinewidth": 2,
+}
+# the keys of plotly_white that a 2-D chart of bars and lines shows (plotly's own template
+# holds those of every kind of plot, and its colorway, which no trace here falls back to)
+TEMPLATE = {
+    "data": {"bar": [{"type": "bar", "marker": {"line": {"color": "white", "width": 0.5}}}]},
+    "layout": {
+        "autotypenumbers": "strict",  # a label such as "2024" stays a category
+        "colorway": list(PALETTE),
+        "font": {"color": "#2a3f5f"},
+        "hoverlabel": {"align": "left"},
+        "paper_bgcolor": "white",
+        "plot_bgcolor": "white",
+        "xaxis": _AXIS,
+        "yaxis": _AXIS,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -20,28 +46,30 @@ class Chart:
     name: str  # its query in dashboard_queries.QUERIES, and its place on the page
     title: str  # what to read from it
     source: str  # the tables its numbers come from
-    figure: go.Figure | None  # None: nothing to draw, `notes` say why
+    figure: Figure | None  # None: nothing to draw, `notes` say why
     notes: tuple[str, ...] = ()
     wide: bool = False  # spans the page's width
 
 
 def laid_out(
-    figure: go.Figure,
+    figure: Figure,
     height: int,
     *,
     hovermode: str = "closest",
     legend: bool = True,
     days: Sequence[date] | None = None,
-) -> go.Figure:
+) -> Figure:
     """`figure` in the dashboard's look, `height` pixels tall; its title is the card's heading.
     A daily figure (`days`, its frames through `every_day`) spans each of the days, whether
     or not its first and last have data, and its lines break where a day has none."""
     if days:
         noon_before, noon_after = (day.strftime("%Y-%m-%d 12:00") for day in (days[0] - timedelta(days=1), days[-1]))
-        figure.update_xaxes(range=[noon_before, noon_after])
-        figure.update_traces(connectgaps=False, selector={"type": "scatter"})
-    figure.update_layout(
-        template="plotly_white",
+        figure.update_axes("x", range=[noon_before, noon_after])
+        for trace in figure.data:
+            if trace["type"] == "scatter":
+                trace["connectgaps"] = False
+    figure.layout.update(
+        template=TEMPLATE,
         height=height,
         hovermode=hovermode,
         showlegend=legend,
@@ -49,7 +77,8 @@ def laid_out(
         font={"family": "system-ui, sans-serif", "size": 12},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.04, "x": 0},
     )
-    figure.update_annotations(font_size=12)  # subplot titles
+    for annotation in figure.layout.get("annotations", []):  # subplot titles and notes
+        annotation["font"] = {**annotation.get("font", {}), "size": 12}
     return figure
 
 
@@ -66,7 +95,7 @@ def every_day(frame: pd.DataFrame, days: Sequence[date], by: str | None = None) 
 
 
 def note_if_empty(
-    figure: go.Figure,
+    figure: Figure,
     values: Iterable[object],
     note: str,
     *,
@@ -82,18 +111,19 @@ def note_if_empty(
         numbers = numbers[numbers != 0]
     if not numbers.empty:
         return
-    figure.add_annotation(
-        text=note,
-        x=0.5,
-        y=0.5,
-        xref="x domain",
-        yref="y domain",
-        showarrow=False,
-        font={"color": "#57606a", "size": 13},
-        row=row,
-        col=col,
+    x, y = figure.axis_refs(row, col)
+    figure.layout.setdefault("annotations", []).append(
+        {
+            "text": note,
+            "x": 0.5,
+            "y": 0.5,
+            "xref": f"{x} domain",
+            "yref": f"{y} domain",
+            "showarrow": False,
+            "font": {"color": "#57606a"},  # its size: laid_out's
+        }
     )
-    figure.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, row=row, col=col)
+    figure.update_axes("y", row, col, showticklabels=False, showgrid=False, zeroline=False)
 
 
 def iso_days(frame: pd.DataFrame) -> list[str]:

@@ -9,8 +9,6 @@ from itertools import groupby
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from de_pipeline.dashboard.figures import (
     PALETTE,
@@ -22,6 +20,7 @@ from de_pipeline.dashboard.figures import (
     laid_out,
     note_if_empty,
 )
+from de_pipeline.dashboard.spec import Figure, bar, scatter, subplots
 
 
 def topic_confidence(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
@@ -39,7 +38,7 @@ def topic_confidence(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
     rows_needed = math.ceil(len(topics) / columns)
     shares = frame.drop_duplicates("topic").set_index("topic")["topic_low_share"]
     frame = every_day(frame, days, by="topic")
-    figure = make_subplots(
+    figure = subplots(
         rows=rows_needed,
         cols=columns,
         shared_xaxes=True,
@@ -56,7 +55,7 @@ def topic_confidence(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
         place = {"row": row + 1, "col": col + 1}
         band_x, band_y = band(x, p10, p90)
         figure.add_trace(
-            go.Scatter(
+            scatter(
                 x=band_x,
                 y=band_y,
                 mode="lines",
@@ -71,7 +70,7 @@ def topic_confidence(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
             **place,
         )
         figure.add_trace(
-            go.Scatter(
+            scatter(
                 x=x,
                 y=rows["p50_score"].to_numpy(),
                 mode="lines+markers",
@@ -96,7 +95,7 @@ def topic_confidence(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
             row=place["row"],
             col=place["col"],
         )
-    figure.update_yaxes(range=[0, 1])
+    figure.update_axes("y", range=[0, 1])
     return Chart(name, title, source, laid_out(figure, 170 + 190 * rows_needed, days=days), wide=True)
 
 
@@ -123,20 +122,22 @@ def least_confident_intents(frame: pd.DataFrame) -> Chart:
     source = "intent_confidence"
     if frame.empty:
         return Chart(name, title, source, None, ("No message with an intent in these days.",))
-    figure = go.Figure(
-        go.Bar(
-            x=frame["avg_score"].to_numpy(),
-            y=as_texts(frame["topic"]),
-            orientation="h",
-            marker={"color": PALETTE[3]},
-            customdata=np.column_stack([frame["messages"], frame["low_confidence_share"]]),
-            texttemplate="%{customdata[1]:.0%} low",
-            textposition="auto",
-            hovertemplate="%{y}: mean confidence %{x:.3f}<br>%{customdata[1]:.1%} low confidence "
-            "of %{customdata[0]:,} messages<extra></extra>",
-        )
+    figure = Figure(
+        [
+            bar(
+                x=frame["avg_score"].to_numpy(),
+                y=as_texts(frame["topic"]),
+                orientation="h",
+                marker={"color": PALETTE[3]},
+                customdata=np.column_stack([frame["messages"], frame["low_confidence_share"]]),
+                texttemplate="%{customdata[1]:.0%} low",
+                textposition="auto",
+                hovertemplate="%{y}: mean confidence %{x:.3f}<br>%{customdata[1]:.1%} low confidence "
+                "of %{customdata[0]:,} messages<extra></extra>",
+            )
+        ]
     )
-    figure.update_yaxes(autorange="reversed")
-    figure.update_xaxes(range=[0, 1], title_text="mean confidence (0 … 1)")
+    figure.update_axes("y", autorange="reversed")
+    figure.update_axes("x", range=[0, 1], title={"text": "mean confidence (0 … 1)"})
     note_if_empty(figure, frame["avg_score"], "No confidence score for these topics in these days.", zero_is_none=True)
     return Chart(name, title, source, laid_out(figure, 420, legend=False))

@@ -7,8 +7,6 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from de_pipeline.dashboard.figures import (
     PALETTE,
@@ -20,7 +18,22 @@ from de_pipeline.dashboard.figures import (
     laid_out,
     note_if_empty,
 )
+from de_pipeline.dashboard.spec import Figure, bar, scatter, subplots
 
+# plotly's "RdBu" (plotly.js's own "RdBu" runs the other way): negative red, positive blue
+RED_TO_BLUE = [
+    [0.0, "rgb(103,0,31)"],
+    [0.1, "rgb(178,24,43)"],
+    [0.2, "rgb(214,96,77)"],
+    [0.3, "rgb(244,165,130)"],
+    [0.4, "rgb(253,219,199)"],
+    [0.5, "rgb(247,247,247)"],
+    [0.6, "rgb(209,229,240)"],
+    [0.7, "rgb(146,197,222)"],
+    [0.8, "rgb(67,147,195)"],
+    [0.9, "rgb(33,102,172)"],
+    [1.0, "rgb(5,48,97)"],
+]
 NO_JOURNEYS = (
     "No customer journeys in these days: conversation_segments and customer_journeys are empty "
     "(they are built from messages that have a customersessionid)."
@@ -34,27 +47,29 @@ def journey_paths(frame: pd.DataFrame) -> Chart:
     source = "customer_journeys"
     if frame.empty:
         return Chart(name, title, source, None, (NO_JOURNEYS,))
-    figure = go.Figure(
-        go.Bar(
-            x=frame["journeys"].to_numpy(),
-            y=[as_text(p).replace("&gt;", " → ") for p in frame["path"]],
-            orientation="h",
-            customdata=np.column_stack([frame["share"], frame["avg_sentiment_change"]]),
-            marker={
-                "color": frame["avg_sentiment_change"].to_numpy(),
-                "colorscale": "RdBu",
-                "cmid": 0,
-                "line": {"color": "#8c959f", "width": 1},
-                "colorbar": {"title": {"text": "sentiment<br>change"}},
-            },
-            texttemplate="%{customdata[0]:.0%}",
-            textposition="auto",
-            hovertemplate="%{y}: %{x:,} journeys (%{customdata[0]:.1%})<br>"
-            "mean sentiment change %{customdata[1]:+.3f}<extra></extra>",
-        )
+    figure = Figure(
+        [
+            bar(
+                x=frame["journeys"].to_numpy(),
+                y=[as_text(p).replace("&gt;", " → ") for p in frame["path"]],
+                orientation="h",
+                customdata=np.column_stack([frame["share"], frame["avg_sentiment_change"]]),
+                marker={
+                    "color": frame["avg_sentiment_change"].to_numpy(),
+                    "colorscale": RED_TO_BLUE,
+                    "cmid": 0,
+                    "line": {"color": "#8c959f", "width": 1},
+                    "colorbar": {"title": {"text": "sentiment<br>change"}},
+                },
+                texttemplate="%{customdata[0]:.0%}",
+                textposition="auto",
+                hovertemplate="%{y}: %{x:,} journeys (%{customdata[0]:.1%})<br>"
+                "mean sentiment change %{customdata[1]:+.3f}<extra></extra>",
+            )
+        ]
     )
-    figure.update_yaxes(autorange="reversed")
-    figure.update_xaxes(title_text="journeys")
+    figure.update_axes("y", autorange="reversed")
+    figure.update_axes("x", title={"text": "journeys"})
     return Chart(name, title, source, laid_out(figure, 420, legend=False))
 
 
@@ -70,7 +85,7 @@ def handoffs_per_day(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
         return Chart(name, title, source, None, (NO_JOURNEYS,))
     frame = every_day(frame, days)
     journeys = frame["journeys"].to_numpy()
-    figure = make_subplots(
+    figure = subplots(
         rows=2,
         cols=1,
         shared_xaxes=True,
@@ -78,7 +93,7 @@ def handoffs_per_day(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
         subplot_titles=("journeys handed from the bot to an agent", "mean sentiment change (last segment − first)"),
     )
     figure.add_trace(
-        go.Scatter(
+        scatter(
             x=iso_days(frame),
             y=frame["handoff_rate"].to_numpy(),
             name="handoff rate",
@@ -91,7 +106,7 @@ def handoffs_per_day(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
         col=1,
     )
     figure.add_trace(
-        go.Bar(
+        bar(
             x=iso_days(frame),
             y=frame["avg_sentiment_change"].to_numpy(),
             name="sentiment change",
@@ -101,7 +116,7 @@ def handoffs_per_day(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
         row=2,
         col=1,
     )
-    figure.update_yaxes(tickformat=".0%", row=1, col=1)
+    figure.update_axes("y", tickformat=".0%", row=1, col=1)
     note_if_empty(
         figure,
         frame["avg_sentiment_change"],
@@ -122,7 +137,7 @@ def agents(frame: pd.DataFrame) -> Chart:
         return Chart(name, title, source, None, ("No agent segments in these days: agent_performance is empty.",))
     names = as_texts(frame["agent"])
     details = np.column_stack([frame["customer_messages"], frame["handoffs_received"]])
-    figure = make_subplots(
+    figure = subplots(
         rows=1,
         cols=2,
         shared_yaxes=True,
@@ -130,7 +145,7 @@ def agents(frame: pd.DataFrame) -> Chart:
         subplot_titles=("segments handled", "their customers' mean sentiment"),
     )
     figure.add_trace(
-        go.Bar(
+        bar(
             x=frame["segments"].to_numpy(),
             y=names,
             orientation="h",
@@ -142,7 +157,7 @@ def agents(frame: pd.DataFrame) -> Chart:
         col=1,
     )
     figure.add_trace(
-        go.Bar(
+        bar(
             x=frame["avg_customer_sentiment"].to_numpy(),
             y=names,
             orientation="h",
@@ -153,7 +168,7 @@ def agents(frame: pd.DataFrame) -> Chart:
         row=1,
         col=2,
     )
-    figure.update_yaxes(autorange="reversed")
+    figure.update_axes("y", autorange="reversed")
     note_if_empty(
         figure,
         frame["avg_customer_sentiment"],

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from datetime import date
 
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from de_pipeline.dashboard.figures import (
     PALETTE,
@@ -19,6 +17,7 @@ from de_pipeline.dashboard.figures import (
     laid_out,
     note_if_empty,
 )
+from de_pipeline.dashboard.spec import Figure, scatter, subplots
 
 SENDER_ORDER = ("customer", "bot", "agent")
 
@@ -31,7 +30,7 @@ def sentiment_by_channel(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
     if frame.empty:
         return Chart(name, title, source, None, ("No customer messages in these days.",), wide=True)
     frame = every_day(frame, days, by="channel")
-    figure = make_subplots(
+    figure = subplots(
         rows=2,
         cols=1,
         shared_xaxes=True,
@@ -43,7 +42,7 @@ def sentiment_by_channel(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
     for color, (channel, rows) in zip(colours(len(groups)), groups):
         x, label = iso_days(rows), as_text(channel)
         figure.add_trace(
-            go.Scatter(
+            scatter(
                 x=x,
                 y=rows["avg_sentiment"].to_numpy(),
                 name=label,
@@ -57,7 +56,7 @@ def sentiment_by_channel(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
             col=1,
         )
         figure.add_trace(
-            go.Scatter(
+            scatter(
                 x=x,
                 y=rows["negative_share"].to_numpy(),
                 name=label,
@@ -71,7 +70,7 @@ def sentiment_by_channel(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
             col=1,
         )
     note_if_empty(figure, frame["avg_sentiment"], "No customer message with a sentiment in these days.", row=1, col=1)
-    figure.update_yaxes(tickformat=".0%", row=2, col=1)
+    figure.update_axes("y", tickformat=".0%", row=2, col=1)
     channels = frame["channel"].unique()
     notes: tuple[str, ...] = ()
     if len(channels) == 1:
@@ -87,12 +86,12 @@ def sentiment_by_sender(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
     if frame.empty:
         return Chart(name, title, source, None, ("No messages in these days.",))
     frame = every_day(frame, days, by="sendertype")
-    figure = go.Figure()
+    figure = Figure()
     ranked = sorted(frame["sendertype"].unique(), key=lambda s: (SENDER_ORDER.index(s) if s in SENDER_ORDER else 9, s))
     for color, sender in zip(PALETTE, ranked):
         rows = frame[frame["sendertype"] == sender]
         figure.add_trace(
-            go.Scatter(
+            scatter(
                 x=iso_days(rows),
                 y=rows["avg_sentiment"].to_numpy(),
                 name=as_text(sender),
@@ -102,6 +101,6 @@ def sentiment_by_sender(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
                 hovertemplate="%{y:.3f} (%{customdata:,} messages)",
             )
         )
-    figure.update_yaxes(title_text="mean sentiment (−1 … 1)")
+    figure.update_axes("y", title={"text": "mean sentiment (−1 … 1)"})
     note_if_empty(figure, frame["avg_sentiment"], "No message with a sentiment in these days.")
     return Chart(name, title, source, laid_out(figure, 420, hovermode="x unified", days=days))

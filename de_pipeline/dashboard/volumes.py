@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from datetime import date
 
 import pandas as pd
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from de_pipeline.dashboard.figures import (
     PALETTE,
@@ -20,6 +18,7 @@ from de_pipeline.dashboard.figures import (
     laid_out,
     note_if_empty,
 )
+from de_pipeline.dashboard.spec import Figure, bar, scatter, subplots
 
 
 def redacted_entities(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
@@ -32,12 +31,12 @@ def redacted_entities(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
     if frame.empty:
         return Chart(name, title, source, None, ("No redaction placeholder in these days.",))
     frame = every_day(frame, days, by="entity_type")
-    figure = go.Figure()
+    figure = Figure()
     totals = frame.groupby("entity_type", sort=False)["occurrences"].sum().sort_values(ascending=False)
     for color, entity in zip(colours(len(totals)), totals.index):
         rows = frame[frame["entity_type"] == entity]
         figure.add_trace(
-            go.Bar(
+            bar(
                 x=iso_days(rows),
                 y=rows["occurrences"].to_numpy(),
                 name=as_text(entity),
@@ -46,8 +45,8 @@ def redacted_entities(frame: pd.DataFrame, days: Sequence[date]) -> Chart:
                 hovertemplate="%{y:,} placeholders in %{customdata:,} messages",
             )
         )
-    figure.update_layout(barmode="stack")
-    figure.update_yaxes(title_text="placeholders")
+    figure.layout["barmode"] = "stack"
+    figure.update_axes("y", title={"text": "placeholders"})
     return Chart(name, title, source, laid_out(figure, 420, hovermode="x unified", days=days))
 
 
@@ -63,7 +62,7 @@ def data_health(frame: pd.DataFrame, last_day: date) -> Chart:
     quiet_days = [d for d, loaded in empty if loaded and d not in unexpected]
     not_loaded = [d for d, loaded in empty if not loaded]
     empty_days = [d for d, _ in empty]  # a bar of 0 is not seen: each gets a red mark
-    figure = make_subplots(
+    figure = subplots(
         rows=2,
         cols=1,
         shared_xaxes=True,
@@ -72,7 +71,7 @@ def data_health(frame: pd.DataFrame, last_day: date) -> Chart:
         subplot_titles=("messages stored (red: none)", "records rejected, by the day they arrived"),
     )
     figure.add_trace(
-        go.Bar(
+        bar(
             x=days,
             y=frame["messages"].to_numpy(),
             name="messages",
@@ -91,7 +90,7 @@ def data_health(frame: pd.DataFrame, last_day: date) -> Chart:
         "came back empty; its weekday usually has messages",
     )
     figure.add_trace(
-        go.Bar(
+        bar(
             x=days,
             y=frame["rejected"].to_numpy(),
             name="rejected",
@@ -101,7 +100,7 @@ def data_health(frame: pd.DataFrame, last_day: date) -> Chart:
         row=2,
         col=1,
     )
-    figure.update_yaxes(rangemode="tozero")
+    figure.update_axes("y", rangemode="tozero")
     note_if_empty(figure, frame["rejected"], "No rejected records in these days.", row=2, col=1, zero_is_none=True)
     notes = [
         "Duplicates dropped while loading are not stored in the warehouse: each messages partition's "
@@ -122,11 +121,11 @@ def data_health(frame: pd.DataFrame, last_day: date) -> Chart:
     return Chart(name, title, source, figure, tuple(notes), wide=True)
 
 
-def _mark_at_zero(figure: go.Figure, days: list[str], name: str, marker: dict[str, object], hover: str) -> None:
+def _mark_at_zero(figure: Figure, days: list[str], name: str, marker: dict[str, object], hover: str) -> None:
     """A marker at 0 on each of `days` in the upper plot (a bar of 0 is not seen)."""
     if days:
         figure.add_trace(
-            go.Scatter(
+            scatter(
                 x=days,
                 y=[0] * len(days),
                 name=name,
