@@ -19,7 +19,10 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /opt/dagster/app
 COPY pyproject.toml README.md ./
 COPY de_pipeline ./de_pipeline
-RUN pip install '.[deploy]'
+# the extras: `deploy` (PostgreSQL storage); a DuckLake image adds `lake` (DuckDB's extensions),
+# and for Helm's run pods `k8s`: docker build --build-arg EXTRAS=deploy,lake,k8s
+ARG EXTRAS=deploy
+RUN pip install ".[${EXTRAS}]"
 
 # the instance (PostgreSQL from DAGSTER_PG_*) and the workspace of webserver and daemon
 COPY deploy/dagster.yaml ${DAGSTER_HOME}/dagster.yaml

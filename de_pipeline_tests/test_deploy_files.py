@@ -21,6 +21,22 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_DIR = REPO_ROOT / "deploy"
 MODULE = "de_pipeline.defs.definitions"
 DAGSTER_SERVICES = ("code-server", "webserver", "daemon")
+LAKE_SERVICES = (
+    "minio",
+    "lake-bucket",
+    "lake-catalog",
+    "lake-pools",
+    "lake-code-server",
+    "lake-webserver",
+    "lake-daemon",
+)
+# deploy/.env's secrets of the lake, and the only services that may read each
+LAKE_SECRET_READERS = {
+    "LAKE_MINIO_ROOT_PASSWORD": {"minio", "lake-bucket"},
+    "LAKE_S3_SECRET_KEY": {"lake-bucket", "lake-code-server"},
+    "LAKE_PG_PASSWORD": {"lake-catalog", "lake-code-server"},
+}
+INTERPOLATED = re.compile(r"\$\{(\w+)")  # ${NAME...} in a compose value
 # What the local and the deployed instance share (deploy/dagster.yaml adds storage and launcher).
 SHARED_SETTINGS = ("concurrency", "run_monitoring", "freshness", "run_coordinator")
 PINNED = re.compile(r"^[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}$")  # name:tag@digest
@@ -85,7 +101,7 @@ def test_compose_file_follows_the_compose_specification() -> None:
 def test_compose_services_share_the_instance_and_only_the_code_server_has_the_key() -> None:
     compose = _yaml(DEPLOY_DIR / "docker-compose.yaml")
     services = compose["services"]
-    assert set(services) == {"postgres", *DAGSTER_SERVICES}
+    assert set(services) == {"postgres", *DAGSTER_SERVICES, *LAKE_SERVICES}
     read = _env_names(_yaml(DEPLOY_DIR / "dagster.yaml")) | _env_names(_yaml(DEPLOY_DIR / "workspace.yaml"))
     for name in DAGSTER_SERVICES:
         environment = services[name]["environment"]
@@ -110,19 +126,90 @@ def test_compose_services_share_the_instance_and_only_the_code_server_has_the_ke
 def test_compose_publishes_the_ui_on_loopback_only_and_pins_its_images() -> None:
     services = _yaml(DEPLOY_DIR / "docker-compose.yaml")["services"]
     # the UI has no login: on the host's loopback, for an authenticating proxy (docs/deploying.md)
-    assert services["webserver"]["ports"] == ["127.0.0.1:3000:3000"]
     published = {name: service["ports"] for name, service in services.items() if "ports" in service}
-    assert set(published) == {"webserver"}, published
+    assert published == {"webserver": ["127.0.0.1:3000:3000"], "lake-webserver": ["127.0.0.1:3000:3000"]}, published
     # images pulled from a registry are pinned by digest; the pipeline's own is built here
     pulled = {
-        name: s["image"] for name, s in services.items() if "build" not in s and s["image"] != "de-pipeline:latest"
+        name: s["image"]
+        for name, s in services.items()
+        if "build" not in s and s["image"] not in {"de-pipeline:latest", "de-pipeline-lake:latest"}
     }
-    assert pulled == {"postgres": pulled["postgres"]} and PINNED.match(pulled["postgres"]), pulled
+    assert set(pulled) == {"postgres", "minio", "lake-bucket", "lake-catalog"}, pulled
+    assert all(PINNED.match(image) for image in pulled.values()), pulled
+
+
+# ---- deploy/docker-compose.yaml, profile `lake` ------------------------------------------
+
+
+def _compose_services() -> dict[str, Any]:
+    return _yaml(DEPLOY_DIR / "docker-compose.yaml")["services"]
+
+
+def _interpolated(service: dict[str, Any]) -> set[str]:
+    """The variables of deploy/.env a service's definition takes (`${NAME}`)."""
+    return set(INTERPOLATED.findall(yaml.safe_dump(service)))
+
+
+def _env_file(name: str) -> dict[str, str]:
+    lines = (DEPLOY_DIR / name).read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_compose_lake_services_start_only_with_the_lake_profile() -> None:
+    services = _compose_services()
+    assert {name: services[name].get("profiles") for name in LAKE_SERVICES} == dict.fromkeys(LAKE_SERVICES, ["lake"])
+    # the DuckDB deployment is the other profile, the one deploy/.env starts by default
+    assert {name: services[name].get("profiles") for name in DAGSTER_SERVICES} == dict.fromkeys(
+        DAGSTER_SERVICES, ["duckdb"]
+    )
+    assert "profiles" not in services["postgres"]  # Dagster's storage, for both
+    assert _env_file(".env.example")["COMPOSE_PROFILES"] == "duckdb"
+    # a lake service waits only for services that start with it
+    for name in LAKE_SERVICES:
+        assert set(services[name].get("depends_on", {})) <= {"postgres", *LAKE_SERVICES}, name
+    # the lake's Dagster services: those of the DuckDB profile, on the lake's code server
+    for name in ("webserver", "daemon"):
+        lake = services[f"lake-{name}"]
+        assert lake["command"] == services[name]["command"], name
+        assert lake["environment"] == {**services[name]["environment"], "DAGSTER_CODE_SERVER_HOST": "lake-code-server"}
+        assert lake["depends_on"]["lake-code-server"] == {"condition": "service_healthy"}
+        assert lake["image"] == services["lake-code-server"]["image"]
+    code_server = services["lake-code-server"]
+    assert "lake" in code_server["build"]["args"]["EXTRAS"].split(",")
+    assert code_server["depends_on"]["lake-bucket"] == {"condition": "service_completed_successfully"}
+    # many runs write the lake at once: its pool gets more than one slot
+    *set_limit, pool, limit = services["lake-pools"]["command"]
+    assert set_limit == ["dagster", "instance", "concurrency", "set"] and pool == "ducklake_warehouse"
+    assert int(limit) > 1
+    assert services["lake-daemon"]["depends_on"]["lake-pools"] == {"condition": "service_completed_successfully"}
+
+
+def test_compose_lake_has_no_warehouse_volume_and_its_secrets_only_where_needed() -> None:
+    services = _compose_services()
+    for name in LAKE_SERVICES:
+        mounts = [volume.split(":")[0] for volume in services[name].get("volumes", [])]
+        assert "warehouse" not in mounts, name
+        readers = {secret for secret, allowed in LAKE_SECRET_READERS.items() if name in allowed}
+        assert _interpolated(services[name]) - {"DAGSTER_PG_PASSWORD"} == readers, name
+    for name in ("postgres", *DAGSTER_SERVICES):
+        assert not _interpolated(services[name]) & set(LAKE_SECRET_READERS), name
+    for secret in LAKE_SECRET_READERS:
+        assert _env_file(".env.example")[secret] == "", secret  # to fill in, in the git-ignored copy
+    # the lake's settings: read by its code server only, and holding no secret
+    env_files = {name: s["env_file"] for name, s in services.items() if "env_file" in s}
+    assert env_files == {"code-server": "de-pipeline.env", "lake-code-server": ["de-pipeline.env", "lake.env"]}
+    settings = _env_file("lake.env.example")
+    assert settings["DE_WAREHOUSE"].startswith("ducklake:postgres:") and "password" not in settings["DE_WAREHOUSE"]
+    assert settings["DE_LAKE_DATA_PATH"].startswith("s3://") and settings["DE_READER_COPY_PATH"] == "off"
+    assert not {"PGPASSWORD", "AWS_SECRET_ACCESS_KEY"} & set(settings), settings
+    assert {"PGPASSWORD", "AWS_SECRET_ACCESS_KEY"} <= set(services["lake-code-server"]["environment"])
+    assert "DE_DUCKDB_PATH" not in services["lake-code-server"]["environment"]
+    assert "/deploy/lake.env" in (REPO_ROOT / ".gitignore").read_text().splitlines()
 
 
 def test_dockerfile_serves_the_code_location_and_holds_no_secret() -> None:
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
-    assert "pip install '.[deploy]'" in dockerfile
+    assert "ARG EXTRAS=deploy\n" in dockerfile and 'pip install ".[${EXTRAS}]"' in dockerfile
     assert "COPY deploy/dagster.yaml ${DAGSTER_HOME}/dagster.yaml" in dockerfile
     assert "COPY deploy/workspace.yaml /opt/dagster/workspace.yaml" in dockerfile
     cmd = next(line for line in dockerfile.splitlines() if line.startswith("CMD "))
@@ -159,14 +246,47 @@ CHART_DAEMON_KEYS = {
     "runMonitoring", "runRetries", "sensors", "schedules", "schedulerName", "volumeMounts", "volumes",
     "initContainerResources",
 }  # fmt: skip
+CHART_K8S_RUN_LAUNCHER_KEYS = {
+    "image", "imagePullPolicy", "jobNamespace", "loadInclusterConfig", "kubeconfigFile", "envConfigMaps",
+    "envSecrets", "envVars", "volumeMounts", "volumes", "labels", "failPodOnRunFailure", "resources",
+    "schedulerName", "securityContext", "runK8sConfig",
+}  # fmt: skip
 CHART_POSTGRESQL_KEYS = {
     "image", "enabled", "postgresqlHost", "postgresqlUsername", "postgresqlPassword", "postgresqlDatabase",
     "postgresqlParams", "postgresqlScheme", "service",
 }  # fmt: skip
 
 
-def _helm_values() -> dict[str, Any]:
-    return _yaml(DEPLOY_DIR / "helm" / "values.yaml")
+HELM_VALUES = ("values.yaml", "values-lake.yaml")  # DuckDB, DuckLake
+
+
+def _helm_values(name: str = "values.yaml") -> dict[str, Any]:
+    return _yaml(DEPLOY_DIR / "helm" / name)
+
+
+def _run_launcher_from_helm(values: dict[str, Any]) -> dict[str, Any]:
+    """The run_launcher the chart writes (helpers/instance/_run-launcher.tpl), for the custom
+    launcher and the K8sRunLauncher; the release's namespace and service account as placeholders."""
+    launcher = values["runLauncher"]
+    if launcher["type"] == "CustomRunLauncher":
+        custom = launcher["config"]["customRunLauncher"]
+        return {k: custom[k] for k in ("module", "class", "config")}
+    assert launcher["type"] == "K8sRunLauncher", launcher["type"]
+    k8s = launcher["config"]["k8sRunLauncher"]
+    config = {
+        "load_incluster_config": k8s["loadInclusterConfig"],
+        "job_namespace": k8s.get("jobNamespace", "de-pipeline"),
+        "image_pull_policy": k8s["imagePullPolicy"],
+        "service_account_name": "de-pipeline",
+        "dagster_home": {"env": "DAGSTER_HOME"},
+        "instance_config_map": {"env": "DAGSTER_K8S_INSTANCE_CONFIG_MAP"},
+        "postgres_password_secret": {"env": "DAGSTER_K8S_PG_PASSWORD_SECRET"},
+        "env_config_maps": [{"env": "DAGSTER_K8S_PIPELINE_RUN_ENV_CONFIGMAP"}]
+        + [c["name"] for c in k8s["envConfigMaps"]],
+        **({"env_secrets": [secret["name"] for secret in k8s["envSecrets"]]} if k8s["envSecrets"] else {}),
+        **({"volumes": k8s["volumes"], "volume_mounts": k8s["volumeMounts"]} if k8s["volumes"] else {}),
+    }
+    return {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": config}
 
 
 def _instance_config_from_helm(values: dict[str, Any]) -> dict[str, Any]:
@@ -176,10 +296,9 @@ def _instance_config_from_helm(values: dict[str, Any]) -> dict[str, Any]:
     daemon, concurrency = values["dagsterDaemon"], values["concurrency"]
     monitoring = daemon["runMonitoring"]
     coordinator = daemon["runCoordinator"]["config"]["customRunCoordinator"]
-    launcher = values["runLauncher"]["config"]["customRunLauncher"]
     return {
         "run_coordinator": {k: coordinator[k] for k in ("module", "class", "config")},
-        "run_launcher": {k: launcher[k] for k in ("module", "class", "config")},
+        "run_launcher": _run_launcher_from_helm(values),
         "concurrency": {
             "pools": {
                 "default_limit": concurrency["pools"]["defaultLimit"],
@@ -199,14 +318,17 @@ def _instance_config_from_helm(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_helm_values_use_only_keys_of_the_chart() -> None:
-    values = _helm_values()
+@pytest.mark.parametrize("name", HELM_VALUES)
+def test_helm_values_use_only_keys_of_the_chart(name: str) -> None:
+    values = _helm_values(name)
     assert set(values) <= CHART_TOP_LEVEL_KEYS, set(values) - CHART_TOP_LEVEL_KEYS
     for deployment in values["dagster-user-deployments"]["deployments"]:
         assert set(deployment) <= CHART_USER_DEPLOYMENT_KEYS, set(deployment) - CHART_USER_DEPLOYMENT_KEYS
     assert set(values["dagsterDaemon"]) <= CHART_DAEMON_KEYS, set(values["dagsterDaemon"]) - CHART_DAEMON_KEYS
     assert set(values["postgresql"]) <= CHART_POSTGRESQL_KEYS, set(values["postgresql"]) - CHART_POSTGRESQL_KEYS
     assert set(values["concurrency"]) == {"enabled", "pools", "runs"}
+    k8s_launcher = values["runLauncher"]["config"].get("k8sRunLauncher", {})
+    assert set(k8s_launcher) <= CHART_K8S_RUN_LAUNCHER_KEYS, set(k8s_launcher) - CHART_K8S_RUN_LAUNCHER_KEYS
 
 
 def test_helm_values_make_the_deployed_instance(tmp_path, monkeypatch) -> None:
@@ -244,5 +366,63 @@ def test_helm_user_deployment_takes_the_key_from_a_secret() -> None:
     # Dagster's storage: the password from a Secret, never in the values
     assert "postgresqlPassword" not in values["postgresql"] and not values["generatePostgresqlPasswordSecret"]
     assert values["global"]["postgresqlSecretName"]
+    images = {values[k]["image"]["repository"] for k in ("dagsterWebserver", "dagsterDaemon")}
+    assert images == {deployment["image"]["repository"]}
+
+
+# ---- deploy/helm/values-lake.yaml ----------------------------------------------------------
+
+
+def _volumes_anywhere(values: Any) -> list[Any]:
+    """Every volume, volume mount or claim the values declare, at any depth."""
+    if isinstance(values, dict):
+        found = [v for k, v in values.items() if k in {"volumes", "volumeMounts", "persistentVolumeClaim"} and v]
+        return found + [f for v in values.values() for f in _volumes_anywhere(v)]
+    if isinstance(values, list):
+        return [f for v in values for f in _volumes_anywhere(v)]
+    return []
+
+
+def test_helm_lake_values_make_a_valid_instance_with_runs_as_jobs(tmp_path, monkeypatch) -> None:
+    values = _helm_values("values-lake.yaml")
+    rendered = _instance_config_from_helm(values)
+    validated = _validated_instance_config(tmp_path, rendered, monkeypatch)
+    assert (validated["run_launcher"]["module"], validated["run_launcher"]["class"]) == (
+        "dagster_k8s",
+        "K8sRunLauncher",
+    )
+    assert rendered["run_launcher"]["config"]["load_incluster_config"] is True
+    # the rest as the DuckDB deployment's: the queue, monitoring, freshness, telemetry
+    deployed = _yaml(DEPLOY_DIR / "dagster.yaml")
+    assert rendered["run_coordinator"] == deployed["run_coordinator"]
+    for key in ("freshness", "telemetry"):
+        assert validated[key] == deployed[key], key
+    # every pool but the lake's keeps one slot (one fetch from the API at a time); the lake's
+    # limit is set in Dagster's storage (the chart has no value for one pool), and many runs go
+    assert validated["concurrency"]["pools"] == deployed["concurrency"]["pools"]
+    assert validated["concurrency"]["runs"]["max_concurrent_runs"] > 1
+    assert (
+        "dagster instance concurrency set ducklake_warehouse" in (DEPLOY_DIR / "helm" / "values-lake.yaml").read_text()
+    )
+
+
+def test_helm_lake_values_mount_no_volume_and_take_the_credentials_from_secrets() -> None:
+    values = _helm_values("values-lake.yaml")
+    assert not _volumes_anywhere(values), _volumes_anywhere(values)
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    assert deployment["codeServerArgs"] == ["-m", MODULE]
+    # the account and the lake's credentials from Secrets; the run pods get the code server's
+    assert deployment["envSecrets"] == [{"name": "de-pipeline-api"}, {"name": "de-pipeline-lake"}]
+    assert deployment["includeConfigInLaunchedRuns"] == {"enabled": True}
+    env = deployment["env"]
+    secret_names = {"PGPASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert not secret_names & set(env) and not any(name.startswith("DE_API") for name in env), env
+    assert env["DE_WAREHOUSE"].startswith("ducklake:postgres:") and "password" not in env["DE_WAREHOUSE"]
+    assert env["DE_LAKE_DATA_PATH"].startswith("s3://") and env["DE_READER_COPY_PATH"] == "off"
+    assert "DE_DUCKDB_PATH" not in env
+    # nor in the values of the other processes
+    for name in ("dagsterDaemon", "dagsterWebserver"):
+        assert not values[name].get("envSecrets") and not values[name].get("env"), name
+    assert "postgresqlPassword" not in values["postgresql"] and not values["generatePostgresqlPasswordSecret"]
     images = {values[k]["image"]["repository"] for k in ("dagsterWebserver", "dagsterDaemon")}
     assert images == {deployment["image"]["repository"]}
