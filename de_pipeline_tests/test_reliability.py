@@ -29,7 +29,9 @@ def dumps(path: Path) -> dict[str, list]:
 
 @pytest.mark.slow
 def test_parallel_backfills_and_a_reader_equal_a_serial_run(start_simulator, monkeypatch, tmp_path):
-    simulator = start_simulator(hostile=True, messages_per_day=400, max_page_size=200)
+    # a distant server (250 ms): the reader below gets its turns while the backfills fetch,
+    # however quickly they build
+    simulator = start_simulator(hostile=True, messages_per_day=400, max_page_size=200, latency_ms=250)
     point_at(monkeypatch, simulator)
     shared = tmp_path / "parallel.duckdb"
     env = {"DE_DUCKDB_PATH": str(shared)}
