@@ -20,7 +20,10 @@ for _name in [n for n in os.environ if n.startswith(("DE_", "DAGSTER_HOME"))]:
 TEST_PROVIDER = "provider-under-test"
 # Each test file runs on one worker (pytest-xdist, --dist loadfile), in the order collected:
 # the longest files go first, so that none of them starts last and decides when the suite ends.
-LONGEST_FIRST = ("test_dates.py", "test_ui.py", "test_instance.py", "test_bi_clients.py", "test_deploy_postgres.py")
+LONGEST_FIRST = (
+    "test_ui.py", "test_deploy_postgres.py", "test_instance.py", "test_bi_clients.py", "test_bad_input.py",
+    "test_dates.py", "test_accounts.py",
+)  # fmt: skip
 
 
 # `pytest -m quick` (make test-quick), the inner loop: the client, the simulator, the settings,
