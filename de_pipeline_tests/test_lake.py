@@ -5,7 +5,8 @@ every day whole; a reader's snapshot holds still while writers commit; settings 
 one line, and no secret is ever printed.
 
 The DuckLake extensions exist for duckdb 1.5.5 only: `make test-lake` runs this file in a
-venv of its own (constraints-lake.txt); elsewhere it is skipped.
+venv of its own (constraints-lake.txt); elsewhere only its tests of settings and definitions
+run, the rest are skipped.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from de_pipeline.warehouse.connection import (
     LakeUnavailableError,
     WarehouseMissingError,
     WriteConflictError,
+    attach_lake,
     reader,
     write_conflicts_retried,
     writer,
@@ -47,14 +49,12 @@ from de_pipeline_tests.postgres import (
     running_postgres,
 )
 
-pytestmark = [pytest.mark.lake]
-if packaged_extension("ducklake") is None:
-    pytestmark.append(
-        pytest.mark.skip(
-            reason=f"no DuckLake extension installed for duckdb {duckdb.__version__}: "
-            "run `make test-lake`, which uses a duckdb 1.5.5 venv"
-        )
-    )
+pytestmark = pytest.mark.lake
+needs_ducklake = pytest.mark.skipif(
+    packaged_extension("ducklake") is None,
+    reason=f"no DuckLake extension installed for duckdb {duckdb.__version__}: "
+    "run `make test-lake`, which uses a duckdb 1.5.5 venv",
+)
 
 SEED = 7
 OTHERS = (("provider-b", "key-b-never-print-me"), ("provider-c", "key-c-never-print-me"),
@@ -63,13 +63,22 @@ ACCOUNTS = ("a", "b", "c", "d")
 S3_KEY_ID = "lake-key-id-never-print-me"
 S3_SECRET = "lake-secret-never-print-me"
 BUCKET = "lake"
+# a lake's settings, for the tests of settings (no server needed)
+SETTINGS_ENV = {
+    "DE_WAREHOUSE": "ducklake:postgres:dbname=lake host=127.0.0.1 user=de",
+    "DE_LAKE_DATA_PATH": "s3://lake/data",
+    "DE_LAKE_S3_ENDPOINT": "http://127.0.0.1:9000/",
+    "AWS_ACCESS_KEY_ID": S3_KEY_ID,
+    "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+    "PGPASSWORD": "pg-password-never-print-me",
+}
 
 
 @pytest.fixture(scope="module")
 def simulator() -> Iterator[Simulator]:
     config = SimulatorConfig(
         api_key=TEST_KEY, provider_id="provider-a", retry_after_seconds=0, seed=SEED,
-        messages_per_day=400, other_providers=OTHERS,
+        messages_per_day=200, other_providers=OTHERS,
     )  # fmt: skip
     server = Simulator(config)
     server.start()
@@ -154,7 +163,7 @@ def account_env(folder: Path, simulator: Simulator, names: tuple[str, ...]) -> d
     return api_keys() | {
         "DE_PROVIDERS_FILE": str(providers_file(folder / "providers.yaml", simulator, names)),
         "DE_DUCKDB_PATH": str(folder / "warehouse.duckdb"),
-        "DE_READER_SPILL_LIMIT": "0",
+        "DE_RUN_HISTORY": "off",  # a Dagster instance in memory: quicker, and nothing shared
     }
 
 
@@ -170,6 +179,12 @@ def account_dump(settings: WarehouseSettings, table: str, account: str) -> list[
 
 def counts(connection: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return {t.name: connection.execute(f"SELECT count(*) FROM {t.name}").fetchone()[0] for t in TABLES}  # type: ignore[index]
+
+
+@pytest.fixture(scope="module")
+def accounts_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Each account's process's folder (its archive, its providers file), for the module."""
+    return tmp_path_factory.mktemp("accounts")
 
 
 @pytest.fixture(scope="module")
@@ -190,19 +205,11 @@ def assert_equal_to_reference(settings: WarehouseSettings, reference: WarehouseS
             assert account_dump(settings, table.name, account) == expected, (account, table.name)
 
 
-def backfill_each_account_at_once(folder: Path, simulator: Simulator, env: dict[str, str]) -> None:
+def backfill_each_account_at_once(folder: Path, simulator: Simulator, env: dict[str, str], *more: str) -> None:
+    """A backfill of each account in a process of its own, all at once (`more`: its options)."""
     first, last = days()
-    processes = [
-        start_cli(
-            "backfill",
-            "--start",
-            str(first),
-            "--end",
-            str(last),
-            env=env | account_env(folder / name, simulator, (name,)),
-        )  # fmt: skip
-        for name in ACCOUNTS
-    ]
+    arguments = ("backfill", "--start", str(first), "--end", str(last), *more)
+    processes = [start_cli(*arguments, env=env | account_env(folder / name, simulator, (name,))) for name in ACCOUNTS]
     outputs = [process.communicate(timeout=300) for process in processes]
     for process, (out, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]
@@ -210,8 +217,10 @@ def backfill_each_account_at_once(folder: Path, simulator: Simulator, env: dict[
             assert secret not in out + err
 
 
+@needs_ducklake
+@pytest.mark.slow  # four processes at once, twice: about a minute on 2 cores
 def test_four_accounts_written_at_once_equal_a_duckdb_file_and_a_snapshot_holds_still(
-    simulator: Simulator, lake_env: dict[str, str], reference: WarehouseSettings, tmp_path: Path
+    simulator: Simulator, lake_env: dict[str, str], reference: WarehouseSettings, accounts_folder: Path
 ) -> None:
     settings = lake_settings(lake_env)
     with writer(settings):
@@ -220,7 +229,7 @@ def test_four_accounts_written_at_once_equal_a_duckdb_file_and_a_snapshot_holds_
         snapshot.execute("BEGIN TRANSACTION")
         before = counts(snapshot)
         assert set(before.values()) == {0}
-        backfill_each_account_at_once(tmp_path, simulator, lake_env)
+        backfill_each_account_at_once(accounts_folder, simulator, lake_env)
         assert counts(snapshot) == before  # the writers committed; the snapshot is as it was
         snapshot.execute("COMMIT")
         assert counts(snapshot)["messages"] > 0  # a new transaction sees their rows
@@ -236,18 +245,17 @@ def test_four_accounts_written_at_once_equal_a_duckdb_file_and_a_snapshot_holds_
         assert (n, k) == (expected, expected), name
 
 
-def test_a_writer_killed_mid_write_leaves_every_day_whole_and_the_rerun_completes(
-    simulator: Simulator, lake_env: dict[str, str], reference: WarehouseSettings, tmp_path: Path, s3: str
+@needs_ducklake
+@pytest.mark.slow  # four processes at once, twice: about a minute on 2 cores
+def test_a_writer_killed_mid_write_leaves_every_day_whole_and_the_rerun_at_once_completes(
+    simulator: Simulator, lake_env: dict[str, str], reference: WarehouseSettings, accounts_folder: Path, s3: str
 ) -> None:
     settings = lake_settings(lake_env)
-    with reader(settings) as connection:
-        if not connection.execute("SELECT count(*) FROM messages WHERE provider = 'b'").fetchone()[0]:  # type: ignore[index]
-            pytest.skip("needs the lake the test before wrote")
     first, last = days()
-    folder = tmp_path / "b"
-    env = lake_env | account_env(folder, simulator, ("b",))
-    # the archive, so that the rebuild below writes from the first second
-    assert run_cli("backfill", "--start", str(first), "--end", str(last), env=env).returncode == 0
+    env = lake_env | account_env(accounts_folder / "b", simulator, ("b",))
+    if not (accounts_folder / "b" / "warehouse_archive" / "b").is_dir():
+        pytest.skip("needs account b's archive, which the test before fetched")
+    # from b's archive (the test before fetched it): the rebuild writes from its first second
     objects = s3_objects(s3)
     rebuild = start_cli("backfill", "--start", str(first), "--end", str(last), "--from-archive", env=env)
     try:
@@ -268,8 +276,9 @@ def test_a_writer_killed_mid_write_leaves_every_day_whole_and_the_rerun_complete
     with reader(settings) as connection:
         loaded = dict(connection.execute("SELECT day, messages FROM loaded_days WHERE provider = 'b'").fetchall())
     assert loaded == expected
-    again = run_cli("backfill", "--start", str(first), "--end", str(last), "--from-archive", env=env)
-    assert again.returncode == 0, again.stderr[-3000:]
+    # again, every account at once: each replaces rows that are there now, so their
+    # transactions on the same tables conflict, and are run again
+    backfill_each_account_at_once(accounts_folder, simulator, lake_env, "--from-archive")
     assert_equal_to_reference(settings, reference)
 
 
@@ -292,8 +301,11 @@ def day_counts(settings: WarehouseSettings, account: str) -> dict[Any, int]:
         )
 
 
+@needs_ducklake
 def test_a_sealed_reader_reads_the_lake_and_nothing_else(lake_env: dict[str, str], tmp_path: Path) -> None:
     settings = lake_settings(lake_env)
+    with writer(settings):
+        pass  # its tables, if the tests before did not write them
     with reader(settings, sealed=True) as connection:
         assert query_frame(connection, "SELECT count(*) AS n FROM daily_overview").n[0] >= 0
         for statement in (
@@ -308,17 +320,30 @@ def test_a_sealed_reader_reads_the_lake_and_nothing_else(lake_env: dict[str, str
             with pytest.raises(QueryError):
                 query_frame(connection, statement)
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "other.duckdb").exists()
+    with reader(settings) as connection:
+        (messages,) = connection.execute("SELECT count(*) FROM messages").fetchone()  # type: ignore[misc]
+    done = run_cli("sql", "SELECT count(*) AS n FROM messages", env=lake_env)  # analysts' SQL, on the lake
+    assert done.returncode == 0 and str(messages) in done.stdout.split(), done.stderr[-2000:]
+    for secret in (S3_KEY_ID, S3_SECRET, lake_env["PGPASSWORD"]):
+        assert secret not in done.stdout + done.stderr
 
 
+@needs_ducklake
 def test_a_lake_without_tables_is_missing_and_a_wrong_one_is_one_line(
     lake_env: dict[str, str], postgres: PostgresServer
 ) -> None:
     _create_database(replace(postgres, database="empty"))
     empty = lake_env | {"DE_WAREHOUSE": lake_env["DE_WAREHOUSE"].replace("dbname=lake", "dbname=empty")}
-    with pytest.raises((WarehouseMissingError, LakeUnavailableError)) as missing:
-        with reader(lake_settings(empty)):
-            pass
-    assert "\n" not in str(missing.value) and postgres.password not in str(missing.value)
+    settings = lake_settings(empty)
+    assert settings.lake is not None
+    for _ in ("no catalog yet", "a catalog without tables"):
+        with pytest.raises(WarehouseMissingError) as missing:
+            with reader(settings):
+                pass
+        assert str(missing.value).startswith("no tables in the lake ducklake:postgres:dbname=empty ")
+        assert "\n" not in str(missing.value) and postgres.password not in str(missing.value)
+        with duckdb.connect() as connection:
+            attach_lake(connection, settings.lake, read_only=False)  # the catalog, and no table
     wrong = lake_env | {
         "DE_WAREHOUSE": lake_env["DE_WAREHOUSE"].replace(f"port={postgres.port}", f"port={free_port()}")
     }
@@ -344,27 +369,51 @@ def test_a_lake_without_tables_is_missing_and_a_wrong_one_is_one_line(
         ({"AWS_SECRET_ACCESS_KEY": ""}, "AWS_SECRET_ACCESS_KEY is not set"),
     ],
 )
-def test_a_wrong_lake_setting_is_one_line_naming_it(
-    lake_env: dict[str, str], more: dict[str, str], complaint: str
-) -> None:
+def test_a_wrong_lake_setting_is_one_line_naming_it(more: dict[str, str], complaint: str) -> None:
     with pytest.raises(SettingsError) as raised:
-        WarehouseSettings.from_env(lake_env | more)
+        WarehouseSettings.from_env(SETTINGS_ENV | more)
     message = str(raised.value)
     assert complaint in message and "\n" not in message
-    for secret in ("hunter2", S3_SECRET, lake_env["PGPASSWORD"]):
+    for secret in ("hunter2", S3_SECRET, SETTINGS_ENV["PGPASSWORD"]):
         assert secret not in message
 
 
-def test_the_cli_says_a_wrong_lake_setting_in_one_line(lake_env: dict[str, str]) -> None:
-    done = run_cli("sql", "SELECT 1", env=lake_env | {"DE_WAREHOUSE": "ducklake:postgres:dbname=lake password=hunter2"})
+def test_lake_settings_as_given_and_no_readers_copy_by_default() -> None:
+    lake = WarehouseSettings.from_env(SETTINGS_ENV)
+    assert lake.lake is not None and lake.reader_copy_path is None
+    assert lake.lake.attach_target == "ducklake:postgres:dbname=lake host=127.0.0.1 user=de"
+    assert (lake.lake.data_path, lake.lake.s3_endpoint, lake.lake.s3_region) == (
+        "s3://lake/data/", "http://127.0.0.1:9000", "us-east-1",
+    )  # fmt: skip
+    assert "DE_DUCKDB_PATH" not in lake.outputs and S3_SECRET not in repr(lake)
+    file = WarehouseSettings.from_env(SETTINGS_ENV | {"DE_WAREHOUSE": ""})
+    assert file.lake is None and file.reader_copy_path is not None
+
+
+def test_the_write_steps_share_no_pool_with_a_postgres_lake_and_one_otherwise() -> None:
+    from de_pipeline.defs.assets import WAREHOUSE_POOL
+    from de_pipeline.defs.build import DefinitionSettings, build_pipeline
+
+    def pools(environ: dict[str, str]) -> set[str | None]:
+        return {a.op.pool for a in build_pipeline(DefinitionSettings.from_env(environ)).table_assets}
+
+    assert pools(SETTINGS_ENV) == {None}
+    assert pools({}) == {WAREHOUSE_POOL}
+    assert pools({"DE_WAREHOUSE": "ducklake:/tmp/x.ducklake", "DE_LAKE_DATA_PATH": "/tmp/x"}) == {WAREHOUSE_POOL}
+
+
+def test_the_cli_says_a_wrong_lake_setting_in_one_line() -> None:
+    done = run_cli(
+        "sql", "SELECT 1", env=SETTINGS_ENV | {"DE_WAREHOUSE": "ducklake:postgres:dbname=lake password=hunter2"}
+    )
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "PGPASSWORD" in lines[0], done.stderr
     assert "hunter2" not in done.stdout + done.stderr
 
 
-def test_a_write_conflict_is_retried_then_one_line(lake_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = lake_settings(lake_env)
+def test_a_write_conflict_is_retried_then_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = WarehouseSettings.from_env(SETTINGS_ENV)
     monkeypatch.setattr("de_pipeline.warehouse.connection.time.sleep", lambda seconds: None)
     attempts: list[int] = []
 
@@ -387,6 +436,7 @@ def test_a_write_conflict_is_retried_then_one_line(lake_env: dict[str, str], mon
         write_conflicts_retried(file, always)
 
 
+@needs_ducklake
 def test_an_extension_that_cannot_load_is_named_in_one_line() -> None:
     with duckdb.connect() as connection:
         connection.execute(f"SET custom_extension_repository = 'http://127.0.0.1:{free_port()}'")

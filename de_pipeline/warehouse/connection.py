@@ -12,6 +12,7 @@ another's commit on the same table is run again whole (write_conflicts_retried).
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import time
@@ -28,6 +29,7 @@ from de_pipeline.warehouse.schema import database_tables, ensure_schema
 from de_pipeline.warehouse.settings import LAKE_ALIAS, DuckDBConfig, LakeSettings, WarehouseSettings
 
 _T = TypeVar("_T")
+_log = logging.getLogger(__name__)
 
 # A lake's transaction that conflicts with another process's commit is run this many times
 # in all, with jittered backoff, before the run fails
@@ -169,6 +171,12 @@ def write_conflicts_retried(settings: WarehouseSettings, action: Callable[[], _T
                     f"{WRITE_CONFLICT_ATTEMPTS} times ({detail}); nothing of this transaction was written, "
                     "rerun the same days"
                 ) from None
+            _log.warning(
+                "another process committed to the same table of the lake first; running the transaction "
+                "again (attempt %d of %d)",
+                attempt + 1,
+                WRITE_CONFLICT_ATTEMPTS,
+            )
         time.sleep(delay * random.uniform(0.5, 1.5))
         delay *= 2
     raise AssertionError("unreachable")
@@ -204,6 +212,8 @@ def attach_lake(connection: duckdb.DuckDBPyConnection, lake: LakeSettings, *, re
             raise
         raise LakeUnavailableError(f"could not attach {lake}: {_one_line(exc)}") from None
     except duckdb.Error as exc:
+        if read_only and "creating a new DuckLake" in str(exc):  # no writer has made its catalog yet
+            raise WarehouseMissingError(f"no tables in {lake} yet: run a backfill first") from None
         raise LakeUnavailableError(f"could not attach {lake}: {_one_line(exc)}") from None
     connection.execute(f"USE {LAKE_ALIAS}")
 
