@@ -23,9 +23,10 @@ test-quick:
 	pytest -m quick
 
 # the DuckLake tests (`lake` marker, test_lake.py) in .venv-lake: duckdb 1.5.5 and its extensions
-# (constraints-lake.txt), as the extensions exist for no later duckdb yet
+# (constraints-lake.txt), as the extensions exist for no later duckdb yet. Made once, with uv
+# when it is installed (seconds), else pip; remove .venv-lake to make it again
 test-lake:
-	test -x .venv-lake/bin/pytest || (python3 -m venv .venv-lake && .venv-lake/bin/pip install --quiet -c constraints-lake.txt -e '.[test,lake]')
+	test -x .venv-lake/bin/pytest || { if command -v uv >/dev/null; then uv venv -q -p python3 .venv-lake && VIRTUAL_ENV=$(CURDIR)/.venv-lake uv pip install -q -c constraints-lake.txt -e '.[test,lake]'; else python3 -m venv .venv-lake && .venv-lake/bin/pip install -q -c constraints-lake.txt -e '.[test,lake]'; fi; }
 	.venv-lake/bin/pytest -m lake
 
 # the ingest benchmark in its default mode (14 days of 50,000 messages; dlt too with the `bench` extra)
