@@ -250,7 +250,7 @@ def _materialise(first: date, last: date, job_name: str) -> int:
 
     settings = WarehouseSettings.from_env()
     dashboard = DashboardSettings.from_env(settings)  # a bad DE_DASHBOARD_* stops it before any fetch
-    print(f"materialising {first} .. {last} into {settings.duckdb_path}", flush=True)
+    print(f"materialising {first} .. {last} into {settings.where}", flush=True)
     run_range(
         first,
         last,
@@ -338,7 +338,7 @@ def publish_command(args: argparse.Namespace) -> int:
         print("nothing to publish: DE_READER_COPY_PATH=off")
         return 0
     published = publish_reader_copy(settings, trigger="de-pipeline publish")
-    print(published.line() if published else f"nothing to publish: no warehouse at {settings.duckdb_path} yet")
+    print(published.line() if published else f"nothing to publish: no warehouse at {settings.where} yet")
     return 0
 
 

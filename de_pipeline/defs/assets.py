@@ -39,13 +39,13 @@ from de_pipeline.defs.resources import DigitalEngagementApi, Warehouse
 from de_pipeline.ingest import empty_run_warning, fetch_days
 from de_pipeline.warehouse.aggregates import refresh_aggregate
 from de_pipeline.warehouse.checks import MESSAGE_CHECKS, CheckOutcome, message_checks, reconcile
-from de_pipeline.warehouse.connection import writer
+from de_pipeline.warehouse.connection import write_conflicts_retried, writer
 from de_pipeline.warehouse.days import DayBounds, day_bounds_table
 from de_pipeline.warehouse.empty_days import unexplained_empty_run
 from de_pipeline.warehouse.messages import load_messages
 from de_pipeline.warehouse.provenance import archive_source, claim_warehouse_source
 from de_pipeline.warehouse.schema import one_row
-from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.settings import LakeSettings, WarehouseSettings
 from de_pipeline.warehouse.summary import daily_metrics, top_rows
 from de_pipeline.warehouse.tables import DAILY_TABLES, MESSAGES, DailyTable, Table
 
@@ -61,7 +61,7 @@ def _window_text(days: list[DayBounds]) -> str:
 
 def _table_metadata(table: Table, settings: WarehouseSettings, total_rows: int) -> dict[str, str | int]:
     """Where the table lives (database.schema.table, as lineage tools read it) and its rows."""
-    return {"dagster/table_name": f"{settings.duckdb_path.stem}.main.{table.name}", "dagster/row_count": total_rows}
+    return {"dagster/table_name": f"{settings.database_name}.main.{table.name}", "dagster/row_count": total_rows}
 
 
 def _total_rows(connection: duckdb.DuckDBPyConnection, table: Table) -> int:
@@ -76,6 +76,14 @@ class GraphSettings:
     daily: DailyPartitionsDefinition
     catalog: CatalogSettings
     freshness: FreshnessPolicy
+    warehouse_pool: str | None = WAREHOUSE_POOL  # the write steps' pool (warehouse_pool); None: none
+
+
+def warehouse_pool(lake: LakeSettings | None) -> str | None:
+    """The pool of the steps that write the warehouse: one DuckDB file (or a lake whose
+    catalog is a DuckDB file) has one writer at a time, so WAREHOUSE_POOL (limit 1); a lake
+    with a PostgreSQL catalog takes many, each retrying a write conflict, so none."""
+    return None if lake is not None and lake.parallel_writers else WAREHOUSE_POOL
 
 
 @dataclass(frozen=True)
@@ -184,12 +192,12 @@ def _table_asset(
     shared: GraphSettings,
 ) -> TableAssetArguments:
     """The @asset arguments of a warehouse table: partitioned like the rest, one writer at a
-    time (the warehouse pool), in the catalog with its columns."""
+    time (the warehouse pool) unless the warehouse takes many, in the catalog with its columns."""
     return {
         "key": key,
         "partitions_def": shared.daily,
         "backfill_policy": BACKFILL_POLICY,
-        "pool": WAREHOUSE_POOL,
+        "pool": shared.warehouse_pool,
         "kinds": {"duckdb"},
         "deps": [upstream],
         "check_specs": checks,
@@ -212,12 +220,15 @@ def messages_asset(account: Account, raw: AssetsDefinition, shared: GraphSetting
         source = archive_source(settings.archive_dir)
         with writer(settings) as connection:
             if source is not None:
-                claim_warehouse_source(
-                    connection,
-                    source,
-                    account=settings.account,
-                    allow_change=settings.allow_source_change,
-                    where=str(settings.duckdb_path),
+                write_conflicts_retried(
+                    settings,
+                    lambda: claim_warehouse_source(
+                        connection,
+                        source,
+                        account=settings.account,
+                        allow_change=settings.allow_source_change,
+                        where=settings.where,
+                    ),
                 )
             load = load_messages(connection, days, settings)
             day_bounds_table(connection, days)  # the load left its last step's days in it

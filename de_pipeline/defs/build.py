@@ -17,7 +17,7 @@ from dagster import AssetsDefinition, DailyPartitionsDefinition, Definitions, in
 
 from de_pipeline.accounts import Account, accounts_from_env
 from de_pipeline.alerts import AlertSettings
-from de_pipeline.defs.assets import AccountAssets, GraphSettings, account_assets
+from de_pipeline.defs.assets import WAREHOUSE_POOL, AccountAssets, GraphSettings, account_assets, warehouse_pool
 from de_pipeline.defs.catalog import CatalogSettings
 from de_pipeline.defs.check import check_connection_job
 from de_pipeline.defs.dashboard import dashboard_asset
@@ -28,6 +28,8 @@ from de_pipeline.defs.partitions import CalendarSettings, daily_partitions
 from de_pipeline.defs.resources import bound_resources, set_resource_variables
 from de_pipeline.defs.schedules import daily_refresh_schedule
 from de_pipeline.defs.sensors import alert_sensor, free_stale_pool_slots, publish_readers_copy
+from de_pipeline.env import Env
+from de_pipeline.warehouse.settings import LakeSettings
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -42,6 +44,7 @@ class DefinitionSettings:
     alerts: AlertSettings
     accounts: tuple[Account, ...]
     resource_variables: frozenset[str]  # those set: the resources' fields bind them as EnvVar
+    warehouse_pool: str | None = WAREHOUSE_POOL  # the write steps' pool: none for a lake of many writers
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DefinitionSettings:
@@ -51,6 +54,7 @@ class DefinitionSettings:
             AlertSettings.from_env(environ),
             accounts_from_env(environ),
             set_resource_variables(environ),
+            warehouse_pool(LakeSettings.from_env(Env(environ))),
         )
 
 
@@ -88,7 +92,7 @@ def build_pipeline(settings: DefinitionSettings | None = None) -> Pipeline:
     """The definitions of `settings` (read from the environment by default)."""
     settings = settings or DefinitionSettings.from_env()
     daily = daily_partitions(settings.calendar)
-    shared = GraphSettings(daily, settings.catalog, freshness_policy(settings.calendar))
+    shared = GraphSettings(daily, settings.catalog, freshness_policy(settings.calendar), settings.warehouse_pool)
     graphs = tuple(account_assets(account, shared) for account in settings.accounts)
     raw, tables = _raw_messages(graphs), _table_assets(graphs)
     everything = all_assets_job(daily)

@@ -77,7 +77,7 @@ class TableAssetArguments(CatalogArguments):
     key: AssetKey
     partitions_def: PartitionsDefinition
     backfill_policy: BackfillPolicy
-    pool: str
+    pool: str | None
     kinds: set[str]
     deps: list[AssetsDefinition]
     check_specs: list[AssetCheckSpec]

@@ -8,7 +8,7 @@ from typing import Any
 
 import duckdb
 
-from de_pipeline.warehouse.connection import transaction
+from de_pipeline.warehouse.connection import transaction, write_conflicts_retried
 from de_pipeline.warehouse.days import in_steps
 from de_pipeline.warehouse.schema import one_row, run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
@@ -37,17 +37,21 @@ def refresh_aggregate(
         "placeholder_regex": settings.placeholder_regex,
         "label_regex": settings.label_regex,
     }
-    with transaction(connection):
-        if table.prelude is not None:
-            run_sql(connection, table.prelude, params)
-        for step in day_steps(table, first_day, last_day):
-            run_sql(connection, table.name, {**params, **step})
-        return one_row(
-            connection.execute(
-                f"SELECT count(*) FROM {table.name} WHERE {OF_THE_DAYS}",
-                {"provider": settings.account, "first_day": first_day, "last_day": last_day},
-            )
-        )[0]
+
+    def recompute() -> int:
+        with transaction(connection):
+            if table.prelude is not None:
+                run_sql(connection, table.prelude, params)
+            for step in day_steps(table, first_day, last_day):
+                run_sql(connection, table.name, {**params, **step})
+            return one_row(
+                connection.execute(
+                    f"SELECT count(*) FROM {table.name} WHERE {OF_THE_DAYS}",
+                    {"provider": settings.account, "first_day": first_day, "last_day": last_day},
+                )
+            )[0]
+
+    return write_conflicts_retried(settings, recompute)
 
 
 def day_steps(table: DailyTable, first_day: date, last_day: date) -> Iterator[dict[str, Any]]:

@@ -1,23 +1,39 @@
-"""Short-lived DuckDB connections that wait politely for the file lock.
+"""Short-lived DuckDB connections that wait politely for the file lock, or attach a lake.
 
 DuckDB lets one process hold the file read-write, or many read-only, never both. Writers
 hold their connection only for one transaction; readers open read-only and briefly. Both
 retry a lock conflict with backoff for a bounded time, then fail with one clear line.
+
+A DuckLake warehouse (DE_WAREHOUSE, docs/lake.md) is attached instead to an in-memory
+DuckDB with the same settings, and made the default database (`USE`), so that every SQL
+file runs unchanged. Many processes write it at once: a transaction that loses the race to
+another's commit on the same table is run again whole (write_conflicts_retried).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
+from de_pipeline.warehouse.extensions import load_extension, sql_string
 from de_pipeline.warehouse.files import private_spill_dir
-from de_pipeline.warehouse.schema import ensure_schema
-from de_pipeline.warehouse.settings import DuckDBConfig, WarehouseSettings
+from de_pipeline.warehouse.schema import database_tables, ensure_schema
+from de_pipeline.warehouse.settings import LAKE_ALIAS, DuckDBConfig, LakeSettings, WarehouseSettings
+
+_T = TypeVar("_T")
+_log = logging.getLogger(__name__)
+
+# A lake's transaction that conflicts with another process's commit is run this many times
+# in all, with jittered backoff, before the run fails
+WRITE_CONFLICT_ATTEMPTS = 5
 
 # DuckDB still opens the database file itself, and its temp folder (reader_spill_config):
 # with external access off it lets queries use that folder too, whatever allowed_directories says
@@ -30,6 +46,14 @@ class WarehouseBusyError(RuntimeError):
 
 class WarehouseMissingError(FileNotFoundError):
     """A reader asked for a warehouse file that does not exist yet."""
+
+
+class LakeUnavailableError(RuntimeError):
+    """The lake's catalog or its data could not be attached (the message is one line)."""
+
+
+class WriteConflictError(RuntimeError):
+    """Other processes kept committing to the same lake tables first."""
 
 
 class MemoryBudgetError(MemoryError):
@@ -75,11 +99,12 @@ def _spill_config(folder: Path | None, limit: str | None) -> DuckDBConfig:
 @contextmanager
 def writer(settings: WarehouseSettings) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection with the schema in place. Do the work in one transaction."""
-    settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+    if settings.lake is None:
+        settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
     connection = _connect(settings, read_only=False)
     try:
         with memory_budget(settings):
-            ensure_schema(connection)
+            write_conflicts_retried(settings, lambda: ensure_schema(connection, lake=settings.lake is not None))
             yield connection
     finally:
         connection.close()
@@ -94,14 +119,20 @@ def reader(settings: WarehouseSettings, *, sealed: bool = False) -> Iterator[duc
     its settings (no SET memory_limit), so the query can read the warehouse and nothing
     else. The pipeline's own readers are not sealed: they read the Parquet archive.
     """
-    if not settings.duckdb_path.exists():
+    if settings.lake is None and not settings.duckdb_path.exists():
         raise WarehouseMissingError(
             f"no warehouse at {settings.duckdb_path}: run `de-pipeline demo` or a backfill first"
         )
+    # a lake is attached first, and sealed after (DuckDB attaches nothing with external access off)
+    sealing = SEALED_CONFIG if sealed and settings.lake is None else {}
     with reader_spill_config(settings) as spill:
-        connection = _connect(settings, read_only=True, extra_config=(SEALED_CONFIG if sealed else {}) | spill)
+        connection = _connect(settings, read_only=True, extra_config=sealing | spill)
         try:
+            if settings.lake is not None and not database_tables(connection):
+                raise WarehouseMissingError(f"no tables in {settings.lake} yet: run a backfill first")
             if sealed:  # after session_defaults, which sets the time zone
+                if settings.lake is not None:
+                    _seal_lake(connection, settings.lake)
                 connection.execute("SET lock_configuration = true")
             with memory_budget(settings, reading=True):
                 yield connection
@@ -121,6 +152,110 @@ def transaction(connection: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDB
     connection.execute("COMMIT")
 
 
+def write_conflicts_retried(settings: WarehouseSettings, action: Callable[[], _T]) -> _T:
+    """`action()`, a whole transaction; with a lake, run again after a write conflict (another
+    process committed to the same table since it began: DuckLake's optimistic concurrency),
+    up to WRITE_CONFLICT_ATTEMPTS times in all, then a WriteConflictError of one line. The
+    failed COMMIT left nothing behind: each attempt replaces the days whole or not at all."""
+    delay = 0.2
+    for attempt in range(1, WRITE_CONFLICT_ATTEMPTS + 1):
+        try:
+            return action()
+        except duckdb.TransactionException as exc:
+            if settings.lake is None or "conflict" not in str(exc).lower():
+                raise
+            if attempt == WRITE_CONFLICT_ATTEMPTS:
+                detail = str(exc).splitlines()[-1]
+                raise WriteConflictError(
+                    f"other processes committed to the same tables of {settings.lake} first, "
+                    f"{WRITE_CONFLICT_ATTEMPTS} times ({detail}); nothing of this transaction was written, "
+                    "rerun the same days"
+                ) from None
+            _log.warning(
+                "another process committed to the same table of the lake first; running the transaction "
+                "again (attempt %d of %d)",
+                attempt + 1,
+                WRITE_CONFLICT_ATTEMPTS,
+            )
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _open(settings: WarehouseSettings, *, read_only: bool, config: DuckDBConfig) -> duckdb.DuckDBPyConnection:
+    """The warehouse's connection: the DuckDB file, or an in-memory DuckDB with the lake attached."""
+    if settings.lake is None:
+        return duckdb.connect(str(settings.duckdb_path), read_only=read_only, config=config)
+    connection = duckdb.connect(config=config)
+    try:
+        attach_lake(connection, settings.lake, read_only=read_only)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def attach_lake(connection: duckdb.DuckDBPyConnection, lake: LakeSettings, *, read_only: bool) -> None:
+    """Load the lake's extensions, make the S3 secret in this connection only, ATTACH the
+    lake (READ_ONLY for readers) and USE it, so that every SQL file runs unchanged."""
+    load_extension(connection, "ducklake")
+    if lake.postgres_catalog:
+        load_extension(connection, "postgres_scanner")
+    if lake.on_s3:
+        load_extension(connection, "httpfs")
+        _create_s3_secret(connection, lake)
+    options = f"DATA_PATH {sql_string(lake.data_path)}" + (", READ_ONLY" if read_only else "")
+    try:
+        connection.execute(f"ATTACH {sql_string(lake.attach_target)} AS {LAKE_ALIAS} ({options})")
+    except duckdb.IOException as exc:
+        if _is_lock_conflict(exc):  # a DuckDB-file catalog: _connect waits for its lock
+            raise
+        raise LakeUnavailableError(f"could not attach {lake}: {_one_line(exc)}") from None
+    except duckdb.Error as exc:
+        if read_only and "creating a new DuckLake" in str(exc):  # no writer has made its catalog yet
+            raise WarehouseMissingError(f"no tables in {lake} yet: run a backfill first") from None
+        raise LakeUnavailableError(f"could not attach {lake}: {_one_line(exc)}") from None
+    connection.execute(f"USE {LAKE_ALIAS}")
+
+
+def _seal_lake(connection: duckdb.DuckDBPyConnection, lake: LakeSettings) -> None:
+    """Shut a lake's reader off from every file but the lake's own Parquet files (which its
+    queries read): DuckDB attaches nothing with external access off, so this comes after the
+    ATTACH. Writing there is refused too: the lake is attached READ_ONLY, and query.py
+    refuses COPY."""
+    connection.execute("SET allowed_directories = $folders", {"folders": [lake.data_path]})
+    connection.execute("SET enable_external_access = false")
+
+
+def _create_s3_secret(connection: duckdb.DuckDBPyConnection, lake: LakeSettings) -> None:
+    """A temporary S3 secret of this connection, from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+    (and AWS_SESSION_TOKEN) in the environment, and DE_LAKE_S3_ENDPOINT; no key is ever in
+    a message."""
+    secrets = [os.environ.get(name, "") for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")]
+    key_id, secret, token = secrets
+    parts = [
+        f"TYPE s3, KEY_ID {sql_string(key_id)}, SECRET {sql_string(secret)}",
+        f"REGION {sql_string(lake.s3_region)}",
+    ]
+    if token:
+        parts.append(f"SESSION_TOKEN {sql_string(token)}")
+    if lake.s3_endpoint is not None:
+        scheme, _, host = lake.s3_endpoint.partition("://")
+        parts.append(f"ENDPOINT {sql_string(host)}, URL_STYLE 'path', USE_SSL {str(scheme == 'https').lower()}")
+    try:
+        connection.execute(f"CREATE TEMPORARY SECRET de_lake_s3 ({', '.join(parts)})")
+    except duckdb.Error as exc:
+        detail = _one_line(exc)
+        for value in secrets:
+            if value:
+                detail = detail.replace(value, "***")
+        raise LakeUnavailableError(f"could not make the S3 secret of {lake}: {detail}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 def _connect(
     settings: WarehouseSettings, *, read_only: bool, extra_config: DuckDBConfig | None = None
 ) -> duckdb.DuckDBPyConnection:
@@ -128,20 +263,16 @@ def _connect(
     delay = 0.05
     while True:
         try:
-            connection = duckdb.connect(
-                str(settings.duckdb_path),
-                read_only=read_only,
-                # in this order: DuckDB 2.0 applies them in turn, and refuses a temp_directory
-                # given before enable_external_access=false (but not after it)
-                config={**(extra_config or {}), **settings.duckdb_config},
-            )
+            # in this order: DuckDB 2.0 applies them in turn, and refuses a temp_directory
+            # given before enable_external_access=false (but not after it)
+            connection = _open(settings, read_only=read_only, config={**(extra_config or {}), **settings.duckdb_config})
         except duckdb.IOException as exc:
             if not _is_lock_conflict(exc):
                 raise
             if time.monotonic() + delay > deadline:
                 mode = "read" if read_only else "write"
                 raise WarehouseBusyError(
-                    f"the warehouse {settings.duckdb_path} is locked by another process "
+                    f"the warehouse {settings.where} is locked by another process "
                     f"(a running write?); gave up waiting to {mode} after "
                     f"{settings.lock_timeout_seconds:g}s (DE_LOCK_TIMEOUT_SECONDS)"
                 ) from None

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from de_pipeline.warehouse.connection import reader, reader_spill_config, session_defaults, transaction
+from de_pipeline.warehouse.connection import (
+    reader,
+    reader_spill_config,
+    session_defaults,
+    transaction,
+    write_conflicts_retried,
+)
 from de_pipeline.warehouse.days import DayBounds
 from de_pipeline.warehouse.messages import parse_records
 from de_pipeline.warehouse.schema import ensure_schema, one_row, run_sql
@@ -34,7 +40,7 @@ def compare_journey(
 ) -> JourneyComparison:
     """Parse the archived endpoint answer and compare it by message_key with the warehouse's
     rows of the journey, on a read-only connection (temp tables only)."""
-    if not settings.duckdb_path.exists():
+    if settings.lake is None and not settings.duckdb_path.exists():
         with (
             reader_spill_config(settings) as spill,
             duckdb.connect(config=settings.duckdb_config | spill) as connection,
@@ -105,20 +111,24 @@ def replace_journey(
     customer-session endpoint, in one transaction. Unusable records are counted, not stored
     (the day's own rebuild records them)."""
     window = _journey_window(customersessionid, days, settings)
-    with transaction(connection):
-        parse_records(connection, files, days, settings)
-        fetched, rejected = one_row(
-            connection.execute("SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL) FROM parsed")
-        )
-        # only this journey's messages, even if the server answered more
-        connection.execute(
-            "DELETE FROM parsed WHERE customersessionid IS DISTINCT FROM $csid", {"csid": customersessionid}
-        )
-        before = one_row(connection.execute(f"DELETE FROM messages WHERE {OF_THE_JOURNEY}", window))[0]
-        run_sql(connection, "messages", window)
-        stored = one_row(connection.execute(f"SELECT count(*) FROM messages WHERE {OF_THE_JOURNEY}", window))[0]
-        connection.execute("DROP TABLE parsed")
-    return JourneyReplacement(fetched=fetched, before=before, stored=stored, rejected=rejected)
+
+    def replace() -> JourneyReplacement:
+        with transaction(connection):
+            parse_records(connection, files, days, settings)
+            fetched, rejected = one_row(
+                connection.execute("SELECT count(*), count(*) FILTER (WHERE reason IS NOT NULL) FROM parsed")
+            )
+            # only this journey's messages, even if the server answered more
+            connection.execute(
+                "DELETE FROM parsed WHERE customersessionid IS DISTINCT FROM $csid", {"csid": customersessionid}
+            )
+            before = one_row(connection.execute(f"DELETE FROM messages WHERE {OF_THE_JOURNEY}", window))[0]
+            run_sql(connection, "messages", window)
+            stored = one_row(connection.execute(f"SELECT count(*) FROM messages WHERE {OF_THE_JOURNEY}", window))[0]
+            connection.execute("DROP TABLE parsed")
+        return JourneyReplacement(fetched=fetched, before=before, stored=stored, rejected=rejected)
+
+    return write_conflicts_retried(settings, replace)
 
 
 # one journey's messages of the account, inside a window

@@ -8,7 +8,7 @@ from datetime import date
 import duckdb
 
 from de_pipeline.warehouse.archive import archive_day, archive_files
-from de_pipeline.warehouse.connection import transaction
+from de_pipeline.warehouse.connection import transaction, write_conflicts_retried
 from de_pipeline.warehouse.days import DayBounds, day_bounds_table, in_steps
 from de_pipeline.warehouse.schema import one_row, run_sql
 from de_pipeline.warehouse.settings import WarehouseSettings
@@ -94,32 +94,36 @@ def load_messages(
     dates = [bounds.day for bounds in days]
     files = dict(zip(dates, archive_files(settings.archive_dir, dates), strict=True))
     span = {"provider": settings.account, "first_day": days[0].day, "last_day": days[-1].day}
-    per_day: list[MessagesDay] = []
-    with transaction(connection):
-        connection.execute(f"DELETE FROM messages WHERE {OF_THE_DAYS}", span)
-        connection.execute(f"DELETE FROM rejected_messages WHERE {ARCHIVED_ON_THE_DAYS}", span)
-        connection.execute(f"DELETE FROM loaded_days WHERE {OF_THE_DAYS}", span)
-        for first, last in in_steps(days[0].day, days[-1].day):
-            step = [bounds for bounds in days if first <= bounds.day <= last]
-            parse_records(connection, [files[bounds.day] for bounds in step], step, settings)
-            run_sql(connection, "messages", span)
-            run_sql(connection, "rejected_messages", span)
-            step_span = {**span, "first_day": first, "last_day": last}
-            step_days = [MessagesDay(*row) for row in connection.execute(DAY_COUNTS, step_span).fetchall()]
-            connection.executemany(
-                "INSERT INTO loaded_days (provider, day, messages, rejected) VALUES (?, ?, ?, ?)",
-                [(settings.account, d.day, d.stored, d.rejected) for d in step_days],
+
+    def replace_days() -> MessagesLoad:
+        per_day: list[MessagesDay] = []
+        with transaction(connection):
+            connection.execute(f"DELETE FROM messages WHERE {OF_THE_DAYS}", span)
+            connection.execute(f"DELETE FROM rejected_messages WHERE {ARCHIVED_ON_THE_DAYS}", span)
+            connection.execute(f"DELETE FROM loaded_days WHERE {OF_THE_DAYS}", span)
+            for first, last in in_steps(days[0].day, days[-1].day):
+                step = [bounds for bounds in days if first <= bounds.day <= last]
+                parse_records(connection, [files[bounds.day] for bounds in step], step, settings)
+                run_sql(connection, "messages", span)
+                run_sql(connection, "rejected_messages", span)
+                step_span = {**span, "first_day": first, "last_day": last}
+                step_days = [MessagesDay(*row) for row in connection.execute(DAY_COUNTS, step_span).fetchall()]
+                connection.executemany(
+                    "INSERT INTO loaded_days (provider, day, messages, rejected) VALUES (?, ?, ?, ?)",
+                    [(settings.account, d.day, d.stored, d.rejected) for d in step_days],
+                )
+                per_day.extend(step_days)
+                connection.execute("DROP TABLE parsed")
+            reasons = dict(
+                connection.execute(
+                    "SELECT reason, count(*) FROM rejected_messages "
+                    f"WHERE {ARCHIVED_ON_THE_DAYS} GROUP BY reason ORDER BY reason",
+                    span,
+                ).fetchall()
             )
-            per_day.extend(step_days)
-            connection.execute("DROP TABLE parsed")
-        reasons = dict(
-            connection.execute(
-                "SELECT reason, count(*) FROM rejected_messages "
-                f"WHERE {ARCHIVED_ON_THE_DAYS} GROUP BY reason ORDER BY reason",
-                span,
-            ).fetchall()
-        )
-    return MessagesLoad(per_day, reasons)
+        return MessagesLoad(per_day, reasons)
+
+    return write_conflicts_retried(settings, replace_days)
 
 
 # OF_THE_DAYS (tables.py) for rejected_messages, whose day is the archive's

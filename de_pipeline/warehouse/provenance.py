@@ -27,7 +27,12 @@ def claim_warehouse_source(
     row = connection.execute("SELECT value FROM warehouse_meta WHERE key = $key", {"key": key}).fetchone()
     what = f"the warehouse {where}" + ("" if account == DEFAULT_ACCOUNT else f" for account {account!r}")
     _check(row[0] if row else None, source, allow_change, what, "DE_DUCKDB_PATH")
-    connection.execute("INSERT OR REPLACE INTO warehouse_meta VALUES ($key, $source)", {"key": key, "source": source})
+    # no INSERT OR REPLACE: a lake's warehouse_meta has no primary key (schema.py); and a key
+    # written only when it changes leaves a lake's table alone, clear of other writers' conflicts
+    if row is None:
+        connection.execute("INSERT INTO warehouse_meta VALUES ($key, $source)", {"key": key, "source": source})
+    elif row[0] != source:
+        connection.execute("UPDATE warehouse_meta SET value = $source WHERE key = $key", {"key": key, "source": source})
 
 
 def claim_archive_source(archive_dir: Path, source: str, *, allow_change: bool) -> None:

@@ -19,14 +19,15 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
 
-from de_pipeline.warehouse.connection import WarehouseBusyError, session_defaults, writer
+from de_pipeline.warehouse.connection import WarehouseBusyError, reader, session_defaults, writer
 from de_pipeline.warehouse.files import replace_durably
 from de_pipeline.warehouse.schema import one_row, run_sql
 from de_pipeline.warehouse.settings import READERS_STORAGE_VERSION, WarehouseSettings
@@ -71,21 +72,20 @@ def publish_reader_copy(
     WarehouseBusyError; writers wait for the publish the same way.
     """
     target = settings.reader_copy_path
-    if target is None or not settings.duckdb_path.exists():
+    if target is None or (settings.lake is None and not settings.duckdb_path.exists()):
         return None
     started = time.monotonic()
     target.parent.mkdir(parents=True, exist_ok=True)
     if lock_timeout_seconds is not None:
         settings = replace(settings, lock_timeout_seconds=lock_timeout_seconds)
-    with writer(settings) as connection:
-        connection.execute("CHECKPOINT")
+    with _source(settings) as connection:
         # Under the lock no other publish of this warehouse runs: leftovers are a killed one's
         for leftover in target.parent.glob(f".{target.name}-*{_UNFINISHED_SUFFIX}*"):
             leftover.unlink(missing_ok=True)
         unfinished = target.with_name(f".{target.name}-{os.getpid()}{_UNFINISHED_SUFFIX}")
-        converted = not readable_by_older_duckdb(connection)
+        converted = settings.lake is None and not readable_by_older_duckdb(connection)
         try:
-            if converted:
+            if settings.lake is not None or converted:
                 convert_database(connection, unfinished)
             else:
                 copy_database_file(settings.duckdb_path, unfinished)
@@ -97,6 +97,19 @@ def publish_reader_copy(
             unfinished.with_name(unfinished.name + ".wal").unlink(missing_ok=True)
     seconds = time.monotonic() - started
     return Published(target, published_at, first_day, last_day, target.stat().st_size, seconds, converted)
+
+
+@contextmanager
+def _source(settings: WarehouseSettings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """What a publish copies: the DuckDB file checkpointed under the writer's lock, or a
+    lake's snapshot (a reader's: a lake's writers never wait for it)."""
+    if settings.lake is not None:
+        with reader(settings) as connection:
+            yield connection
+        return
+    with writer(settings) as connection:
+        connection.execute("CHECKPOINT")
+        yield connection
 
 
 def copy_database_file(source: Path, target: Path) -> None:
@@ -189,6 +202,6 @@ def settings_for_readers(settings: WarehouseSettings, *, live: bool = False) -> 
     if live or copy is None:
         return settings, None
     if copy.exists():
-        return replace(settings, duckdb_path=copy), None
+        return replace(settings, duckdb_path=copy, lake=None), None
     note = f"no readers' copy at {copy} yet (each successful run publishes it); reading the warehouse"
     return settings, note

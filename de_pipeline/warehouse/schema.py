@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from functools import cache
 from importlib import resources
@@ -76,20 +77,62 @@ def _add_provider_columns(connection: duckdb.DuckDBPyConnection) -> None:
         connection.execute(column_comment_sql(name, PROVIDER))
 
 
-def ensure_schema(connection: duckdb.DuckDBPyConnection) -> None:
-    """Create the registry's tables that the warehouse lacks (all of them in a new one, a
-    newly added one in an older one), then the views of schema.sql."""
-    existing = {
+def database_tables(connection: duckdb.DuckDBPyConnection) -> set[str]:
+    """The tables of the connection's default database (the DuckDB file, or the lake)."""
+    return {
         row[0]
         for row in connection.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
         ).fetchall()
     }
-    missing = [entry for entry in TABLES if entry.name not in existing]
+
+
+def ensure_schema(connection: duckdb.DuckDBPyConnection, *, lake: bool = False) -> None:
+    """Create the registry's tables that the warehouse lacks (all of them in a new one, a
+    newly added one in an older one), then the views of schema.sql.
+
+    In a lake (`lake`), what DuckLake refuses or would turn into a conflict between writers
+    is done its way (_lake_statements); connection.write_conflicts_retried runs this again
+    when another process created the same tables first."""
+    missing = [entry for entry in TABLES if entry.name not in database_tables(connection)]
     if missing:
         connection.execute("BEGIN TRANSACTION")
         for entry in missing:
             connection.execute(create_table_sql(entry))
         connection.execute("COMMIT")
     _add_provider_columns(connection)
-    run_sql(connection, "schema")
+    if lake:
+        _ensure_lake_views(connection)
+    else:
+        run_sql(connection, "schema")
+
+
+# DuckLake's differences from a DuckDB file in schema.sql: no PRIMARY KEY (nor UNIQUE, CHECK,
+# indexes); warehouse_meta's keys stay unique as provenance.py updates a key it finds
+_PRIMARY_KEY = re.compile(r"\s+PRIMARY KEY\b", re.IGNORECASE)
+SCHEMA_DIGEST_KEY = "schema_digest"
+
+
+def _lake_statements() -> tuple[str, ...]:
+    """schema.sql's statements as DuckLake takes them."""
+    return tuple(_PRIMARY_KEY.sub("", statement) for statement in _statements("schema"))
+
+
+def _ensure_lake_views(connection: duckdb.DuckDBPyConnection) -> None:
+    """schema.sql in a lake, only when it changed since it last ran there (its digest in
+    warehouse_meta): every CREATE OR REPLACE VIEW commits a new catalog version, and two
+    writers that replace one view at once conflict."""
+    digest = hashlib.sha256(sql_text("schema").encode()).hexdigest()[:16]
+    if "warehouse_meta" in database_tables(connection):
+        row = connection.execute("SELECT value FROM warehouse_meta WHERE key = $key", {"key": SCHEMA_DIGEST_KEY})
+        recorded = row.fetchone()
+        if recorded is not None and recorded[0] == digest:
+            return
+    connection.execute("BEGIN TRANSACTION")
+    for statement in _lake_statements():
+        connection.execute(statement)
+    connection.execute("DELETE FROM warehouse_meta WHERE key = $key", {"key": SCHEMA_DIGEST_KEY})
+    connection.execute(
+        "INSERT INTO warehouse_meta VALUES ($key, $digest)", {"key": SCHEMA_DIGEST_KEY, "digest": digest}
+    )
+    connection.execute("COMMIT")

@@ -50,12 +50,126 @@ DEFAULT_READER_SPILL_LIMIT = "1GiB"
 # readers' copy, a copy of the file, opens in them too (publish.py)
 READERS_STORAGE_VERSION = "v1.4.0"
 _SIZE = re.compile(r"\d+(\.\d+)?\s*[KMGT]i?B", re.IGNORECASE)
+# The name a lake is attached under (connection.py); `USE`d, so the SQL files name no database
+LAKE_ALIAS = "lake"
+DEFAULT_S3_REGION = "us-east-1"
+_LAKE_FORMS = (
+    "empty (the DuckDB file DE_DUCKDB_PATH), ducklake:postgres:<libpq key=value ...> "
+    "(e.g. ducklake:postgres:dbname=lake host=127.0.0.1 user=de) or ducklake:<path>.ducklake"
+)
 
 
 def timezone_from_env(environ: Mapping[str, str] | None = None) -> str:
     """DE_TIMEZONE: the zone whose calendar days are the partitions, the warehouse's `day`
     and the simulator's local days (default UTC)."""
     return Env(environ).timezone("DE_TIMEZONE")
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    """A DuckLake warehouse (DE_WAREHOUSE=ducklake:..., docs/lake.md): its catalog and the
+    folder or bucket of its Parquet files. No secret: DuckDB's postgres extension reads
+    PGPASSWORD itself, and the S3 keys are read from the environment when a connection
+    makes its secret (lake.py), so that no settings object holds them."""
+
+    catalog: str  # what follows `ducklake:`: `postgres:<libpq string>` or a DuckDB file's path
+    data_path: str  # DE_LAKE_DATA_PATH: a local folder (absolute) or s3://bucket/prefix/
+    s3_endpoint: str | None = None  # DE_LAKE_S3_ENDPOINT: http(s)://host:port of an S3-compatible server
+    s3_region: str = DEFAULT_S3_REGION  # AWS_REGION
+
+    @property
+    def attach_target(self) -> str:
+        """What ATTACH takes: `ducklake:<catalog>`."""
+        return f"ducklake:{self.catalog}"
+
+    @property
+    def postgres_catalog(self) -> bool:
+        return self.catalog.startswith("postgres:")
+
+    @property
+    def on_s3(self) -> bool:
+        return self.data_path.startswith("s3://")
+
+    @property
+    def parallel_writers(self) -> bool:
+        """Whether processes can write at once: a PostgreSQL catalog takes several (DuckLake
+        retries nothing itself: connection.write_conflicts_retried does); a DuckDB-file
+        catalog is one process's, as the DuckDB file is."""
+        return self.postgres_catalog
+
+    def __str__(self) -> str:  # for messages: the catalog (it holds no password) and the data
+        return f"the lake {self.attach_target} (data in {self.data_path})"
+
+    @classmethod
+    def from_env(cls, env: Env) -> LakeSettings | None:
+        """DE_WAREHOUSE and the lake's settings; None for the DuckDB file."""
+        value = env.raw("DE_WAREHOUSE")
+        if value is None:
+            return None
+        if not value.startswith("ducklake:"):
+            raise SettingsError(f"DE_WAREHOUSE={value!r} must be {_LAKE_FORMS}")
+        catalog = value.removeprefix("ducklake:")
+        if catalog.startswith("postgres:"):
+            catalog = "postgres:" + _libpq_string(catalog.removeprefix("postgres:"))
+        elif catalog.endswith(".ducklake"):
+            catalog = str(Path(catalog).expanduser().resolve())
+        else:
+            raise SettingsError(f"DE_WAREHOUSE={value!r} must be {_LAKE_FORMS}")
+        data_path = _lake_data_path(env)
+        if data_path.startswith("s3://"):
+            for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                env.required(name, f"DE_LAKE_DATA_PATH={data_path} is on S3, and the lake reads its keys from there")
+        return cls(
+            catalog=catalog,
+            data_path=data_path,
+            s3_endpoint=_s3_endpoint(env),
+            s3_region=env.text("AWS_REGION", DEFAULT_S3_REGION),
+        )
+
+
+def _libpq_string(text: str) -> str:
+    """The libpq `key=value` string of a PostgreSQL catalog, checked: pairs only, no password
+    (a secret in a setting lands in logs and process listings; libpq reads PGPASSWORD)."""
+    pairs = text.split()
+    if not pairs:
+        raise SettingsError(f"DE_WAREHOUSE=ducklake:postgres: needs a libpq connection string; must be {_LAKE_FORMS}")
+    for pair in pairs:
+        key, equals, _ = pair.partition("=")
+        if key.strip().lower() == "password":
+            raise SettingsError(
+                "DE_WAREHOUSE holds a password=: remove it and set PGPASSWORD in the environment instead"
+            )
+        if not equals or not key:
+            raise SettingsError(f"DE_WAREHOUSE: {pair!r} is not a libpq key=value pair (as in dbname=lake host=db)")
+    return " ".join(pairs)
+
+
+def _lake_data_path(env: Env) -> str:
+    """DE_LAKE_DATA_PATH: the lake's Parquet files, in a local folder (made absolute, as
+    every process must name the same one) or under s3://bucket/prefix/."""
+    value = env.required("DE_LAKE_DATA_PATH", "a DuckLake warehouse (DE_WAREHOUSE) keeps its Parquet files there")
+    if value.startswith("s3://"):
+        if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?", value):
+            raise SettingsError(f"DE_LAKE_DATA_PATH={value!r} must look like s3://bucket/prefix/")
+        return value if value.endswith("/") else value + "/"
+    if "://" in value:
+        raise SettingsError(f"DE_LAKE_DATA_PATH={value!r} must be a local folder or s3://bucket/prefix/")
+    path = Path(value).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise SettingsError(f"DE_LAKE_DATA_PATH={value} is a file, not a folder for the lake's Parquet files")
+    return str(path) + "/"
+
+
+def _s3_endpoint(env: Env) -> str | None:
+    """DE_LAKE_S3_ENDPOINT: an S3-compatible server (MinIO), as http(s)://host[:port]."""
+    value = env.raw("DE_LAKE_S3_ENDPOINT")
+    if value is None:
+        return None
+    if not re.fullmatch(r"https?://[^/\s]+/?", value):
+        raise SettingsError(
+            f"DE_LAKE_S3_ENDPOINT={value!r} must look like http://127.0.0.1:9000 or https://s3.example.com"
+        )
+    return value.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -75,6 +189,7 @@ class WarehouseSettings:
     account: str = DEFAULT_ACCOUNT  # the account whose rows a run writes (accounts.Account.warehouse_settings)
     max_staged_bytes: int = DEFAULT_MAX_STAGED_BYTES  # DE_MAX_STAGED_BYTES
     min_free_disk_bytes: int = DEFAULT_MIN_FREE_DISK_BYTES  # DE_MIN_FREE_DISK_BYTES; 0: not checked
+    lake: LakeSettings | None = None  # DE_WAREHOUSE: a DuckLake; None: the DuckDB file duckdb_path
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> WarehouseSettings:
@@ -93,9 +208,11 @@ class WarehouseSettings:
         memory_limit = env.text("DE_DUCKDB_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
         if not _SIZE.fullmatch(memory_limit):
             raise SettingsError(f"DE_DUCKDB_MEMORY_LIMIT={memory_limit!r} must look like 256MB or 2GB")
+        lake = LakeSettings.from_env(env)
         settings = cls(
             duckdb_path=duckdb_path,
-            reader_copy_path=_reader_copy_path(env, duckdb_path),
+            lake=lake,
+            reader_copy_path=_reader_copy_path(env, duckdb_path, lake),
             archive_dir=archive_dir,
             timezone=timezone_from_env(environ),
             low_confidence=env.number("DE_LOW_CONFIDENCE", 0.5, minimum=0.0, maximum=1.0),
@@ -119,9 +236,20 @@ class WarehouseSettings:
         return settings
 
     @property
+    def where(self) -> str:
+        """The warehouse, for messages: the DuckDB file, or the lake."""
+        return str(self.duckdb_path) if self.lake is None else str(self.lake)
+
+    @property
+    def database_name(self) -> str:
+        """The warehouse's database, as DuckDB names it (lineage tools read database.schema.table)."""
+        return self.duckdb_path.stem if self.lake is None else LAKE_ALIAS
+
+    @property
     def outputs(self) -> dict[str, Path]:
         """The paths the pipeline writes, by the setting that names each."""
-        outputs = {"DE_DUCKDB_PATH": self.duckdb_path, "DE_ARCHIVE_DIR": self.archive_dir}
+        outputs = {"DE_DUCKDB_PATH": self.duckdb_path} if self.lake is None else {}
+        outputs["DE_ARCHIVE_DIR"] = self.archive_dir
         if self.reader_copy_path is not None:
             outputs["DE_READER_COPY_PATH"] = self.reader_copy_path
         return outputs
@@ -186,11 +314,12 @@ def _reader_spill_limit(env: Env) -> str | None:
     return value
 
 
-def _reader_copy_path(env: Env, duckdb_path: Path) -> Path | None:
+def _reader_copy_path(env: Env, duckdb_path: Path, lake: LakeSettings | None) -> Path | None:
     """DE_READER_COPY_PATH: the readers' copy, `<warehouse>-readers.duckdb` beside the
-    warehouse by default; `off` publishes none."""
+    warehouse by default; `off` publishes none. A lake has none by default: its readers
+    attach the lake itself (docs/lake.md)."""
     default = duckdb_path.with_name(f"{duckdb_path.stem}-readers{duckdb_path.suffix}")
-    value = env.text("DE_READER_COPY_PATH", str(default))
+    value = env.text("DE_READER_COPY_PATH", "off" if lake is not None else str(default))
     if value.lower() == "off":
         return None
     path = Path(value)

@@ -18,9 +18,10 @@ SELECT
     agent,
     count(*) AS segments,
     sum(customer_messages) AS customer_messages,
-    -- each segment's mean weighted by its customer messages; fsum (Kahan) so that the
-    -- result does not depend on row order
-    fsum(avg_customer_sentiment * customer_messages)
+    -- each segment's mean weighted by its customer messages; fsum (Kahan) over the terms in
+    -- their own order, so that the result does not depend on the order the rows arrive in
+    -- (Kahan alone is not exact: duckdb 1.5's parallel aggregate changed the last digit)
+    fsum(avg_customer_sentiment * customer_messages ORDER BY avg_customer_sentiment * customer_messages)
         / nullif(sum(customer_messages) FILTER (WHERE avg_customer_sentiment IS NOT NULL), 0)
         AS avg_customer_sentiment,
     count(*) FILTER (WHERE previous_kind = 'bot') AS handoffs_received
