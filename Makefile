@@ -37,6 +37,6 @@ bench:
 # ranges allow; then constraints-lake.txt: the same pins (it starts from them), but duckdb at the
 # release the `lake` extra's DuckLake extensions require (1.5.5); needs uv (`pip install uv`)
 constraints:
-	uv pip compile --quiet pyproject.toml --extra test --extra deploy --extra bench --extra docs --python-version 3.11 --upgrade --custom-compile-command "make constraints" -o constraints.txt
+	uv pip compile --quiet pyproject.toml --extra test --extra deploy --extra k8s --extra bench --extra docs --python-version 3.11 --upgrade --custom-compile-command "make constraints" -o constraints.txt
 	grep -v '^duckdb==' constraints.txt > constraints-lake.txt
 	uv pip compile --quiet pyproject.toml --all-extras --python-version 3.11 --custom-compile-command "make constraints" -o constraints-lake.txt
