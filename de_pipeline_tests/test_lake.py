@@ -26,6 +26,8 @@ import pytest
 from de_pipeline.env import SettingsError
 from de_pipeline.simulator import Simulator, SimulatorConfig, provider_seed
 from de_pipeline.warehouse.connection import (
+    WRITE_CONFLICT_ATTEMPTS,
+    WRITE_CONFLICT_MAX_WAIT_SECONDS,
     LakeUnavailableError,
     WarehouseMissingError,
     WriteConflictError,
@@ -414,7 +416,8 @@ def test_the_cli_says_a_wrong_lake_setting_in_one_line() -> None:
 
 def test_a_write_conflict_is_retried_then_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = WarehouseSettings.from_env(SETTINGS_ENV)
-    monkeypatch.setattr("de_pipeline.warehouse.connection.time.sleep", lambda seconds: None)
+    waits: list[float] = []
+    monkeypatch.setattr("de_pipeline.warehouse.connection.time.sleep", waits.append)
     attempts: list[int] = []
 
     def conflicting() -> int:
@@ -426,11 +429,17 @@ def test_a_write_conflict_is_retried_then_one_line(monkeypatch: pytest.MonkeyPat
     assert write_conflicts_retried(settings, conflicting) == 7 and len(attempts) == 3
 
     def always() -> int:
+        attempts.append(1)
         raise duckdb.TransactionException("Failed to commit DuckLake transaction.\nTransaction conflict - x")
 
+    attempts.clear()
+    waits.clear()
     with pytest.raises(WriteConflictError) as raised:
         write_conflicts_retried(settings, always)
     assert "\n" not in str(raised.value) and "rerun the same days" in str(raised.value)
+    # bounded: so many attempts, each wait at most the cap (jittered by up to half)
+    assert len(attempts) == WRITE_CONFLICT_ATTEMPTS and len(waits) == WRITE_CONFLICT_ATTEMPTS - 1
+    assert max(waits) <= 1.5 * WRITE_CONFLICT_MAX_WAIT_SECONDS and waits[-1] > waits[0]
     file = WarehouseSettings.from_env()
     with pytest.raises(duckdb.TransactionException):  # a DuckDB file has one writer: never a conflict to retry
         write_conflicts_retried(file, always)

@@ -32,8 +32,11 @@ _T = TypeVar("_T")
 _log = logging.getLogger(__name__)
 
 # A lake's transaction that conflicts with another process's commit is run this many times
-# in all, with jittered backoff, before the run fails
-WRITE_CONFLICT_ATTEMPTS = 5
+# in all, with jittered backoff of at most WRITE_CONFLICT_MAX_WAIT_SECONDS, before the run
+# fails: a conflict is per table, so every account's step of one table races the others'
+# (4 accounts rerun at once lost 6 races), and with many accounts one step may lose often
+WRITE_CONFLICT_ATTEMPTS = 10
+WRITE_CONFLICT_MAX_WAIT_SECONDS = 5.0
 
 # DuckDB still opens the database file itself, and its temp folder (reader_spill_config):
 # with external access off it lets queries use that folder too, whatever allowed_directories says
@@ -178,7 +181,7 @@ def write_conflicts_retried(settings: WarehouseSettings, action: Callable[[], _T
                 WRITE_CONFLICT_ATTEMPTS,
             )
         time.sleep(delay * random.uniform(0.5, 1.5))
-        delay *= 2
+        delay = min(delay * 2, WRITE_CONFLICT_MAX_WAIT_SECONDS)
     raise AssertionError("unreachable")
 
 
