@@ -50,6 +50,7 @@ from de_pipeline_tests.postgres import (
     check_postgres_available,
     running_postgres,
 )
+from de_pipeline_tests.test_queries import LAKE_RECIPE, ROOT, SQL_BLOCK
 
 pytestmark = pytest.mark.lake
 needs_ducklake = pytest.mark.skipif(
@@ -328,6 +329,36 @@ def test_a_sealed_reader_reads_the_lake_and_nothing_else(lake_env: dict[str, str
     assert done.returncode == 0 and str(messages) in done.stdout.split(), done.stderr[-2000:]
     for secret in (S3_KEY_ID, S3_SECRET, lake_env["PGPASSWORD"]):
         assert secret not in done.stdout + done.stderr
+
+
+@needs_ducklake
+def test_the_docs_recipe_for_the_duckdb_cli_reads_the_lake_read_only(lake_env: dict[str, str]) -> None:
+    """docs/lake.md's DuckDB CLI recipe, with this lake's host, keys and bucket for its
+    placeholders (and moto's endpoint), attaches the lake, reads it, and cannot write it."""
+    (recipe,) = [block for block in SQL_BLOCK.findall((ROOT / "docs" / "lake.md").read_text()) if LAKE_RECIPE in block]
+    catalog = lake_env["DE_WAREHOUSE"].removeprefix("ducklake:postgres:")
+    endpoint = lake_env["DE_LAKE_S3_ENDPOINT"].removeprefix("http://")
+    for placeholder, value in {
+        "KEY_ID '...'": f"KEY_ID '{S3_KEY_ID}'",
+        "SECRET '...'": f"SECRET '{S3_SECRET}'",
+        "REGION 'eu-west-1'": f"REGION 'us-east-1', ENDPOINT '{endpoint}', URL_STYLE 'path', USE_SSL false",
+        "dbname=lake host=db.example.com user=reader": catalog,
+        "s3://my-bucket/lake/": lake_env["DE_LAKE_DATA_PATH"],
+    }.items():
+        assert placeholder in recipe, placeholder
+        recipe = recipe.replace(placeholder, value)
+    settings = lake_settings(lake_env)
+    with writer(settings):
+        pass  # its tables, if the tests before did not write them
+    with duckdb.connect() as connection:
+        for extension in ("ducklake", "postgres_scanner", "httpfs"):  # the recipe's INSTALLs, offline
+            load_extension(connection, extension)
+        *setup, last = [statement for statement in recipe.split(";") if statement.strip()]
+        for statement in setup:
+            connection.execute(statement)
+        assert connection.execute(last).description is not None
+        with pytest.raises(duckdb.Error, match="read-only|read only"):
+            connection.execute("DELETE FROM messages")
 
 
 @needs_ducklake
