@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import date, timedelta
 from pathlib import Path
@@ -166,15 +167,13 @@ def run_cli(
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
-def kill_when_staged(process: subprocess.Popen, archive_dir: Path, pages: int, timeout: float) -> None:
-    """SIGKILL `process` once its fetch has staged `pages` pages in `archive_dir` (bounded wait)."""
+def kill_when(process: subprocess.Popen, ready: Callable[[], bool], waiting_for: str, timeout: float) -> None:
+    """SIGKILL `process` once `ready()` (bounded wait: `waiting_for` names what never came)."""
     deadline = time.monotonic() + timeout
     try:
-        # staged-*.json as they arrive, page-*.json once their day is in: a fast writer turns
-        # a day's pages into its Parquet file before 20 of them stand as page-*.json at once
-        while len(list(archive_dir.glob(".staging-*/*.json"))) < pages:
+        while not ready():
             assert process.poll() is None, process.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, f"the fetch never staged {pages} pages"
+            assert time.monotonic() < deadline, f"never {waiting_for}"
             time.sleep(0.02)
         os.kill(process.pid, signal.SIGKILL)
     finally:
@@ -182,6 +181,18 @@ def kill_when_staged(process: subprocess.Popen, archive_dir: Path, pages: int, t
             process.kill()
         process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL
+
+
+def kill_when_staged(process: subprocess.Popen, archive_dir: Path, pages: int, timeout: float) -> None:
+    """SIGKILL `process` once its fetch has staged `pages` pages in `archive_dir` (bounded wait)."""
+    # staged-*.json as they arrive, page-*.json once their day is in: a fast writer turns
+    # a day's pages into its Parquet file before 20 of them stand as page-*.json at once
+    kill_when(
+        process,
+        lambda: len(list(archive_dir.glob(".staging-*/*.json"))) >= pages,
+        f"the fetch staged {pages} pages",
+        timeout,
+    )
 
 
 def overlap(one: tuple[float, float], other: tuple[float, float]) -> bool:

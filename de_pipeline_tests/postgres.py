@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from de_pipeline_tests.dagster_dev import free_port
 
 START_TIMEOUT_SECONDS = 60
@@ -159,3 +161,14 @@ def _create_database(server: PostgresServer) -> None:
             cursor.execute(f'CREATE DATABASE "{server.database}"')
     finally:
         connection.close()
+
+
+@contextmanager
+def postgres_or_skip(**options: str) -> Iterator[PostgresServer]:
+    """running_postgres(**options); without Debian's PostgreSQL, the test skipped with the reason."""
+    try:
+        check_postgres_available()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    with running_postgres(**options) as server:
+        yield server

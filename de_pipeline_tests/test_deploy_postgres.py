@@ -35,7 +35,7 @@ from de_pipeline_tests.backfills import (
 from de_pipeline_tests.conftest import TEST_KEY, TEST_PROVIDER
 from de_pipeline_tests.dagster_dev import WORKSPACE_QUERY, DagsterServices, dagster_home_env, skip_under_libfaketime
 from de_pipeline_tests.helpers import dump, run_cli
-from de_pipeline_tests.postgres import PostgresServer, PostgresUnavailable, check_postgres_available, running_postgres
+from de_pipeline_tests.postgres import PostgresServer, postgres_or_skip
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_DIR = REPO_ROOT / "deploy"
@@ -50,11 +50,7 @@ pytestmark = [pytest.mark.ui, pytest.mark.slow, pytest.mark.timeout(15 * 60)]
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
-    try:
-        check_postgres_available()
-    except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
-    with running_postgres() as server:
+    with postgres_or_skip() as server:
         yield server
 
 

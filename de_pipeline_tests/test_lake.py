@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -42,13 +40,11 @@ from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import TABLES
 from de_pipeline_tests.conftest import TEST_KEY
 from de_pipeline_tests.dagster_dev import free_port
-from de_pipeline_tests.helpers import recent_days, run_cli, served, start_cli, unique_messages
+from de_pipeline_tests.helpers import kill_when, recent_days, run_cli, served, start_cli, unique_messages
 from de_pipeline_tests.postgres import (
     PostgresServer,
-    PostgresUnavailable,
     _create_database,
-    check_postgres_available,
-    running_postgres,
+    postgres_or_skip,
 )
 from de_pipeline_tests.test_queries import LAKE_RECIPE, ROOT, SQL_BLOCK
 
@@ -91,11 +87,7 @@ def simulator() -> Iterator[Simulator]:
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
-    try:
-        check_postgres_available()
-    except PostgresUnavailable as exc:
-        pytest.skip(str(exc))
-    with running_postgres(database="lake", user="de") as server:
+    with postgres_or_skip(database="lake", user="de") as server:
         yield server
 
 
@@ -261,18 +253,8 @@ def test_a_writer_killed_mid_write_leaves_every_day_whole_and_the_rerun_at_once_
     # from b's archive (the test before fetched it): the rebuild writes from its first second
     objects = s3_objects(s3)
     rebuild = start_cli("backfill", "--start", str(first), "--end", str(last), "--from-archive", env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while s3_objects(s3) <= objects:  # the rebuild's first Parquet file: it is writing
-            assert rebuild.poll() is None, rebuild.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "the rebuild wrote nothing"
-            time.sleep(0.05)
-        os.kill(rebuild.pid, signal.SIGKILL)
-    finally:
-        if rebuild.poll() is None:
-            rebuild.kill()
-        rebuild.communicate(timeout=60)
-    assert rebuild.returncode == -signal.SIGKILL
+    # the rebuild's first Parquet file: it is writing
+    kill_when(rebuild, lambda: s3_objects(s3) > objects, "the rebuild wrote a file", timeout=120)
 
     expected = day_counts(reference, "b")
     assert day_counts(settings, "b") == expected  # each day old or new, never half: both hold these
