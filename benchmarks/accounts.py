@@ -166,17 +166,24 @@ def print_table(args: argparse.Namespace, modes: list[Mode]) -> None:
     )
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--accounts", type=int, default=4)
-    parser.add_argument("--days", type=int, default=3)
-    parser.add_argument("--per-day", type=int, default=5000, help="messages a day of each account")
+def argument_parser(description: str, *, accounts: int, days: int, per_day: int) -> argparse.ArgumentParser:
+    """The options of the accounts and of the simulator (what start_simulator and
+    child_environment read), with these defaults; also used by benchmarks/lake.py."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--accounts", type=int, default=accounts)
+    parser.add_argument("--days", type=int, default=days)
+    parser.add_argument("--per-day", type=int, default=per_day, help="messages a day of each account")
     parser.add_argument("--latency-ms", type=int, default=250)
     parser.add_argument("--rate-limit", type=int, default=20, help="requests a second of each key (0: none)")
     parser.add_argument("--page-size", type=int, default=MAX_PAGE_SIZE, help=f"DE_PAGE_SIZE (at most {MAX_PAGE_SIZE})")
     parser.add_argument("--in-flight", type=int, default=0, help="DE_MAX_IN_FLIGHT (default: the pipeline's)")
-    parser.add_argument("--parallel", default="", help="DE_MAX_PARALLEL_ACCOUNTS values, comma-separated (1,N)")
     parser.add_argument("--workdir", help="keep the warehouses and logs here (default: a temporary folder)")
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argument_parser(__doc__.split("\n\n")[0], accounts=4, days=3, per_day=5000)
+    parser.add_argument("--parallel", default="", help="DE_MAX_PARALLEL_ACCOUNTS values, comma-separated (1,N)")
     args = parser.parse_args(argv)
     args.parallel = [int(v) for v in (args.parallel or f"1,{args.accounts}").split(",")]
     return args

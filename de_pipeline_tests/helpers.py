@@ -133,13 +133,27 @@ def query(sql: str, path: str | Path | None = None) -> pd.DataFrame:
         return connection.execute(sql).df()
 
 
+def dump_sql(connection: duckdb.DuckDBPyConnection, name: str, *, where: str = "", signed_zero: bool = True) -> str:
+    """The query of an ordered dump of table `name`, every column as text but the fetch time,
+    for byte-for-byte comparison; `where` (a WHERE clause) narrows it, e.g. to one account.
+    With signed_zero=False a float's -0.0 is dumped as 0.0 (adding 0.0 clears its sign): a
+    lake gives back 0.0 where a DuckDB file keeps -0.0, an equal value."""
+    columns = connection.execute(f"DESCRIBE {name}").fetchall()
+    kept = ", ".join(
+        f'CAST("{c}" + 0.0 AS VARCHAR)'
+        if not signed_zero and kind in ("DOUBLE", "FLOAT")
+        else f'CAST("{c}" AS VARCHAR)'
+        for c, kind, *_ in columns
+        if c != "fetched_at"
+    )
+    return f"SELECT {kept} FROM {name} {where} ORDER BY ALL"
+
+
 def dump(name: str, path: str | Path | None = None) -> list[tuple[Any, ...]]:
     """An ordered dump of a table of `path` (default: DE_DUCKDB_PATH) without the fetch time,
     for byte-for-byte comparison."""
     with reading(path) as connection:
-        columns = [row[0] for row in connection.execute(f"DESCRIBE {name}").fetchall()]
-        kept = ", ".join(f'CAST("{c}" AS VARCHAR)' for c in columns if c != "fetched_at")
-        return connection.execute(f"SELECT {kept} FROM {name} ORDER BY ALL").fetchall()
+        return connection.execute(dump_sql(connection, name)).fetchall()
 
 
 def start_cli(*args: str, env: dict[str, str] | None = None, **popen: Any) -> subprocess.Popen:

@@ -11,7 +11,6 @@ run, the rest are skipped.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from dataclasses import replace
@@ -40,12 +39,13 @@ from de_pipeline.warehouse.settings import WarehouseSettings
 from de_pipeline.warehouse.tables import TABLES
 from de_pipeline_tests.conftest import TEST_KEY
 from de_pipeline_tests.dagster_dev import free_port
-from de_pipeline_tests.helpers import kill_when, recent_days, run_cli, served, start_cli, unique_messages
+from de_pipeline_tests.helpers import dump_sql, kill_when, recent_days, run_cli, served, start_cli, unique_messages
 from de_pipeline_tests.postgres import (
     PostgresServer,
     _create_database,
     postgres_or_skip,
 )
+from de_pipeline_tests.s3 import running_s3, s3_client
 from de_pipeline_tests.test_queries import LAKE_RECIPE, ROOT, SQL_BLOCK
 
 pytestmark = pytest.mark.lake
@@ -94,21 +94,8 @@ def postgres() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="module")
 def s3() -> Iterator[str]:
     """An S3-compatible server (moto) on 127.0.0.1 with the bucket `lake`; its endpoint."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET,
-        region_name="us-east-1",
-    )  # fmt: skip
-    client.create_bucket(Bucket=BUCKET)
-    yield endpoint
-    server.stop()
+    with running_s3(BUCKET, S3_KEY_ID, S3_SECRET) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")
@@ -165,11 +152,7 @@ def account_env(folder: Path, simulator: Simulator, names: tuple[str, ...]) -> d
 def account_dump(settings: WarehouseSettings, table: str, account: str) -> list[tuple[Any, ...]]:
     """An account's rows of a table, ordered, without the fetch time."""
     with reader(settings) as connection:
-        columns = [row[0] for row in connection.execute(f"DESCRIBE {table}").fetchall()]
-        kept = ", ".join(f'CAST("{c}" AS VARCHAR)' for c in columns if c != "fetched_at")
-        return connection.execute(
-            f"SELECT {kept} FROM {table} WHERE provider = $p ORDER BY ALL", {"p": account}
-        ).fetchall()
+        return connection.execute(dump_sql(connection, table, where="WHERE provider = $p"), {"p": account}).fetchall()
 
 
 def counts(connection: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -268,12 +251,7 @@ def test_a_writer_killed_mid_write_leaves_every_day_whole_and_the_rerun_at_once_
 
 
 def s3_objects(endpoint: str) -> int:
-    import boto3
-
-    client = boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id=S3_KEY_ID, aws_secret_access_key=S3_SECRET,
-        region_name="us-east-1",
-    )  # fmt: skip
+    client = s3_client(endpoint, S3_KEY_ID, S3_SECRET)
     return sum(page.get("KeyCount", 0) for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET))
 
 
