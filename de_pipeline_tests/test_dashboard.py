@@ -104,25 +104,23 @@ def test_the_dashboard_comes_after_every_daily_table_in_both_jobs():
 def test_loading_the_definitions_leaves_pandas_and_plotly_to_the_step_that_draws():
     # every run's process loads the definitions (each step's in the UI, each week of a
     # backfill): pandas, numpy and pyarrow add 40-75 MiB to its peak, before DuckDB's budget
-    loaded = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c",
-         "import sys, de_pipeline.defs.definitions as d, de_pipeline.defs.runner, de_pipeline.cli; d.defs(); "
-         "print(' '.join(m for m in ('pandas', 'numpy', 'pyarrow', 'plotly') if m in sys.modules))"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    assert loaded == []
+    code = "import de_pipeline.defs.definitions as d, de_pipeline.defs.runner, de_pipeline.cli; d.defs()"
+    assert modules_loaded_after(code, ("pandas", "numpy", "pyarrow", "plotly")) == []
 
 
 def test_drawing_the_dashboard_leaves_plotlys_graph_objects_unloaded():
     # plotly's figure objects validate each change and copy their template: about a second
     # per dashboard for JSON the page only embeds; the figures are plain plotly.js dicts
-    loaded = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c",
-         "import sys, de_pipeline.dashboard.build, de_pipeline.dashboard.page as p; p.get_plotlyjs(); "
-         "print(' '.join(m for m in ('plotly.graph_objects', 'plotly.subplots', 'plotly.io') if m in sys.modules))"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
-    assert loaded == []
+    code = "import de_pipeline.dashboard.build, de_pipeline.dashboard.page as p; p.get_plotlyjs()"
+    assert modules_loaded_after(code, ("plotly.graph_objects", "plotly.subplots", "plotly.io")) == []
+
+
+def modules_loaded_after(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of `modules` a fresh Python process has loaded after running `code`."""
+    probe = f"import sys\n{code}\nprint(' '.join(m for m in {modules!r} if m in sys.modules))"
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
 
 
 def test_a_figures_json_is_strict_json_with_null_where_a_number_is_missing():
