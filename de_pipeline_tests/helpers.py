@@ -93,13 +93,20 @@ def usable(records: list[Any]) -> list[dict[str, Any]]:
 
 
 def identity(record: dict[str, Any]) -> tuple[Any, ...]:
+    """A message's identity, from a raw record or a stored row: missing, null, empty and a
+    pandas NaN (a NULL read back) are all one blank, as the pipeline stores '' as NULL."""
+
+    def text(name: str) -> Any:
+        value = record.get(name)
+        return "" if value is None or value != value else value  # NaN is the one value unequal to itself
+
     return (
-        record.get("customersessionid") or "",
-        record.get("sessionid") or "",
+        text("customersessionid"),
+        text("sessionid"),
         epoch_ms(record["ts"]),
-        record.get("sendertype") or "",
-        record.get("sendername") or "",
-        record.get("text") or "",
+        text("sendertype"),
+        text("sendername"),
+        text("text"),
     )
 
 

@@ -35,6 +35,7 @@ from de_pipeline_tests.test_api_client import TRICKY_KEY, assert_secret_free, en
 PARTNER = "partner-42"
 SESSION_IN_PATH = CUSTOMER_SESSION_PATH + "/{customersessionid}"
 SMALL = {"messages_per_day": 40, "max_page_size": 15}  # a few pages a day, so the page cap shows
+PLACEHOLDER = r"\[[A-Z]+\]|<[A-Z]+>"  # a label the capture keeps, as the article writes it
 CONNECTION = {"DE_API_BASE_URL", "DE_PROVIDER_ID"}  # written for a real server, whatever its forms
 
 
@@ -162,9 +163,13 @@ def test_a_replayed_capture_gives_the_same_settings(start_simulator, monkeypatch
     capture_text = (capture_dir / CAPTURE_FILE).read_text()
     for identity, message in recorded.items():
         original = held[identity]["text"]
+        placeholders = re.findall(PLACEHOLDER, original)
         assert len(message["text"]) == len(original)
-        assert re.sub(r"[^\W_]", "x", original) != original and original not in capture_text
-        for placeholder in re.findall(r"\[[A-Z]+\]|<[A-Z]+>", original):
+        if re.search(r"[^\W_]", re.sub(PLACEHOLDER, "", original)):  # letters to blank
+            assert message["text"] != original
+        if len(original) >= 12:  # a short text ("4", "ok") may be found in the capture by chance
+            assert original not in capture_text
+        for placeholder in placeholders:
             assert placeholder in message["text"]
 
     # served again by `de-pipeline simulate --replay`, check finds the same settings
