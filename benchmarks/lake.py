@@ -99,9 +99,8 @@ class Mode:
 
 def run_backfills(envs: Sequence[tuple[Path, dict[str, str]]], days: list[date]) -> tuple[float, list[Child]]:
     """`de-pipeline backfill` of `days` in a process per (folder, environment), all at once,
-    each in its folder (as on machines of their own: an in-memory DuckDB spills to `.tmp` in
-    the working folder): the wall seconds until the last ends, and each one's usage (os.wait4
-    on that one child)."""
+    each in its folder (its logs; as on machines of their own): the wall seconds until the
+    last ends, and each one's usage (os.wait4 on that one child)."""
     command = [sys.executable, "-m", "de_pipeline.cli", "backfill", "--start", str(days[0]), "--end", str(days[-1])]
     started = time.perf_counter()
     processes = []

@@ -12,6 +12,7 @@ run, the rest are skipped.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -347,6 +348,23 @@ def test_a_lake_without_tables_is_missing_and_a_wrong_one_is_one_line(
     assert "\n" not in message and "could not attach the lake ducklake:postgres:" in message
     for secret in (postgres.password, S3_KEY_ID, S3_SECRET):
         assert secret not in message
+
+
+@needs_ducklake
+def test_a_lake_writer_spills_to_a_private_folder_not_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # writers started in one folder once shared its `.tmp`
+    local = {"DE_WAREHOUSE": f"ducklake:{tmp_path / 'catalog.ducklake'}", "DE_LAKE_DATA_PATH": str(tmp_path / "data")}
+    settings = WarehouseSettings.from_env(dict(os.environ) | local | {"DE_DUCKDB_PATH": str(tmp_path / "w.duckdb")})
+    folders = []
+    for _ in range(2):
+        with writer(settings) as connection:
+            (folder,) = connection.execute("SELECT current_setting('temp_directory')").fetchone()  # type: ignore[misc]
+            assert Path(folder).is_dir() and Path(folder).parent == Path(tempfile.gettempdir())
+            folders.append(folder)
+        assert not Path(folder).exists()  # removed with the connection
+    assert folders[0] != folders[1] and not (tmp_path / ".tmp").exists()
 
 
 @pytest.mark.parametrize(

@@ -104,13 +104,27 @@ def writer(settings: WarehouseSettings) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection with the schema in place. Do the work in one transaction."""
     if settings.lake is None:
         settings.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-    connection = _connect(settings, read_only=False)
-    try:
-        with memory_budget(settings):
-            write_conflicts_retried(settings, lambda: ensure_schema(connection, lake=settings.lake is not None))
-            yield connection
-    finally:
-        connection.close()
+    with _writer_spill_config(settings) as spill:
+        connection = _connect(settings, read_only=False, extra_config=spill)
+        try:
+            with memory_budget(settings):
+                write_conflicts_retried(settings, lambda: ensure_schema(connection, lake=settings.lake is not None))
+                yield connection
+        finally:
+            connection.close()
+
+
+@contextmanager
+def _writer_spill_config(settings: WarehouseSettings) -> Iterator[DuckDBConfig]:
+    """Where a writer spills: beside a DuckDB file (`<file>.tmp`, one writer at a time), and
+    for a lake's in-memory DuckDB a private folder of this process, not `.tmp` in the working
+    folder, which writers started in one folder shared (one removed another's spill file
+    mid-transaction, and one crashed)."""
+    if settings.lake is None:
+        yield {}
+        return
+    with private_spill_dir() as folder:
+        yield {"temp_directory": str(folder)}
 
 
 @contextmanager
