@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +37,7 @@ from de_pipeline.warehouse.connection import (
 )
 from de_pipeline.warehouse.extensions import ExtensionError, load_extension, packaged_extension
 from de_pipeline.warehouse.query import QueryError, query_frame
-from de_pipeline.warehouse.settings import WarehouseSettings
+from de_pipeline.warehouse.settings import LakeSettings, WarehouseSettings
 from de_pipeline.warehouse.tables import TABLES
 from de_pipeline_tests.conftest import TEST_KEY
 from de_pipeline_tests.dagster_dev import free_port
@@ -348,6 +349,45 @@ def test_a_lake_without_tables_is_missing_and_a_wrong_one_is_one_line(
     assert "\n" not in message and "could not attach the lake ducklake:postgres:" in message
     for secret in (postgres.password, S3_KEY_ID, S3_SECRET):
         assert secret not in message
+
+
+def attach_at_once(lake: LakeSettings, writers: int) -> list[BaseException]:
+    """`writers` threads that ATTACH the lake at the same moment; what each raised."""
+    start = threading.Barrier(writers)
+    failures: list[BaseException] = []
+
+    def attach() -> None:
+        with duckdb.connect() as connection:
+            start.wait()
+            try:
+                attach_lake(connection, lake, read_only=False)
+            except BaseException as exc:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=attach) for _ in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return failures
+
+
+@needs_ducklake
+def test_writers_starting_at_once_on_a_new_lake_all_attach(
+    lake_env: dict[str, str], postgres: PostgresServer, tmp_path: Path
+) -> None:
+    writers = 4
+    for round_ in range(3):  # the race to create the catalog is lost by some, not always the same
+        database = f"race{round_}"
+        _create_database(replace(postgres, database=database))
+        new = lake_env | {
+            "DE_WAREHOUSE": lake_env["DE_WAREHOUSE"].replace("dbname=lake", f"dbname={database}"),
+            "DE_LAKE_DATA_PATH": str(tmp_path / database),
+        }
+        lake = lake_settings(new).lake
+        assert lake is not None
+        failures = attach_at_once(lake, writers)
+        assert not failures, failures
 
 
 @needs_ducklake

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -37,6 +38,8 @@ _log = logging.getLogger(__name__)
 # (4 accounts rerun at once lost 6 races), and with many accounts one step may lose often
 WRITE_CONFLICT_ATTEMPTS = 10
 WRITE_CONFLICT_MAX_WAIT_SECONDS = 5.0
+# writers that start together on a new lake race to create its catalog (one wins, at once)
+CATALOG_RACE_ATTEMPTS = 5
 
 # DuckDB still opens the database file itself, and its temp folder (reader_spill_config):
 # with external access off it lets queries use that folder too, whatever allowed_directories says
@@ -221,9 +224,8 @@ def attach_lake(connection: duckdb.DuckDBPyConnection, lake: LakeSettings, *, re
     if lake.on_s3:
         load_extension(connection, "httpfs")
         _create_s3_secret(connection, lake)
-    options = f"DATA_PATH {sql_string(lake.data_path)}" + (", READ_ONLY" if read_only else "")
     try:
-        connection.execute(f"ATTACH {sql_string(lake.attach_target)} AS {LAKE_ALIAS} ({options})")
+        _attach_racing_new_catalog(connection, lake, read_only=read_only)
     except duckdb.IOException as exc:
         if _is_lock_conflict(exc):  # a DuckDB-file catalog: _connect waits for its lock
             raise
@@ -233,6 +235,23 @@ def attach_lake(connection: duckdb.DuckDBPyConnection, lake: LakeSettings, *, re
             raise WarehouseMissingError(f"no tables in {lake} yet: run a backfill first") from None
         raise LakeUnavailableError(f"could not attach {lake}: {_one_line(exc)}") from None
     connection.execute(f"USE {LAKE_ALIAS}")
+
+
+def _attach_racing_new_catalog(connection: duckdb.DuckDBPyConnection, lake: LakeSettings, *, read_only: bool) -> None:
+    """ATTACH the lake. The first writer of a new lake creates its catalog's tables; writers
+    that start at once race to, and the losers' ATTACH fails ("already exists"): the catalog
+    is there by then, so they attach again, a few times at most."""
+    options = f"DATA_PATH {sql_string(lake.data_path)}" + (", READ_ONLY" if read_only else "")
+    for attempt in range(1, CATALOG_RACE_ATTEMPTS + 1):
+        try:
+            connection.execute(f"ATTACH {sql_string(lake.attach_target)} AS {LAKE_ALIAS} ({options})")
+            return
+        except duckdb.Error as exc:
+            lost_the_race = "initialize DuckLake" in str(exc) and re.search(r"already exists|duplicate key", str(exc))
+            if not lost_the_race or attempt == CATALOG_RACE_ATTEMPTS:
+                raise
+            _log.info("another writer was creating the lake's catalog; attaching again")
+            time.sleep(0.2 * attempt * random.uniform(0.5, 1.5))
 
 
 def _seal_lake(connection: duckdb.DuckDBPyConnection, lake: LakeSettings) -> None:
