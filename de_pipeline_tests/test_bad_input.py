@@ -155,6 +155,8 @@ def kept(column: str, value: Any):
     return ("kept", column, value)
 
 
+# elements of topmatches are not checked: kept, and their gap (75) left out of avg_margin
+PERCENT_TOPMATCHES = [{"topic": "billing", "score": 80}, {"topic": "refund", "score": 5}]
 RECORD_CASES = [
     pytest.param({"ts": lambda r: f"{r['ts']}.5"}, rejected("ts is not an integer (epoch milliseconds)"),
                  id="ts-string-with-a-fraction"),
@@ -179,6 +181,8 @@ RECORD_CASES = [
     pytest.param({"topmatches": "billing"}, rejected("topmatches is not a list"), id="topmatches-a-string"),
     pytest.param({"topmatches": {"topic": "billing", "score": 0.8}}, rejected("topmatches is not a list"),
                  id="topmatches-an-object"),
+    pytest.param({"topmatches": PERCENT_TOPMATCHES}, kept("topmatches", PERCENT_TOPMATCHES),
+                 id="topmatches-percentages-kept"),
     pytest.param({"sessionchannelinfo": "@shop on twitter"}, kept("sessionchannelinfo", "@shop on twitter"),
                  id="sessionchannelinfo-a-string-kept"),
     pytest.param({"agentid": 17, "routing": {"queue": "vip", "hops": [1, 2]}},
@@ -239,7 +243,9 @@ def test_a_bad_record_is_rejected_or_kept(one_run: EveryCase, request: pytest.Fi
         assert rejections == []
         _, column, value = expected
         row = stored_row(varied["text"])
-        stored = json.loads(row[column]) if column in ("sessionchannelinfo", "extra_fields") else row[column]
+        stored = (
+            json.loads(row[column]) if column in ("sessionchannelinfo", "extra_fields", "topmatches") else row[column]
+        )
         assert stored == value
         assert isinstance(stored, type(value))  # "-0.75" became a number, not a string
 
@@ -252,6 +258,12 @@ def test_every_record_of_the_bad_records_page_is_accounted_for(one_run: EveryCas
     # the good records carry no extra fields; an object channel info stays an object
     assert stored_row(good[0]["text"])["extra_fields"] is None
     assert json.loads(stored_row(good[0]["text"])["sessionchannelinfo"]) == good[0]["sessionchannelinfo"]
+
+
+def test_avg_margin_leaves_out_a_gap_of_scores_outside_0_and_1(one_run: EveryCase):
+    # every kept record is of topic billing, with topmatches 0.8 and 0.1 but the percentages'
+    (margin,) = query("SELECT avg_margin FROM intent_confidence WHERE topic = 'billing'").avg_margin
+    assert margin == pytest.approx(0.7)
 
 
 # ---- numbers as a real API may write them ------------------------------------------------------

@@ -79,7 +79,7 @@ GROUP BY ALL ORDER BY entity_type, day
 # The ten most frequent journey paths, with their share of all journeys of the days.
 JOURNEY_PATHS = """
 SELECT path, count(*) AS journeys, count(*) / sum(count(*)) OVER () AS share,
-       favg(sentiment_change) AS avg_sentiment_change
+       avg(sentiment_change::DECIMAL(18, 15)) AS avg_sentiment_change
 FROM customer_journeys
 WHERE day BETWEEN $first_day AND $last_day
 GROUP BY path ORDER BY journeys DESC, path LIMIT 10
@@ -87,7 +87,7 @@ GROUP BY path ORDER BY journeys DESC, path LIMIT 10
 
 HANDOFFS_PER_DAY = """
 SELECT day, count(*) AS journeys, avg(handoff_to_agent::INT) AS handoff_rate,
-       favg(sentiment_change) AS avg_sentiment_change
+       avg(sentiment_change::DECIMAL(18, 15)) AS avg_sentiment_change
 FROM customer_journeys
 WHERE day BETWEEN $first_day AND $last_day
 GROUP BY day ORDER BY day

@@ -140,7 +140,7 @@ stored AS (
     SELECT day, count(*) AS stored,
            count(*) FILTER (WHERE conversation_id IS NULL) AS unparsed_sessionids,
            count(DISTINCT conversation_id) AS conversations,
-           favg(sentiment) AS avg_sentiment
+           avg(sentiment::DECIMAL(18, 15)) AS avg_sentiment
     FROM messages WHERE provider = $provider AND day BETWEEN $first_day AND $last_day GROUP BY ALL
 )
 SELECT b.day, coalesce(a.archived, 0), coalesce(s.stored, 0), coalesce(a.rejected, 0),

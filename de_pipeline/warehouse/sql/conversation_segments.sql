@@ -46,7 +46,7 @@ SELECT
     count(*) FILTER (WHERE sendertype = 'bot') AS bot_messages,
     count(*) FILTER (WHERE sendertype = 'agent') AS agent_messages,
     arg_min(sendername, message_order) FILTER (WHERE sendertype = 'agent') AS agent,
-    favg(sentiment) FILTER (WHERE sendertype = 'customer') AS avg_customer_sentiment,
+    avg(sentiment::DECIMAL(18, 15)) FILTER (WHERE sendertype = 'customer') AS avg_customer_sentiment,
     arg_min(topic, message_order) FILTER (WHERE topic IS NOT NULL) AS first_topic,
     arg_min(sessionchannel, message_order) AS sessionchannel,
     min(day) AS first_day

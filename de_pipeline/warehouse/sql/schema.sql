@@ -18,8 +18,8 @@ SELECT
     count(*) AS messages,
     count(DISTINCT conversation_id) AS conversations,
     count(DISTINCT customersessionid) AS customer_journeys,
-    favg(sentiment) AS avg_sentiment,
-    favg(sentiment) FILTER (WHERE sendertype = 'customer') AS avg_customer_sentiment
+    avg(sentiment::DECIMAL(18, 15)) AS avg_sentiment,
+    avg(sentiment::DECIMAL(18, 15)) FILTER (WHERE sendertype = 'customer') AS avg_customer_sentiment
 FROM messages
 GROUP BY provider, day, sessionchannel;
 

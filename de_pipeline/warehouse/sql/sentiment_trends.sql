@@ -1,4 +1,5 @@
--- sentiment_trends for the days $first_day..$last_day, from messages.
+-- sentiment_trends for the days $first_day..$last_day, from messages. The average is of
+-- DECIMALs (sentiment is in [-1, 1]), whose sum is exact: the same in any row order.
 DELETE FROM sentiment_trends WHERE provider = $provider AND day BETWEEN $first_day AND $last_day;
 
 INSERT INTO sentiment_trends BY NAME
@@ -9,7 +10,7 @@ SELECT
     sendertype,
     chattype,
     count(*) AS messages,
-    favg(sentiment) AS avg_sentiment,
+    avg(sentiment::DECIMAL(18, 15)) AS avg_sentiment,
     min(sentiment) AS min_sentiment,
     max(sentiment) AS max_sentiment,
     count(*) FILTER (WHERE sentiment > 0) AS positive,
