@@ -155,6 +155,9 @@ def _parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--out", type=_html_file, help="the file (default: DE_DASHBOARD_PATH)")
     dashboard.add_argument("--days", type=_positive, help="days up to the last loaded day (default: DE_DASHBOARD_DAYS)")
     dashboard.add_argument("--open", action="store_true", help="open it in the default browser")
+    dashboard.add_argument(
+        "--account", help="one account's (DE_PROVIDERS_FILE); default file: dashboard-<account>.html beside"
+    )
     dashboard.set_defaults(command=dashboard_command, name="dashboard")
 
     session = commands.add_parser("session", help="fetch one customer journey live and compare it with the warehouse")
@@ -272,14 +275,18 @@ def dashboard_command(args: argparse.Namespace) -> int:
     import webbrowser
     from dataclasses import replace
 
+    from de_pipeline.accounts import account_named
     from de_pipeline.dashboard.build import write_dashboard
     from de_pipeline.dashboard.settings import DashboardSettings
     from de_pipeline.warehouse.settings import WarehouseSettings
 
     warehouse = WarehouseSettings.from_env()
     settings = DashboardSettings.from_env(warehouse)
+    account = account_named(args.account).name if args.account else None  # an unknown name: one line
+    if account is not None:
+        settings = settings.for_account(account)
     settings = replace(settings, path=args.out or settings.path, days=args.days or settings.days)
-    written = write_dashboard(warehouse, settings)
+    written = write_dashboard(warehouse, settings, account)
     days = f"{written.first_day} .. {written.last_day}" if written.last_day else "no data yet"
     size = f"{len(written.drawn)} charts, {written.size_bytes / 1e6:.1f} MB"
     print(f"dashboard of {days} ({size}): {written.path.resolve()}")

@@ -311,6 +311,8 @@ def test_the_demo_with_two_providers(clean_environment):
     archive = clean_environment.with_name(clean_environment.stem + "_archive")
     for account in ("demo_1", "demo_2"):
         assert len(list((archive / account).glob("day=*/data.parquet"))) == 3  # its own archive
+        # its own dashboard beside the one of both (or a page saying it has no data yet)
+        assert f"account {account}" in clean_environment.with_name(f"dashboard-{account}.html").read_text()
     # each account's own data (a simulated outage may leave one day of one of them empty)
     journeys = query("SELECT provider, list(message_key) AS ids FROM messages GROUP BY ALL")
     assert set(journeys.provider) <= {"demo_1", "demo_2"} and len(journeys) >= 1

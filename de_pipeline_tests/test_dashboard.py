@@ -19,15 +19,17 @@ import pytest
 from dagster import AssetKey
 
 from de_pipeline.cli import main
+from de_pipeline.dashboard.build import write_dashboard
+from de_pipeline.dashboard.settings import DashboardSettings
 from de_pipeline.dashboard.spec import Figure, scatter
 from de_pipeline.defs.definitions import defs
 from de_pipeline.defs.runner import run_range
 from de_pipeline.warehouse.connection import writer
 from de_pipeline.warehouse.settings import WarehouseSettings
-from de_pipeline.warehouse.tables import DAILY_TABLES
+from de_pipeline.warehouse.tables import DAILY_TABLES, TABLES
 from de_pipeline_tests.browser import chromium_page
 from de_pipeline_tests.conftest import point_at
-from de_pipeline_tests.helpers import latest_outage_day, recent_days, served
+from de_pipeline_tests.helpers import latest_outage_day, query, recent_days, served
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO_ROOT / "screenshots" / "dashboard.png"  # git-ignored; copy to docs/images/ for the README
@@ -323,6 +325,30 @@ def test_an_empty_panel_says_so_across_it(start_simulator, monkeypatch, tmp_path
     assert all(not notes(drawn[name]) for name in drawn if name not in ("data_health", "handoffs_per_day"))
 
 
+def test_an_accounts_dashboard_shows_its_rows_and_all_accounts_both(start_simulator, monkeypatch, tmp_path):
+    first, last, _ = load(start_simulator, monkeypatch, days=2, messages_per_day=150)
+    settings = WarehouseSettings.from_env()
+    with writer(settings) as connection:  # a second account: a copy of the last day's rows
+        for table in TABLES:
+            if table.name != "rejected_messages":
+                connection.execute(
+                    f"INSERT INTO {table.name} SELECT * REPLACE ('other' AS provider) FROM {table.name} "
+                    "WHERE day = $last",
+                    {"last": last},
+                )
+    stored = query("SELECT provider, count(*) AS n FROM messages GROUP BY ALL").to_dict("records")
+    dashboard = DashboardSettings.from_env(settings)
+    for account, days in (("other", [last]), ("default", [first, last]), (None, [first, last])):
+        written = write_dashboard(settings, dashboard.for_account(account) if account else dashboard, account)
+        page = written.path.read_text()
+        assert ("Contact centre, account other" in page) == (account == "other")
+        assert values(figures(written.path)["data_health"]["data"][0]["x"]) == [str(d) for d in days]
+        expected = sum(row["n"] for row in stored if account in (None, row["provider"]))
+        assert f'<div class="window">{expected:,} over the window</div>' in page  # the messages tile
+    assert written.path == tmp_path / "dashboard.html"
+    assert (tmp_path / "dashboard-other.html").is_file()
+
+
 def test_an_empty_warehouse_says_no_data_yet(tmp_path, capsys):
     with writer(WarehouseSettings.from_env()):
         pass  # the tables, without a row
@@ -338,6 +364,7 @@ def test_an_empty_warehouse_says_no_data_yet(tmp_path, capsys):
         (["dashboard"], {"DE_DASHBOARD_DAYS": "0"}, "DE_DASHBOARD_DAYS=0 must be in [1, 3660]"),
         (["dashboard"], {"DE_DASHBOARD_PATH": "."}, "DE_DASHBOARD_PATH=. is a directory"),
         (["dashboard"], {}, "no warehouse at"),
+        (["dashboard", "--account", "nope"], {}, "no account 'nope'; the accounts are: default"),
     ],
 )
 def test_bad_settings_are_one_line(monkeypatch, capsys, args, env, expected):

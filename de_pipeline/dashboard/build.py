@@ -46,15 +46,18 @@ def charts(data: DashboardData) -> list[Chart]:
     ]
 
 
-def write_dashboard(warehouse: WarehouseSettings, settings: DashboardSettings) -> WrittenDashboard:
+def write_dashboard(
+    warehouse: WarehouseSettings, settings: DashboardSettings, account: str | None = None
+) -> WrittenDashboard:
     """Build the dashboard of the last `settings.days` loaded days from the warehouse (read
-    only) and replace `settings.path` with it whole."""
+    only), of every account or of `account`, and replace `settings.path` with it whole."""
     with reader(warehouse, sealed=True) as connection:
-        data = dashboard_data(connection, settings.days)
+        data = dashboard_data(connection, settings.days, account)
         empty_days = empty_loaded_days(connection) if data is None else []
     built = datetime.now(ZoneInfo(warehouse.timezone)).strftime(f"%Y-%m-%d %H:%M ({warehouse.timezone})")
     if data is None:
-        text = empty_page(built=built, warehouse=str(warehouse.duckdb_path), empty_days=empty_days)
+        scope = warehouse.where if account is None else f"{warehouse.where} (account {account})"
+        text = empty_page(built=built, warehouse=scope, empty_days=empty_days)
         drawn: tuple[str, ...] = ()
         missing: dict[str, str] = {}
     else:
@@ -66,6 +69,7 @@ def write_dashboard(warehouse: WarehouseSettings, settings: DashboardSettings) -
             last_day=data.last_day,
             built=built,
             source=data.source,
+            account=account,
         )
         drawn = tuple(c.name for c in shown if c.figure is not None)
         missing = {c.name: " ".join(c.notes) for c in shown if c.figure is None}

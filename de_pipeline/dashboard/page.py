@@ -49,8 +49,10 @@ def page(
     last_day: date,
     built: str,
     source: str | None,
+    account: str | None = None,
 ) -> str:
-    """The dashboard of first_day..last_day: headline numbers, then a card per chart."""
+    """The dashboard of first_day..last_day (of one account, or all): headline numbers,
+    then a card per chart."""
     drawn = [chart for chart in charts if chart.figure is not None]
     figures = "".join(
         f'<script type="application/json" class="figure" data-chart="{chart.name}">'
@@ -60,9 +62,10 @@ def page(
     )
     scripts = f"<script>{get_plotlyjs()}</script>\n{figures}<script>{RENDER}</script>" if drawn else ""
     origin = f" · source: {escape(source)}" if source else ""
+    whose = f", account {escape(account)}" if account else ""
     return _document(
-        f"Contact centre {first_day} … {last_day}",
-        f"<header><h1>Contact centre: {first_day} … {last_day}</h1>"
+        f"Contact centre{whose} {first_day} … {last_day}",
+        f"<header><h1>Contact centre{whose}: {first_day} … {last_day}</h1>"
         f"<p>Last loaded day <strong>{last_day}</strong> · built {escape(built)}{origin} · "
         "aggregates of the warehouse only, no message text</p></header>\n"
         f'<section class="kpis">{_kpis(kpis)}</section>\n'

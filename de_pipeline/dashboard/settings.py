@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from de_pipeline.env import Env, SettingsError
@@ -28,6 +28,10 @@ class DashboardSettings:
             raise SettingsError(f"DE_DASHBOARD_PATH={path} {problem}")
         refuse_nested_outputs(warehouse.outputs | {"DE_DASHBOARD_PATH": path})
         return cls(path=path, days=env.integer("DE_DASHBOARD_DAYS", DEFAULT_DAYS, minimum=1, maximum=MAX_DAYS))
+
+    def for_account(self, account: str) -> DashboardSettings:
+        """One account's dashboard: `<name>-<account>.html` beside the file of all accounts."""
+        return replace(self, path=self.path.with_name(f"{self.path.stem}-{account}{self.path.suffix}"))
 
 
 def path_problem(path: Path) -> str | None:

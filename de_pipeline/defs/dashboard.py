@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
+from de_pipeline.accounts import accounts_from_env
 from de_pipeline.dashboard.settings import DashboardSettings
 from de_pipeline.defs.assets import WAREHOUSE_POOL
 from de_pipeline.defs.catalog import CatalogSettings, owned
@@ -24,12 +25,19 @@ if TYPE_CHECKING:
 
 
 def build_dashboard(settings: WarehouseSettings) -> dict[str, MetadataValue]:
-    """Write the dashboard (DE_DASHBOARD_PATH); its materialisation metadata."""
+    """Write the dashboard of all accounts (DE_DASHBOARD_PATH) and, with several accounts,
+    one of each beside it (`dashboard-<account>.html`); the materialisation metadata."""
     # pandas and plotly load here, in the step that draws, not in every process that loads
     # the definitions (each run's steps, the backfill's weeks): about 40 MiB, 75 with pyarrow
     from de_pipeline.dashboard.build import write_dashboard
 
-    return dashboard_metadata(write_dashboard(settings, DashboardSettings.from_env(settings)))
+    dashboard = DashboardSettings.from_env(settings)
+    metadata = dashboard_metadata(write_dashboard(settings, dashboard))
+    accounts = [account.name for account in accounts_from_env()]
+    if len(accounts) > 1:
+        each = {name: write_dashboard(settings, dashboard.for_account(name), name) for name in accounts}
+        metadata["account_dashboards"] = MetadataValue.json({n: str(w.path.resolve()) for n, w in each.items()})
+    return metadata
 
 
 def dashboard_metadata(written: "WrittenDashboard") -> dict[str, MetadataValue]:

@@ -14,7 +14,9 @@ import duckdb
 import pandas as pd
 
 from de_pipeline.warehouse.empty_days import DAY_HISTORY, UNEXPECTED, ensure_loaded_days
+from de_pipeline.warehouse.extensions import sql_string
 from de_pipeline.warehouse.schema import one_row
+from de_pipeline.warehouse.tables import TABLES
 
 # Customer messages per day and channel: the mean sentiment of those that have one, and
 # the share of all of them that are negative (as the demo's headline computes it).
@@ -181,11 +183,15 @@ class DashboardData:
         return [self.first_day + timedelta(days=n) for n in range((self.last_day - self.first_day).days + 1)]
 
 
-def dashboard_data(connection: duckdb.DuckDBPyConnection, days: int) -> DashboardData | None:
+def dashboard_data(
+    connection: duckdb.DuckDBPyConnection, days: int, account: str | None = None
+) -> DashboardData | None:
     """The `days` days up to the last loaded day (the latest day a run loaded, with messages
-    or without), from the first loaded day if that is later; None when the warehouse holds
-    no message yet."""
+    or without), from the first loaded day if that is later, of every account or of
+    `account`; None when the warehouse holds no message (of it) yet."""
     ensure_loaded_days(connection)
+    if account is not None:
+        scope_to_account(connection, account)
     loaded_from, last_day, any_message = one_row(connection.execute(LOADED_SPAN))
     if not any_message:
         return None
@@ -194,6 +200,25 @@ def dashboard_data(connection: duckdb.DuckDBPyConnection, days: int) -> Dashboar
     frames = {name: connection.execute(query, params).df() for name, query in QUERIES.items()}
     source = one_row(connection.execute("SELECT any_value(value) FROM warehouse_meta WHERE key = 'source'"))[0]
     return DashboardData(first_day, last_day, frames, source)
+
+
+def scope_to_account(connection: duckdb.DuckDBPyConnection, account: str) -> None:
+    """Make each table of the warehouse show only `account`'s rows to this connection: a
+    temp view of its name in front of it (an unqualified name finds a temp view first), so
+    that every query above runs unchanged. Nothing is written to the warehouse."""
+    database = one_row(connection.execute("SELECT current_database()"))[0]
+    present = {
+        name
+        for (name,) in connection.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchall()
+    }
+    for table in TABLES:
+        if table.name in present:
+            connection.execute(
+                f'CREATE OR REPLACE TEMP VIEW {table.name} AS SELECT * FROM "{database}".main.{table.name} '
+                f"WHERE provider = {sql_string(account)}"
+            )
 
 
 def empty_loaded_days(connection: duckdb.DuckDBPyConnection) -> list[date]:
