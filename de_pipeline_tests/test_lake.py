@@ -16,6 +16,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from de_pipeline.warehouse.connection import (
     writer,
 )
 from de_pipeline.warehouse.extensions import ExtensionError, load_extension, packaged_extension, sql_string
+from de_pipeline.warehouse.lake_upkeep import keep_the_lake
 from de_pipeline.warehouse.query import QueryError, query_frame
 from de_pipeline.warehouse.settings import LakeSettings, WarehouseSettings
 from de_pipeline.warehouse.tables import DAILY_TABLES, TABLES
@@ -487,6 +489,43 @@ def test_the_write_steps_share_no_pool_with_a_postgres_lake_and_one_otherwise() 
     assert pools(SETTINGS_ENV) == {None}
     assert pools({}) == {WAREHOUSE_POOL}
     assert pools({"DE_WAREHOUSE": "ducklake:/tmp/x.ducklake", "DE_LAKE_DATA_PATH": "/tmp/x"}) == {WAREHOUSE_POOL}
+
+
+def test_a_lakes_definitions_have_the_weekly_upkeep_and_a_duckdb_files_do_not() -> None:
+    from de_pipeline.defs.build import DefinitionSettings, build_pipeline
+
+    def upkeep(environ: dict[str, str]) -> tuple[bool, list[str]]:
+        defs = build_pipeline(DefinitionSettings.from_env(environ)).defs
+        schedules = [s.name for s in defs.schedules or []]
+        return any(j.name == "lake_upkeep" for j in defs.jobs or []), schedules
+
+    assert upkeep(SETTINGS_ENV) == (True, ["daily_refresh", "weekly_lake_upkeep"])
+    assert upkeep({}) == (False, ["daily_refresh"])
+
+
+@needs_ducklake
+def test_the_upkeep_keeps_every_row_and_deletes_the_files_no_snapshot_needs(
+    start_simulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    point_at(monkeypatch, start_simulator(messages_per_day=300))
+    local = {"DE_WAREHOUSE": f"ducklake:{tmp_path / 'catalog.ducklake'}", "DE_LAKE_DATA_PATH": str(tmp_path / "data")}
+    for name, value in (local | {"DE_DUCKDB_PATH": str(tmp_path / "w.duckdb"), "DE_READERS_COPY": "off"}).items():
+        monkeypatch.setenv(name, value)
+    first, last = recent_days(2)
+    for _ in range(2):  # the second run replaces every day: its first files only old snapshots need
+        run_range(first, last)
+    settings = WarehouseSettings.from_env()
+    files = lambda: set((tmp_path / "data").rglob("*.parquet"))  # noqa: E731
+    with reader(settings) as connection:
+        before = {t.name: connection.execute(dump_sql(connection, t.name)).fetchall() for t in TABLES}
+    kept = files()
+    a_week_on = datetime.now(UTC) + timedelta(days=8)  # past DE_LAKE_SNAPSHOT_DAYS (7): all but the last expire
+    done = keep_the_lake(settings, now=a_week_on)
+    assert done.snapshots_expired > 0 and done.files_deleted > 0
+    assert len(files()) < len(kept)
+    with reader(settings) as connection:
+        assert {t.name: connection.execute(dump_sql(connection, t.name)).fetchall() for t in TABLES} == before
+    assert keep_the_lake(settings, now=a_week_on).snapshots_expired <= 1  # nothing left to do but its own
 
 
 def test_the_cli_says_a_wrong_lake_setting_in_one_line() -> None:

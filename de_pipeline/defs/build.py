@@ -24,6 +24,7 @@ from de_pipeline.defs.dashboard import dashboard_asset
 from de_pipeline.defs.freshness import freshness_policy
 from de_pipeline.defs.jobs import all_assets_job, rebuild_from_archive_job
 from de_pipeline.defs.journey import refresh_journey
+from de_pipeline.defs.lake_upkeep import lake_upkeep, weekly_lake_upkeep
 from de_pipeline.defs.partitions import CalendarSettings, daily_partitions
 from de_pipeline.defs.resources import bound_resources, set_resource_variables
 from de_pipeline.defs.schedules import daily_refresh_schedule
@@ -45,16 +46,19 @@ class DefinitionSettings:
     accounts: tuple[Account, ...]
     resource_variables: frozenset[str]  # those set: the resources' fields bind them as EnvVar
     warehouse_pool: str | None = WAREHOUSE_POOL  # the write steps' pool: none for a lake of many writers
+    lake: bool = False  # DE_WAREHOUSE is a lake: its upkeep job and schedule too
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DefinitionSettings:
+        lake = LakeSettings.from_env(Env(environ))
         return cls(
             CalendarSettings.from_env(environ),
             CatalogSettings.from_env(environ),
             AlertSettings.from_env(environ),
             accounts_from_env(environ),
             set_resource_variables(environ),
-            warehouse_pool(LakeSettings.from_env(Env(environ))),
+            warehouse_pool(lake),
+            lake is not None,
         )
 
 
@@ -96,10 +100,11 @@ def build_pipeline(settings: DefinitionSettings | None = None) -> Pipeline:
     graphs = tuple(account_assets(account, shared) for account in settings.accounts)
     raw, tables = _raw_messages(graphs), _table_assets(graphs)
     everything = all_assets_job(daily)
+    lake_jobs, lake_schedules = ([lake_upkeep], [weekly_lake_upkeep(settings.calendar)]) if settings.lake else ([], [])
     defs = Definitions(
         assets=[*raw, *tables, dashboard_asset(tables, settings.catalog)],
-        jobs=[everything, rebuild_from_archive_job(daily, raw), refresh_journey, check_connection_job],
-        schedules=[daily_refresh_schedule(settings.calendar, daily, everything)],
+        jobs=[everything, rebuild_from_archive_job(daily, raw), refresh_journey, check_connection_job, *lake_jobs],
+        schedules=[daily_refresh_schedule(settings.calendar, daily, everything), *lake_schedules],
         sensors=[free_stale_pool_slots, alert_sensor(settings.alerts), publish_readers_copy],
         resources=bound_resources(settings.resource_variables),
         # one process per run: the steps share the embedded simulator and run one after another

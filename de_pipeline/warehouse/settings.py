@@ -53,6 +53,7 @@ _SIZE = re.compile(r"\d+(\.\d+)?\s*[KMGT]i?B", re.IGNORECASE)
 # The name a lake is attached under (connection.py); `USE`d, so the SQL files name no database
 LAKE_ALIAS = "lake"
 DEFAULT_S3_REGION = "us-east-1"
+DEFAULT_SNAPSHOT_DAYS = 7  # a lake's snapshots the weekly upkeep keeps (lake_upkeep.py)
 _LAKE_FORMS = (
     "empty (the DuckDB file DE_DUCKDB_PATH), ducklake:postgres:<libpq key=value ...> "
     "(e.g. ducklake:postgres:dbname=lake host=127.0.0.1 user=de) or ducklake:<path>.ducklake"
@@ -76,6 +77,7 @@ class LakeSettings:
     data_path: str  # DE_LAKE_DATA_PATH: a local folder (absolute) or s3://bucket/prefix/
     s3_endpoint: str | None = None  # DE_LAKE_S3_ENDPOINT: http(s)://host:port of an S3-compatible server
     s3_region: str = DEFAULT_S3_REGION  # AWS_REGION
+    snapshot_days: int = DEFAULT_SNAPSHOT_DAYS  # DE_LAKE_SNAPSHOT_DAYS: the time travel the upkeep keeps
 
     @property
     def attach_target(self) -> str:
@@ -124,6 +126,7 @@ class LakeSettings:
             data_path=data_path,
             s3_endpoint=_s3_endpoint(env),
             s3_region=env.text("AWS_REGION", DEFAULT_S3_REGION),
+            snapshot_days=env.integer("DE_LAKE_SNAPSHOT_DAYS", DEFAULT_SNAPSHOT_DAYS, minimum=0, maximum=3660),
         )
 
 
