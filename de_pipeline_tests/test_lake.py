@@ -16,17 +16,20 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 import pytest
 
 from de_pipeline.defs.runner import run_range
 from de_pipeline.env import SettingsError
 from de_pipeline.simulator import Simulator, SimulatorConfig, provider_seed
+from de_pipeline.simulator.dataset import SyntheticDataset
 from de_pipeline.warehouse.aggregates import refresh_aggregate
+from de_pipeline.warehouse.archive import ArchiveWriter
 from de_pipeline.warehouse.connection import (
     WRITE_CONFLICT_ATTEMPTS,
     WRITE_CONFLICT_MAX_WAIT_SECONDS,
@@ -38,8 +41,10 @@ from de_pipeline.warehouse.connection import (
     write_conflicts_retried,
     writer,
 )
+from de_pipeline.warehouse.days import calendar_days
 from de_pipeline.warehouse.extensions import ExtensionError, load_extension, packaged_extension, sql_string
 from de_pipeline.warehouse.lake_upkeep import keep_the_lake
+from de_pipeline.warehouse.messages import load_messages
 from de_pipeline.warehouse.query import QueryError, query_frame
 from de_pipeline.warehouse.settings import LakeSettings, WarehouseSettings
 from de_pipeline.warehouse.tables import DAILY_TABLES, TABLES
@@ -418,6 +423,32 @@ def test_a_lake_writer_spills_to_a_private_folder_not_the_working_folder(
             folders.append(folder)
         assert not Path(folder).exists()  # removed with the connection
     assert folders[0] != folders[1] and not (tmp_path / ".tmp").exists()
+
+
+@needs_ducklake
+def test_a_day_of_messages_is_parsed_within_the_memory_budget_however_many_cores(tmp_path: Path) -> None:
+    """The parse held a row group of the archive per DuckDB thread, each about 45MB: with two
+    threads a day of 30,000 messages did not fit the 81MiB that DE_DUCKDB_MEMORY_LIMIT=128MB
+    leaves the build (at the default 192MB, a lake's week of them failed too)."""
+    day = date(2026, 11, 24)  # a weekday: a busy day, whatever today is
+    local = {
+        "DE_WAREHOUSE": f"ducklake:{tmp_path / 'catalog.ducklake'}",
+        "DE_LAKE_DATA_PATH": str(tmp_path / "data"),
+        "DE_DUCKDB_PATH": str(tmp_path / "w.duckdb"),
+    }
+    settings = WarehouseSettings.from_env(dict(os.environ) | local)
+    dataset = SyntheticDataset(seed=SEED, messages_per_day=30_000)
+    payloads = dataset.payloads_between(*dataset.day_bounds_ms(day))
+    with ArchiveWriter(settings, datetime.now(UTC)) as archive:
+        archive.add(day, b"[" + b",".join(payloads) + b"]")
+        archive.end_day(day)
+        (archived,) = archive.commit()
+    assert archived.records > 16_384  # two row groups of the archive (archive_pages.sql): one a thread
+    tight = replace(settings, memory_limit="128MB")  # the archive writer needs its default share
+    with writer(tight) as connection:
+        connection.execute("SET threads = 2")  # as on a machine of two cores or more
+        load = load_messages(connection, calendar_days(day, day, tight.timezone), tight)
+    assert load.total("stored") == len(unique_messages([orjson.loads(p) for p in payloads]))
 
 
 @pytest.mark.dates

@@ -53,6 +53,13 @@ CREATE OR REPLACE TEMP MACRO text_of(raw, name, value) AS
     CASE WHEN json_type(value) = 'DOUBLE' THEN coalesce(number_as_written(raw, name, value), value ->> '$')
          ELSE value ->> '$' END;
 
+-- One thread: the parse holds about 45MB per thread (a row group of the archive, 16384
+-- records, with its JSON parsed and every field derived), so with DuckDB's default of a
+-- thread per core it took 56MB on one thread, 130MB on two and 355MB on eight for a day of
+-- 100,000 messages, past the default DE_DUCKDB_MEMORY_LIMIT=192MB from two cores on (the
+-- build's DuckDB gets 122MiB of it), and a lake's run of 30,000 a day failed there too.
+SET threads = 1;
+
 CREATE OR REPLACE TEMP TABLE parsed AS
 WITH archived AS (
     SELECT
@@ -167,3 +174,5 @@ SELECT
         "customersessionid": null, "sessionchannel": null, "sessionchannelinfo": null,
         "chattype": null}') AS VARCHAR), '{}') END AS extra_fields
 FROM classified AS c;
+
+RESET threads;
