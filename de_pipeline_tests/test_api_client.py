@@ -149,7 +149,8 @@ def test_every_message_arrives_exactly_as_served_through_page_caps(start_simulat
     first, last = ordinary_days(simulator, 2)
     window = days_window(simulator, first, last)
     expected = expected_payloads(simulator, window)
-    assert len(expected) > 1000
+    # many pages: a Saturday and Sunday hold about 1000 (800 a day times 0.7 and 0.55), other days more
+    assert len(expected) > 10 * PAGE_CAP
 
     with DigitalEngagementClient(settings_for(simulator)) as client:
         fetched, pages = records_of(client.provider_pages(window))

@@ -7,7 +7,7 @@ import io
 import json
 import os
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -17,6 +17,9 @@ from de_pipeline.cli import main
 from de_pipeline.simulator import Simulator, SimulatorConfig
 from de_pipeline_tests.conftest import TEST_KEY, TEST_SETTINGS, point_at
 from de_pipeline_tests.helpers import recent_days, run_cli, start_cli
+
+# a complete day in every time zone, inside the partitions (the last 365 days by default) on any date
+TWO_DAYS_AGO = datetime.now(UTC).date() - timedelta(days=2)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +118,7 @@ def test_sql_without_a_warehouse_says_how_to_make_one(tmp_path):
         (["demo", "--days", "1"], {"DE_PAGE_SIZE": "many"}, "DE_PAGE_SIZE"),
         (["demo", "--days", "1"], {"DE_TIMEZONE": "Mars/Olympus"}, "DE_TIMEZONE"),
         (
-            ["backfill", "--start", "2026-11-01", "--end", "2026-11-01"],
+            ["backfill", "--start", str(TWO_DAYS_AGO), "--end", str(TWO_DAYS_AGO)],
             {"DE_API_BASE_URL": "ftp://x", "DE_API_KEY": TEST_KEY, "DE_PROVIDER_ID": "p"},
             "DE_API_BASE_URL",
         ),

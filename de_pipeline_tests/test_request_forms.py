@@ -21,9 +21,14 @@ PARTNER = "partner-42"
 SESSION_IN_PATH = CUSTOMER_SESSION_PATH + "/{customersessionid}"
 
 
-def yesterday(simulator) -> Window:
+SMALL_PAGE = 5  # the `limit` of the smallest page these tests ask for
+
+
+def recent_day(simulator) -> Window:
+    """The latest day up to yesterday that holds more than SMALL_PAGE messages: no outage, nor
+    a quiet Sunday whose journeys began just before midnight (2028-09-24 held 4 at 40 a day)."""
     day = datetime.now(UTC).date() - timedelta(days=1)
-    while simulator.dataset.is_outage_day(day):
+    while len(simulator.dataset.payloads_between(*simulator.dataset.day_bounds_ms(day))) <= SMALL_PAGE:
         day -= timedelta(days=1)
     return Window(*simulator.dataset.day_bounds_ms(day))
 
@@ -103,15 +108,15 @@ def test_the_simulators_forms_follow_the_client_unless_de_sim_says_otherwise():
 
 def test_a_server_taking_the_key_as_query_parameters_refuses_the_bearer_form(start_simulator):
     simulator = start_simulator(messages_per_day=40, auth_in="query", providerid_in="query", partner_id=PARTNER)
-    window = yesterday(simulator)
-    body = orjson.dumps({"start": window.start_ms // 1000, "end": window.end_ms // 1000, "limit": 5})
+    window = recent_day(simulator)
+    body = orjson.dumps({"start": window.start_ms // 1000, "end": window.end_ms // 1000, "limit": SMALL_PAGE})
     key = simulator.config.api_key
 
     def post(params: dict[str, str], headers: dict[str, str] | None = None) -> requests.Response:
         return requests.post(simulator.base_url + PROVIDER_PATH, params=params, data=body, headers=headers, timeout=10)
 
     full = {"apiKey": key, "providerId": TEST_PROVIDER, "partnerId": PARTNER}
-    assert post(full).status_code == 200 and len(post(full).json()) == 5
+    assert post(full).status_code == 200 and len(post(full).json()) == SMALL_PAGE
     bearer = post({}, {"Authorization": f"Bearer {key}", "providerid": TEST_PROVIDER, "partnerid": PARTNER})
     assert bearer.status_code == 401 and bearer.json()["error"]
     assert post(full | {"providerId": "someone-else"}).status_code == 403
@@ -123,7 +128,7 @@ def test_a_server_taking_the_key_as_query_parameters_refuses_the_bearer_form(sta
 
 def test_sessionid_as_a_number_keeps_its_digits_and_ts_as_a_string(start_simulator):
     simulator = start_simulator(messages_per_day=40, sessionid_type="number", ts_type="string")
-    window = yesterday(simulator)
+    window = recent_day(simulator)
     at = window.start_ms + 5_000
     record = {"text": "segment ten", "ts": at, "sessionid": "12.10", "customersessionid": "9.0001"}
     simulator.dataset.inject([(at, orjson.dumps(record))])
@@ -152,7 +157,7 @@ def test_sessionid_as_a_number_keeps_its_digits_and_ts_as_a_string(start_simulat
 )
 def test_the_client_sends_each_form_of_the_key(start_simulator, served, settings):
     simulator = start_simulator(messages_per_day=40, max_page_size=15, **served)
-    window = yesterday(simulator)
+    window = recent_day(simulator)
     base = ApiSettings(simulator.base_url, simulator.config.api_key, TEST_PROVIDER)
     with DigitalEngagementClient(ApiSettings(**(base.__dict__ | settings))) as client:
         fetched = rows(client.provider_pages(window))
@@ -167,7 +172,7 @@ def test_the_client_sends_each_form_of_the_key(start_simulator, served, settings
 )
 def test_the_customer_session_call_in_each_form(start_simulator, method, path):
     simulator = start_simulator(messages_per_day=40, customer_session_method=method, customer_session_path=path)
-    window = yesterday(simulator)
+    window = recent_day(simulator)
     held = simulator.dataset.messages_between(window.start_ms, window.end_ms)
     csid = held[0]["customersessionid"]
     settings = ApiSettings(
@@ -189,7 +194,7 @@ def test_the_customer_session_call_in_each_form(start_simulator, method, path):
 def test_a_key_in_the_query_string_never_reaches_a_log_line(start_simulator, caplog):
     caplog.set_level(logging.DEBUG)  # urllib3 logs each request's path and query at DEBUG
     simulator = start_simulator(messages_per_day=40, api_key=TRICKY_KEY, auth_in="query")
-    window = yesterday(simulator)
+    window = recent_day(simulator)
     settings = ApiSettings(simulator.base_url, TRICKY_KEY, TEST_PROVIDER, auth_in="query")
     with DigitalEngagementClient(settings) as client:
         assert rows(client.provider_pages(window))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import datetime
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from dagster import build_schedule_context
@@ -28,14 +27,23 @@ def evaluate(moment: datetime, calendar: CalendarSettings | None = None) -> tupl
     return request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]
 
 
+def todays_tick() -> tuple[datetime, str]:
+    """01:00 UTC today, the default tick, and yesterday: a fixed day falls out of the partitions
+    (the last 365 days by default) a year on, and the schedule starts no range before them."""
+    today = datetime.now(UTC).date()
+    return datetime.combine(today, time(1), UTC), str(today - timedelta(days=1))
+
+
 def test_yesterday_and_two_days_of_lookback_by_default():
-    assert evaluate(datetime(2026, 11, 20, 1, 0, tzinfo=ZoneInfo("UTC"))) == ("2026-11-17", "2026-11-19")
+    moment, yesterday = todays_tick()
+    assert evaluate(moment) == (str(moment.date() - timedelta(days=3)), yesterday)
 
 
 def test_lookback_is_configurable():
     """The tick uses the calendar the definitions were built with (their one read of DE_LOOKBACK_DAYS)."""
     calendar = CalendarSettings.from_env({"DE_LOOKBACK_DAYS": "0"})
-    assert evaluate(datetime(2026, 11, 20, 1, 0, tzinfo=ZoneInfo("UTC")), calendar) == ("2026-11-19", "2026-11-19")
+    moment, yesterday = todays_tick()
+    assert evaluate(moment, calendar) == (yesterday, yesterday)
     with pytest.raises(SettingsError, match=r"DE_LOOKBACK_DAYS=9 must be in \[0, 6\]"):
         CalendarSettings.from_env({"DE_LOOKBACK_DAYS": "9"})
 
