@@ -3,7 +3,7 @@
 
 # No `from __future__ import annotations`: Dagster reads the context annotation.
 
-from dagster import DefaultScheduleStatus, JobDefinition, OpExecutionContext, ScheduleDefinition, job, op
+from dagster import DefaultScheduleStatus, OpExecutionContext, ScheduleDefinition, job, op
 
 from de_pipeline.defs.partitions import CalendarSettings
 from de_pipeline.defs.resources import Warehouse
@@ -31,11 +31,11 @@ def lake_upkeep() -> None:
     keep_the_lake_tidy()
 
 
-def weekly_lake_upkeep(calendar: CalendarSettings, upkeep: JobDefinition = lake_upkeep) -> ScheduleDefinition:
+def weekly_lake_upkeep(calendar: CalendarSettings) -> ScheduleDefinition:
     """`weekly_lake_upkeep`: the upkeep on Sundays at 04:00 in DE_TIMEZONE."""
     return ScheduleDefinition(
         name="weekly_lake_upkeep",
-        job=upkeep,
+        job=lake_upkeep,
         cron_schedule=UPKEEP_CRON,
         execution_timezone=calendar.timezone,
         default_status=DefaultScheduleStatus.RUNNING,
