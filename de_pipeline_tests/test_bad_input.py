@@ -723,8 +723,9 @@ def read_every_setting(environ: dict[str, str]) -> None:
 @pytest.mark.parametrize("name", numeric_settings())
 def test_every_numeric_setting_has_an_upper_bound(name, value):
     assert {"DE_REQUEST_TIMEOUT", "DE_LOCK_TIMEOUT_SECONDS", "DE_SIM_RATE_LIMIT"} <= set(numeric_settings())
-    environ = dict(os.environ) | {"DE_API_BASE_URL": "https://api.example.com", "DE_API_KEY": "k",
-                                  "DE_PROVIDER_ID": "p", name: value}  # fmt: skip
+    lake = {"DE_WAREHOUSE": "ducklake:/tmp/x.ducklake", "DE_LAKE_DATA_PATH": "/tmp/x"}  # its settings are read then
+    environ = dict(os.environ) | lake | {"DE_API_BASE_URL": "https://api.example.com", "DE_API_KEY": "k",
+                                         "DE_PROVIDER_ID": "p", name: value}  # fmt: skip
     with pytest.raises(SettingsError) as refused:
         read_every_setting(environ)
     text = str(refused.value)
